@@ -1,0 +1,33 @@
+//! moderation: deny/allow patterns, PII masking, injection heuristics, external moderation.
+//!
+//! Foundation stage: loads and validates its config, passes traffic through untouched.
+
+pub mod config;
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext};
+
+pub use config::ModerationConfig;
+
+pub struct Moderation;
+
+impl sluice_host::Filter for Moderation {
+    const NAME: &'static str = "moderation";
+    type Config = ModerationConfig;
+
+    fn http_context(config: Rc<ModerationConfig>, _context_id: u32) -> Box<dyn HttpContext> {
+        Box::new(ModerationStream { _config: config })
+    }
+}
+
+struct ModerationStream {
+    _config: Rc<ModerationConfig>,
+}
+
+impl Context for ModerationStream {}
+impl HttpContext for ModerationStream {}
+
+proxy_wasm::main! {{
+    sluice_host::install::<Moderation>();
+}}

@@ -1,0 +1,28 @@
+//! Sluice's shared library.
+//!
+//! Everything here is plain Rust: no `proxy-wasm`, no host calls. It builds for the host (where
+//! its unit tests run with `cargo test`) and for wasm32 (where the same tests run under Node with
+//! `wasm-bindgen-test`, so 32-bit `usize` and other wasm differences are caught by tests).
+//!
+//! One idea per module:
+//! - [`openai`], [`anthropic`]: wire types of the two API dialects, tolerant of unknown fields and
+//!   keeping them on re-serialisation.
+//! - [`sse`]: an incremental Server-Sent Events parser that survives any chunk split.
+//! - [`error`]: the caller-facing error bodies (OpenAI and Anthropic dialects) and their statuses.
+//! - [`config`]: JSON filter config to typed struct, with validation that names the bad field.
+//! - [`state`]: the filter-state keys the filters use to talk to each other.
+
+pub mod anthropic;
+pub mod config;
+pub mod error;
+pub mod openai;
+pub mod sse;
+pub mod state;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use config::{parse_config, ConfigError, Validate};
+pub use error::{ApiError, Dialect, ErrorKind};
+pub use sse::{SseEvent, SseParser};
+pub use state::StateKey;

@@ -1,0 +1,17 @@
+//! Host glue shared by every Sluice filter.
+//!
+//! `sluice-core` holds the logic and knows nothing of proxy-wasm; this crate is the thin layer
+//! between it and the host. The SDK's trait methods (`self.send_http_response(…)` and friends)
+//! `unwrap()` the host's status and would panic — killing the VM — on an unexpected one, so the
+//! wrappers here call `proxy_wasm::hostcalls` directly and turn failures into logged errors.
+//!
+//! - [`plugin`]: the root context every filter uses: loads, parses and validates the plugin
+//!   config, refuses a bad one (Envoy then keeps the config it had), creates HTTP contexts.
+//! - [`reply`]: sends an [`sluice_core::ApiError`] to the caller.
+//! - [`state`]: reads and writes Sluice filter state.
+
+pub mod plugin;
+pub mod reply;
+pub mod state;
+
+pub use plugin::{install, Filter};

@@ -1,0 +1,67 @@
+//! The root context shared by all filters: config in, HTTP contexts out.
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+use serde::de::DeserializeOwned;
+use sluice_core::{parse_config, Validate};
+
+/// What a filter crate provides: its name, its config type and a way to make a per-request
+/// context from a validated config.
+pub trait Filter: 'static {
+    /// Short name used in logs, e.g. `token-count`.
+    const NAME: &'static str;
+    type Config: DeserializeOwned + Validate + 'static;
+
+    fn http_context(config: Rc<Self::Config>, context_id: u32) -> Box<dyn HttpContext>;
+}
+
+/// Registers the filter's root context. Call it from `proxy_wasm::main!`.
+pub fn install<F: Filter>() {
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(PluginRoot::<F> { config: None })
+    });
+}
+
+/// Holds the current validated config of one plugin instance.
+pub struct PluginRoot<F: Filter> {
+    config: Option<Rc<F::Config>>,
+}
+
+impl<F: Filter> Context for PluginRoot<F> {}
+
+impl<F: Filter> RootContext for PluginRoot<F> {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(status) => {
+                log::error!("sluice {}: cannot read plugin config: {status:?}", F::NAME);
+                return false;
+            }
+        };
+        match parse_config::<F::Config>(&bytes) {
+            Ok(config) => {
+                self.config = Some(Rc::new(config));
+                log::info!("sluice {}: config loaded", F::NAME);
+                true
+            }
+            Err(err) => {
+                // Returning false makes Envoy refuse this config and keep the one it had.
+                log::error!("sluice {}: config refused: {err}", F::NAME);
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let config = self.config.clone()?;
+        Some(F::http_context(config, context_id))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

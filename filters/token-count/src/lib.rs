@@ -1,0 +1,33 @@
+//! token-count: exact prompt tokens before the request leaves, completion tokens after.
+//!
+//! Foundation stage: loads and validates its config, passes traffic through untouched.
+
+pub mod config;
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext};
+
+pub use config::TokenCountConfig;
+
+pub struct TokenCount;
+
+impl sluice_host::Filter for TokenCount {
+    const NAME: &'static str = "token-count";
+    type Config = TokenCountConfig;
+
+    fn http_context(config: Rc<TokenCountConfig>, _context_id: u32) -> Box<dyn HttpContext> {
+        Box::new(TokenCountStream { _config: config })
+    }
+}
+
+struct TokenCountStream {
+    _config: Rc<TokenCountConfig>,
+}
+
+impl Context for TokenCountStream {}
+impl HttpContext for TokenCountStream {}
+
+proxy_wasm::main! {{
+    sluice_host::install::<TokenCount>();
+}}

@@ -1,0 +1,57 @@
+//! Test controls, read from request headers.
+//!
+//! | header | effect |
+//! |---|---|
+//! | `x-mock-status: 429` | answer with that status and an error body in the endpoint's dialect; 429 adds `retry-after` |
+//! | `x-mock-retry-after: 3` | the `retry-after` value for a forced 429/503 (default 1) |
+//! | `x-mock-error-body: …` | use this exact text as the forced error's body |
+//! | `x-mock-latency-ms: 250` | wait this long before answering |
+//! | `x-mock-reply: …` | the assistant's text (default: echo the last user message) |
+//! | `x-mock-chunk-bytes: 7` | stream the SSE body in pieces of this many bytes, cutting events anywhere |
+//! | `x-mock-chunk-delay-ms: 5` | pause between pieces (default 2 when chunking, so pieces travel apart) |
+//! | `x-mock-no-usage: 1` | leave `usage` out of streamed answers even when asked for |
+//! | `x-mock-flag-word: …` | `/v1/moderations` flags inputs containing this word |
+
+use hyper::HeaderMap;
+
+#[derive(Debug, Clone, Default)]
+pub struct Controls {
+    pub status: Option<u16>,
+    pub retry_after: Option<String>,
+    pub error_body: Option<String>,
+    pub latency_ms: u64,
+    pub reply: Option<String>,
+    pub chunk_bytes: Option<usize>,
+    pub chunk_delay_ms: u64,
+    pub no_usage: bool,
+    pub flag_word: Option<String>,
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn number<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
+    header(headers, name).and_then(|v| v.trim().parse().ok())
+}
+
+impl Controls {
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let chunk_bytes = number::<usize>(headers, "x-mock-chunk-bytes").filter(|&n| n > 0);
+        let default_delay = if chunk_bytes.is_some() { 2 } else { 0 };
+        Controls {
+            status: number(headers, "x-mock-status"),
+            retry_after: header(headers, "x-mock-retry-after"),
+            error_body: header(headers, "x-mock-error-body"),
+            latency_ms: number(headers, "x-mock-latency-ms").unwrap_or(0),
+            reply: header(headers, "x-mock-reply"),
+            chunk_bytes,
+            chunk_delay_ms: number(headers, "x-mock-chunk-delay-ms").unwrap_or(default_delay),
+            no_usage: header(headers, "x-mock-no-usage").is_some_and(|v| v == "1" || v == "true"),
+            flag_word: header(headers, "x-mock-flag-word"),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! `POST /v1/chat/completions` and `POST /v1/moderations`.
+
+use serde_json::{json, Value};
+use sluice_core::openai::{ChatCompletionRequest, MessageContent};
+
+use crate::controls::Controls;
+use crate::reply::{data_event, Reply};
+use crate::tokens;
+
+pub const CREATED: u64 = 1_700_000_000;
+const DEFAULT_REPLY: &str = "Hello from the Sluice mock provider.";
+
+fn invalid(message: &str) -> Reply {
+    Reply::json(
+        400,
+        &json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": null}}),
+    )
+}
+
+/// A deterministic id: the same request body gives the same id.
+pub fn id_for(prefix: &str, body: &[u8]) -> String {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    h.write(body);
+    format!("{prefix}{:016x}", h.finish())
+}
+
+/// Splits a reply into stream pieces: one word (with its trailing space) per piece.
+pub fn pieces(text: &str) -> Vec<&str> {
+    text.split_inclusive(' ').collect()
+}
+
+pub fn chat(body: &[u8], controls: &Controls) -> Reply {
+    let req: ChatCompletionRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return invalid(&format!("mock provider: invalid chat request: {e}")),
+    };
+    let Some(model) = req.model.clone() else {
+        return invalid("you must provide a model parameter");
+    };
+    let text = controls.reply.clone().unwrap_or_else(|| {
+        req.messages
+            .iter()
+            .rev()
+            .find(|m| m.role == "user")
+            .and_then(|m| m.content.as_ref())
+            .map(MessageContent::text)
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| DEFAULT_REPLY.to_owned())
+    });
+    let prompt_tokens = tokens::count_chat(&model, &req.messages);
+    let completion_tokens = tokens::count_text(&model, &text);
+    let usage = json!({
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0}
+    });
+    let id = id_for("chatcmpl-mock", body);
+
+    if !req.is_stream() {
+        return Reply::json(
+            200,
+            &json!({
+                "id": id, "object": "chat.completion", "created": CREATED, "model": model,
+                "system_fingerprint": "fp_mock",
+                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
+                             "message": {"role": "assistant", "content": text, "refusal": null}}],
+                "usage": usage
+            }),
+        );
+    }
+
+    let include_usage = req
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    let chunk = |choices: Value, usage: Value| {
+        let mut v = json!({"id": id, "object": "chat.completion.chunk", "created": CREATED,
+                           "model": model, "system_fingerprint": "fp_mock", "choices": choices});
+        if include_usage {
+            v["usage"] = usage;
+        }
+        data_event(&v)
+    };
+    let mut events = vec![chunk(
+        json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]),
+        Value::Null,
+    )];
+    for piece in pieces(&text) {
+        events.push(chunk(
+            json!([{"index": 0, "delta": {"content": piece}, "finish_reason": null}]),
+            Value::Null,
+        ));
+    }
+    events.push(chunk(
+        json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+        Value::Null,
+    ));
+    if include_usage && !controls.no_usage {
+        events.push(chunk(json!([]), usage));
+    }
+    events.push(b"data: [DONE]\n\n".to_vec());
+    Reply::Sse { events }
+}
+
+pub fn moderations(body: &[u8], controls: &Controls, default_flag_word: &str) -> Reply {
+    let req: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return invalid(&format!("mock provider: invalid moderation request: {e}")),
+    };
+    let inputs: Vec<String> = match &req["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) => s.clone(),
+                other => other["text"].as_str().unwrap_or_default().to_owned(),
+            })
+            .collect(),
+        _ => return invalid("mock provider: `input` must be a string or an array"),
+    };
+    let word = controls
+        .flag_word
+        .clone()
+        .unwrap_or_else(|| default_flag_word.to_owned())
+        .to_lowercase();
+    let results: Vec<Value> = inputs
+        .iter()
+        .map(|text| {
+            let flagged = !word.is_empty() && text.to_lowercase().contains(&word);
+            let score = if flagged { 0.99 } else { 0.0001 };
+            json!({
+                "flagged": flagged,
+                "categories": {"harassment": flagged, "hate": false, "self-harm": false,
+                               "sexual": false, "violence": false},
+                "category_scores": {"harassment": score, "hate": 0.0001, "self-harm": 0.0001,
+                                    "sexual": 0.0001, "violence": 0.0001}
+            })
+        })
+        .collect();
+    Reply::json(
+        200,
+        &json!({"id": id_for("modr-mock", body), "model": "omni-moderation-latest", "results": results}),
+    )
+}
