@@ -1,0 +1,223 @@
+//! A real Envoy as a child process.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{paths, render};
+
+pub struct Envoy {
+    child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// A free 127.0.0.1 port (the OS picks it; someone else may take it before we bind, so
+/// [`Envoy::start_config`] retries with new ports when Envoy cannot bind).
+pub fn free_port() -> crate::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// The variables every config template in `envoy/` may use.
+pub fn template_vars(port: u16, admin_port: u16, mock_port: u16) -> BTreeMap<&'static str, String> {
+    let mut vars = BTreeMap::new();
+    vars.insert("SLUICE_PORT", port.to_string());
+    vars.insert("SLUICE_ADMIN_PORT", admin_port.to_string());
+    vars.insert("MOCK_PORT", mock_port.to_string());
+    vars.insert("WASM_DIR", paths::wasm_dir().display().to_string());
+    vars
+}
+
+/// Reads a template from the repo and renders it, with plugin config overrides.
+pub fn render_template(
+    template: &str,
+    vars: &BTreeMap<&str, String>,
+    plugin_configs: &BTreeMap<String, String>,
+) -> crate::Result<String> {
+    let path = paths::repo().join(template);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut config = render::render(&text, vars)?;
+    for (plugin, json) in plugin_configs {
+        config = render::set_plugin_config(&config, plugin, json)?;
+    }
+    Ok(config)
+}
+
+impl Envoy {
+    /// Starts Envoy on a template from `envoy/`, its upstream the mock on `mock_port`.
+    pub fn start_template(
+        template: &str,
+        mock_port: u16,
+        plugin_configs: &BTreeMap<String, String>,
+    ) -> crate::Result<Envoy> {
+        Self::start_config(|port, admin| {
+            render_template(
+                template,
+                &template_vars(port, admin, mock_port),
+                plugin_configs,
+            )
+        })
+    }
+
+    /// Starts Envoy on the config `make_config(listener_port, admin_port)` returns, and waits
+    /// until the admin API says it is live.
+    pub fn start_config(
+        make_config: impl Fn(u16, u16) -> crate::Result<String>,
+    ) -> crate::Result<Envoy> {
+        let mut last_err = String::new();
+        for _attempt in 0..4 {
+            let (port, admin_port) = (free_port()?, free_port()?);
+            let config = make_config(port, admin_port)?;
+            match Self::try_start(&config, port, admin_port) {
+                Ok(envoy) => return Ok(envoy),
+                Err(e) if e.contains("ddress already in use") => last_err = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err)
+    }
+
+    fn try_start(config: &str, port: u16, admin_port: u16) -> crate::Result<Envoy> {
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-envoy-")
+            .tempdir()
+            .map_err(|e| format!("no temp dir: {e}"))?;
+        let config_path = dir.path().join("envoy.yaml");
+        std::fs::write(&config_path, config).map_err(|e| format!("cannot write config: {e}"))?;
+        // Envoy logs to stderr unbuffered (a --log-path file is flushed only every few seconds).
+        let log_file = std::fs::File::create(dir.path().join("envoy.log"))
+            .map_err(|e| format!("cannot create log file: {e}"))?;
+        let child = Command::new(paths::envoy())
+            .arg("-c")
+            .arg(&config_path)
+            .args(["--concurrency", "2", "--use-dynamic-base-id"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start Envoy {} (run `make setup`): {e}",
+                    paths::envoy().display()
+                )
+            })?;
+        let mut envoy = Envoy {
+            child,
+            port,
+            admin_port,
+            dir,
+        };
+        envoy.wait_ready(Duration::from_secs(60))?;
+        Ok(envoy)
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> crate::Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "Envoy exited ({status}) before ready:\n{}",
+                    self.log_tail(40)
+                ));
+            }
+            if let Ok(resp) = crate::http::get(&self.admin_url("/ready")) {
+                if resp.status == 200 && resp.text().trim() == "LIVE" {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!(
+            "Envoy not ready after {limit:?}:\n{}",
+            self.log_tail(40)
+        ))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.admin_port, path)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("envoy.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// `/stats/prometheus` text.
+    pub fn prometheus(&self) -> crate::Result<String> {
+        Ok(crate::http::get(&self.admin_url("/stats/prometheus"))?.text())
+    }
+
+    /// Resident memory of the Envoy process, in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.child.id())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `VmRSS` of a process, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Runs `envoy --mode validate` on a config; `Ok(log)` when Envoy accepts it, `Err(log)` when not.
+pub fn validate(config: &str) -> Result<String, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
+    let path = dir.path().join("envoy.yaml");
+    std::fs::write(&path, config).map_err(|e| format!("cannot write config: {e}"))?;
+    let out = Command::new(paths::envoy())
+        .args(["--mode", "validate", "--use-dynamic-base-id", "-c"])
+        .arg(&path)
+        .output()
+        .map_err(|e| format!("cannot run Envoy: {e}"))?;
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && log.contains("OK") {
+        Ok(log)
+    } else {
+        Err(log)
+    }
+}

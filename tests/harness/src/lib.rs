@@ -1,0 +1,56 @@
+//! The real-Envoy test harness.
+//!
+//! Builds nothing: the Makefile builds the `.wasm` files, the mock provider and the Envoy venv
+//! first. A test calls [`Gateway::start`] (mock provider + Envoy with the whole chain, on free
+//! 127.0.0.1 ports, `--concurrency 2`, a dynamic base id) and gets a base URL and an admin URL;
+//! both processes are stopped when the value is dropped, pass or fail. Tests run in parallel.
+
+pub mod envoy;
+pub mod http;
+pub mod mock;
+pub mod paths;
+pub mod python;
+pub mod render;
+
+pub use envoy::Envoy;
+pub use mock::MockProvider;
+
+use std::collections::BTreeMap;
+
+/// Errors of the harness: what failed to start and why, with the log tail when there is one.
+pub type Result<T> = std::result::Result<T, String>;
+
+/// A mock provider with an Envoy in front of it.
+pub struct Gateway {
+    pub envoy: Envoy,
+    pub mock: MockProvider,
+}
+
+/// What to change in the shipped chain config before starting it.
+#[derive(Default, Clone)]
+pub struct ChainOptions {
+    /// Replace a filter's JSON config: key is the filter's plugin `name` in envoy/sluice.yaml
+    /// (e.g. `token_count`), value the JSON to use instead.
+    pub plugin_configs: BTreeMap<String, String>,
+    /// Config template to use instead of `envoy/sluice.yaml` (a path relative to the repo).
+    pub template: Option<String>,
+}
+
+impl Gateway {
+    /// The shipped chain (`envoy/sluice.yaml`) in front of a fresh mock provider.
+    pub fn start() -> Result<Gateway> {
+        Self::start_with(&ChainOptions::default())
+    }
+
+    pub fn start_with(options: &ChainOptions) -> Result<Gateway> {
+        let mock = MockProvider::start()?;
+        let template = options.template.as_deref().unwrap_or("envoy/sluice.yaml");
+        let envoy = Envoy::start_template(template, mock.port, &options.plugin_configs)?;
+        Ok(Gateway { envoy, mock })
+    }
+
+    /// `http://127.0.0.1:<listener port>`.
+    pub fn url(&self, path: &str) -> String {
+        self.envoy.url(path)
+    }
+}

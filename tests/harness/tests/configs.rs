@@ -1,0 +1,114 @@
+//! Every Envoy config we ship is accepted by the pinned Envoy, and a bad filter config is refused
+//! at load with a message naming the field.
+
+use std::collections::BTreeMap;
+
+use sluice_harness::envoy::{render_template, template_vars, validate};
+use sluice_harness::{paths, Gateway};
+
+fn rendered(template: &str) -> String {
+    render_template(
+        template,
+        &template_vars(10000, 9901, 18000),
+        &BTreeMap::new(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn shipped_configs_validate() {
+    for template in ["envoy/sluice.yaml", "envoy/bare.yaml"] {
+        let log = validate(&rendered(template)).unwrap_or_else(|log| panic!("{template}:\n{log}"));
+        assert!(log.contains("OK"), "{template}: {log}");
+    }
+}
+
+#[test]
+fn chain_with_real_provider_clusters_validates() {
+    let mut config = rendered("envoy/sluice.yaml");
+    let providers = std::fs::read_to_string(paths::repo().join("envoy/providers.yaml")).unwrap();
+    config.push_str(&providers.replace("${AZURE_OPENAI_HOST}", "example.openai.azure.com"));
+    let log = validate(&config).unwrap_or_else(|log| panic!("{log}"));
+    assert!(log.contains("OK"));
+}
+
+#[test]
+fn every_filter_refuses_a_bad_config_naming_the_field() {
+    let cases = [
+        (
+            "token_count",
+            r#"{"default_encoding":"p50k"}"#,
+            "sluice token-count: config refused: $.default_encoding",
+        ),
+        (
+            "prompt_template",
+            r#"{"templates":{"t":{"messages":[]}}}"#,
+            r#"sluice prompt-template: config refused: $.templates["t"].messages"#,
+        ),
+        (
+            "moderation",
+            r#"{"deny":[""]}"#,
+            "sluice moderation: config refused: $.deny[0]",
+        ),
+        (
+            "key_injection_authenticate",
+            r#"{"role":"nobody"}"#,
+            "sluice key-injection: config refused: $.role",
+        ),
+        (
+            "model_router",
+            r#"{"default_cluster":"","extra":1}"#,
+            "sluice model-router: config refused: $.extra: unknown field",
+        ),
+    ];
+    for (plugin, json, expected) in cases {
+        let mut overrides = BTreeMap::new();
+        overrides.insert(plugin.to_owned(), json.to_owned());
+        let config = render_template(
+            "envoy/sluice.yaml",
+            &template_vars(10000, 9901, 18000),
+            &overrides,
+        )
+        .unwrap();
+        let log = validate(&config).expect_err(plugin);
+        assert!(
+            log.contains(expected),
+            "{plugin}: expected {expected:?} in:\n{log}"
+        );
+        assert!(
+            log.contains(&format!("Unable to create Wasm plugin {plugin}")),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn chain_loads_every_filter_once_per_plugin() {
+    let gw = Gateway::start().unwrap();
+    let log = gw.envoy.log();
+    for filter in [
+        "token-count",
+        "prompt-template",
+        "moderation",
+        "model-router",
+    ] {
+        assert!(
+            log.contains(&format!("sluice {filter}: config loaded")),
+            "{filter}:\n{log}"
+        );
+    }
+    // Listed twice (authenticate, inject) with one VM.
+    assert!(
+        log.matches("sluice key-injection: config loaded").count() >= 2,
+        "{log}"
+    );
+    let stats = gw.envoy.prometheus().unwrap();
+    let active = stats
+        .lines()
+        .find(|l| l.starts_with("envoy_wasm_envoy_wasm_runtime_v8_active"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no v8 active gauge in:\n{stats}"));
+    // Five modules, each on the main thread and two workers.
+    assert!(active >= 15, "active VMs {active}");
+}
