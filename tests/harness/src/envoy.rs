@@ -84,6 +84,11 @@ impl Envoy {
         Err(last_err)
     }
 
+    /// Starts Envoy on a rendered config whose ports are already fixed (e.g. `make run`'s).
+    pub fn start_fixed(config: &str, port: u16, admin_port: u16) -> crate::Result<Envoy> {
+        Self::try_start(config, port, admin_port)
+    }
+
     fn try_start(config: &str, port: u16, admin_port: u16) -> crate::Result<Envoy> {
         let dir = tempfile::Builder::new()
             .prefix("sluice-envoy-")

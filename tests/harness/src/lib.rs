@@ -5,6 +5,7 @@
 //! 127.0.0.1 ports, `--concurrency 2`, a dynamic base id) and gets a base URL and an admin URL;
 //! both processes are stopped when the value is dropped, pass or fail. Tests run in parallel.
 
+pub mod bench;
 pub mod envoy;
 pub mod http;
 pub mod mock;
@@ -53,4 +54,12 @@ impl Gateway {
     pub fn url(&self, path: &str) -> String {
         self.envoy.url(path)
     }
+}
+
+/// The curl `make run` prints (the integration tests run exactly what it prints).
+pub fn demo_curl(port: u16) -> String {
+    format!(
+        "curl -s http://127.0.0.1:{port}/v1/chat/completions -H 'content-type: application/json' \
+         -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello, Sluice!\"}}]}}'"
+    )
 }

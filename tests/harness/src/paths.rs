@@ -47,22 +47,10 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|_| repo().join("target"))
 }
 
-/// The mock provider binary: `$SLUICE_MOCK_BIN`, else the newest of target/{release,debug}.
+/// The mock provider binary: `$SLUICE_MOCK_BIN`, else `target/debug/mock-provider` (what
+/// `make build` builds; `make bench` points `SLUICE_MOCK_BIN` at a release build).
 pub fn mock_provider() -> PathBuf {
-    if let Ok(p) = std::env::var("SLUICE_MOCK_BIN") {
-        return PathBuf::from(p);
-    }
-    let candidates = [
-        target_dir().join("release/mock-provider"),
-        target_dir().join("debug/mock-provider"),
-    ];
-    candidates
-        .iter()
-        .filter_map(|p| {
-            let modified = std::fs::metadata(p).and_then(|m| m.modified()).ok()?;
-            Some((modified, p.clone()))
-        })
-        .max()
-        .map(|(_, p)| p)
-        .unwrap_or_else(|| candidates[0].clone())
+    std::env::var("SLUICE_MOCK_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| target_dir().join("debug/mock-provider"))
 }

@@ -1,6 +1,8 @@
 //! Every Envoy config we ship is accepted by the pinned Envoy, and a bad filter config is refused
 //! at load with a message naming the field.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::collections::BTreeMap;
 
 use sluice_harness::envoy::{render_template, template_vars, validate};

@@ -1,6 +1,8 @@
 //! The whole chain, loaded in a real Envoy, in front of the mock provider: nothing is lost on
 //! the way. (Each filter is pass-through at this stage; these tests guard the chain itself.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use sluice_core::SseParser;
 use sluice_harness::{http, python, Gateway};
 

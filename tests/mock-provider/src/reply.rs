@@ -110,7 +110,7 @@ pub fn into_response(reply: Reply, controls: &Controls) -> Response<Body> {
                 Some(n) => events
                     .concat()
                     .chunks(n)
-                    .map(|c| Bytes::copy_from_slice(c))
+                    .map(Bytes::copy_from_slice)
                     .collect(),
                 None => events.into_iter().map(Bytes::from).collect(),
             };

@@ -1,0 +1,249 @@
+//! `make bench`: bare Envoy against Envoy with the Sluice chain, in the same run, on 127.0.0.1.
+//!
+//! Both Envoys (`--concurrency 2`) front the same mock provider. `wrk` drives each in turn with a
+//! 1 KB chat request at 16 connections, for a bounded time, in interleaved rounds (bare, chain,
+//! bare, chain, …) so drift on the machine hits both alike. The report gives throughput and
+//! p50/p99 latency as ratios to bare Envoy, and each Envoy's RSS idle and after load. It is a
+//! measurement, not a test: nothing here passes or fails on a number.
+//!
+//! Settings (environment): `SLUICE_BENCH_SECONDS` per run (default 10), `SLUICE_BENCH_ROUNDS`
+//! (default 2), `SLUICE_BENCH_CONNECTIONS` (default 16), `SLUICE_BENCH_OUT` (default
+//! `bench/out/report.md`).
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::{http, paths, Envoy, MockProvider};
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A chat request of about `size` bytes.
+pub fn chat_body(size: usize) -> String {
+    let head = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":""#;
+    let tail = r#""}]}"#;
+    let filler = "The quick brown fox jumps over the lazy dog. ";
+    let want = size.saturating_sub(head.len() + tail.len());
+    let text: String = filler.chars().cycle().take(want).collect();
+    format!("{head}{text}{tail}")
+}
+
+/// One wrk run's figures.
+#[derive(Debug, Clone, Default)]
+pub struct WrkResult {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub non_2xx: u64,
+    pub socket_errors: bool,
+}
+
+fn parse_duration_ms(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let (num, factor) = if let Some(n) = t.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (t, 1.0)
+    };
+    num.parse::<f64>().ok().map(|v| v * factor)
+}
+
+/// Reads the figures out of `wrk --latency` output.
+pub fn parse_wrk(output: &str) -> WrkResult {
+    let mut r = WrkResult::default();
+    for line in output.lines() {
+        let line = line.trim();
+        if let Some(v) = line.strip_prefix("Requests/sec:") {
+            r.rps = v.trim().parse().unwrap_or(0.0);
+        } else if let Some(v) = line.strip_prefix("50%") {
+            r.p50_ms = parse_duration_ms(v).unwrap_or(0.0);
+        } else if let Some(v) = line.strip_prefix("99%") {
+            r.p99_ms = parse_duration_ms(v).unwrap_or(0.0);
+        } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            r.non_2xx = v.trim().parse().unwrap_or(0);
+        } else if line.starts_with("Socket errors:") {
+            r.socket_errors = true;
+        }
+    }
+    r
+}
+
+fn wrk(
+    url: &str,
+    script: &std::path::Path,
+    seconds: u64,
+    connections: u64,
+) -> Result<WrkResult, String> {
+    let out = Command::new("wrk")
+        .args([
+            "-t",
+            "2",
+            "-c",
+            &connections.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(script)
+        .arg(url)
+        .output()
+        .map_err(|e| format!("cannot run wrk (make bench installs it): {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(format!(
+            "wrk failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(parse_wrk(&text))
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map(|k| format!("{:.0} MB", k as f64 / 1024.0))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        0.0
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+}
+
+pub fn run() -> Result<(), String> {
+    let seconds = env_num("SLUICE_BENCH_SECONDS", 10).clamp(1, 120);
+    let rounds = env_num("SLUICE_BENCH_ROUNDS", 2).clamp(1, 10);
+    let connections = env_num("SLUICE_BENCH_CONNECTIONS", 16).clamp(1, 256);
+    let out_path = std::env::var("SLUICE_BENCH_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| paths::repo().join("bench/out/report.md"));
+
+    let mock = MockProvider::start()?;
+    let none = BTreeMap::new();
+    let configs = [
+        (
+            "bare Envoy",
+            Envoy::start_template("envoy/bare.yaml", mock.port, &none)?,
+        ),
+        (
+            "Envoy + Sluice chain",
+            Envoy::start_template("envoy/sluice.yaml", mock.port, &none)?,
+        ),
+    ];
+    let body = chat_body(1024);
+    for (name, envoy) in &configs {
+        let resp = http::post(&envoy.url("/v1/chat/completions"), body.as_bytes(), &[])?;
+        if resp.status != 200 {
+            return Err(format!("{name} answered {}: {}", resp.status, resp.text()));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let idle: Vec<Option<u64>> = configs.iter().map(|(_, e)| e.rss_kib()).collect();
+
+    let dir = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
+    let script = dir.path().join("post.lua");
+    let lua = format!(
+        "wrk.method = \"POST\"\nwrk.headers[\"content-type\"] = \"application/json\"\nwrk.body = {}\n",
+        serde_json::to_string(&body).map_err(|e| e.to_string())?
+    );
+    std::fs::write(&script, lua).map_err(|e| format!("cannot write wrk script: {e}"))?;
+
+    eprintln!(
+        "bench: {rounds} round(s) of {seconds} s per config, {connections} connections, 1 KB body"
+    );
+    for (_, envoy) in &configs {
+        wrk(&envoy.url("/v1/chat/completions"), &script, 2, connections)?; // warm-up
+    }
+    let mut results: Vec<Vec<WrkResult>> = vec![Vec::new(); configs.len()];
+    for round in 0..rounds {
+        for (i, (name, envoy)) in configs.iter().enumerate() {
+            let r = wrk(
+                &envoy.url("/v1/chat/completions"),
+                &script,
+                seconds,
+                connections,
+            )?;
+            eprintln!(
+                "bench: round {} {name}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms",
+                round + 1,
+                r.rps,
+                r.p50_ms,
+                r.p99_ms
+            );
+            if let Some(slot) = results.get_mut(i) {
+                slot.push(r);
+            }
+        }
+    }
+    let loaded: Vec<Option<u64>> = configs.iter().map(|(_, e)| e.rss_kib()).collect();
+
+    let summary: Vec<(f64, f64, f64, u64)> = results
+        .iter()
+        .map(|rs| {
+            let rps = mean(&rs.iter().map(|r| r.rps).collect::<Vec<_>>());
+            let p50 = mean(&rs.iter().map(|r| r.p50_ms).collect::<Vec<_>>());
+            let p99 = mean(&rs.iter().map(|r| r.p99_ms).collect::<Vec<_>>());
+            let errors = rs.iter().map(|r| r.non_2xx).sum();
+            (rps, p50, p99, errors)
+        })
+        .collect();
+    let base = summary.first().copied().unwrap_or((1.0, 1.0, 1.0, 0));
+    let mut report = format!(
+        "# Sluice benchmark\n\n1 KB chat request (`POST /v1/chat/completions`), `wrk -t2 -c{connections}`, \
+         {rounds} interleaved round(s) of {seconds} s per config, all on 127.0.0.1; Envoy `--concurrency 2`; \
+         the mock provider answers every request. Ratios are to bare Envoy in the same run.\n\n\
+         | config | req/s | vs bare | p50 ms | vs bare | p99 ms | vs bare | non-2xx | RSS idle | RSS after load |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for (i, ((name, _), (rps, p50, p99, errors))) in configs.iter().zip(&summary).enumerate() {
+        report.push_str(&format!(
+            "| {name} | {rps:.0} | {:.2}x | {p50:.2} | {:.2}x | {p99:.2} | {:.2}x | {errors} | {} | {} |\n",
+            rps / base.0.max(f64::MIN_POSITIVE),
+            p50 / base.1.max(f64::MIN_POSITIVE),
+            p99 / base.2.max(f64::MIN_POSITIVE),
+            mib(idle.get(i).copied().flatten()),
+            mib(loaded.get(i).copied().flatten()),
+        ));
+    }
+    if let Some(parent) = out_path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    std::fs::write(&out_path, &report).map_err(|e| format!("cannot write report: {e}"))?;
+    println!("{report}\nwritten to {}", out_path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_wrk_latency_output() {
+        let out = "Running 2s test @ http://127.0.0.1:1/\n  Latency Distribution\n     50%  470.00us\n     75%    1.00ms\n     90%    2.00ms\n     99%    1.23s\n  1000 requests in 2.00s\n  Non-2xx or 3xx responses: 3\nRequests/sec:  12345.67\n";
+        let r = parse_wrk(out);
+        assert_eq!(r.rps, 12345.67);
+        assert!((r.p50_ms - 0.47).abs() < 1e-9);
+        assert!((r.p99_ms - 1230.0).abs() < 1e-9);
+        assert_eq!(r.non_2xx, 3);
+    }
+
+    #[test]
+    fn chat_body_is_about_the_asked_size_and_valid_json() {
+        let b = chat_body(1024);
+        assert_eq!(b.len(), 1024);
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v["model"], "gpt-4o-mini");
+    }
+}

@@ -1,0 +1,67 @@
+//! `sluice-dev run` (what `make run` starts) and `sluice-dev bench` (what `make bench` runs).
+//!
+//! run: the mock provider and Envoy with the whole chain on 127.0.0.1:$SLUICE_PORT (10000),
+//! admin on $SLUICE_ADMIN_PORT (9901); prints a curl that works; Ctrl-C stops both.
+//! With SLUICE_PROVIDERS=1 the real provider clusters of envoy/providers.yaml are added.
+//!
+//! bench: see `sluice_harness::bench`.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+
+use sluice_harness::envoy::{render_template, template_vars};
+use sluice_harness::{bench, demo_curl, paths, Envoy, MockProvider};
+
+fn env_port(name: &str, default: u16) -> Result<u16, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v.parse().map_err(|_| format!("{name}={v:?} is not a port")),
+        _ => Ok(default),
+    }
+}
+
+fn run() -> Result<(), String> {
+    let port = env_port("SLUICE_PORT", 10000)?;
+    let admin = env_port("SLUICE_ADMIN_PORT", 9901)?;
+    let mock = MockProvider::start()?;
+    let mut config = render_template(
+        "envoy/sluice.yaml",
+        &template_vars(port, admin, mock.port),
+        &BTreeMap::new(),
+    )?;
+    if std::env::var("SLUICE_PROVIDERS").is_ok_and(|v| v == "1") {
+        let providers = std::fs::read_to_string(paths::repo().join("envoy/providers.yaml"))
+            .map_err(|e| format!("cannot read envoy/providers.yaml: {e}"))?;
+        let azure = std::env::var("AZURE_OPENAI_HOST")
+            .unwrap_or_else(|_| "example.openai.azure.com".to_owned());
+        config.push_str(&providers.replace("${AZURE_OPENAI_HOST}", &azure));
+    }
+    let envoy = Envoy::start_fixed(&config, port, admin)?;
+    println!("Sluice is up: Envoy 127.0.0.1:{port} (admin 127.0.0.1:{admin}), the whole chain in front of the mock provider on 127.0.0.1:{}.", mock.port);
+    println!("Envoy log: {}", envoy.log_path().display());
+    println!("Try:");
+    println!("{}", demo_curl(port));
+    println!("Ctrl-C stops everything.");
+    let (tx, rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })
+    .map_err(|e| format!("cannot catch Ctrl-C: {e}"))?;
+    let _ = rx.recv();
+    println!("\nstopping Envoy and the mock provider");
+    drop(envoy);
+    drop(mock);
+    Ok(())
+}
+
+fn main() {
+    let cmd = std::env::args().nth(1).unwrap_or_default();
+    let result = match cmd.as_str() {
+        "run" => run(),
+        "bench" => bench::run(),
+        _ => Err("usage: sluice-dev run | bench".to_owned()),
+    };
+    if let Err(e) = result {
+        eprintln!("sluice-dev: {e}");
+        std::process::exit(1);
+    }
+}
