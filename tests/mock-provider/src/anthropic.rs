@@ -98,3 +98,46 @@ pub fn messages(body: &[u8], controls: &Controls) -> Reply {
     ));
     Reply::Sse { events }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::SseParser;
+
+    #[test]
+    fn stream_has_the_anthropic_event_sequence() {
+        let body = br#"{"model":"claude-x","max_tokens":9,"stream":true,"messages":[{"role":"user","content":"a b"}]}"#;
+        let Reply::Sse { events } = messages(body, &Controls::default()) else {
+            panic!("expected a stream");
+        };
+        let names: Vec<String> = SseParser::new()
+            .feed(&events.concat())
+            .into_iter()
+            .filter_map(|e| e.event)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "ping",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+    }
+
+    #[test]
+    fn max_tokens_is_required() {
+        let Reply::Json { status, .. } = messages(
+            br#"{"model":"claude-x","messages":[{"role":"user","content":"a"}]}"#,
+            &Controls::default(),
+        ) else {
+            panic!("expected JSON");
+        };
+        assert_eq!(status, 400);
+    }
+}

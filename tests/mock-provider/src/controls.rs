@@ -55,3 +55,26 @@ impl Controls {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunking_defaults_to_a_small_delay() {
+        let mut h = HeaderMap::new();
+        h.insert("x-mock-chunk-bytes", "7".parse().unwrap());
+        let c = Controls::from_headers(&h);
+        assert_eq!((c.chunk_bytes, c.chunk_delay_ms), (Some(7), 2));
+        assert_eq!(Controls::from_headers(&HeaderMap::new()).chunk_delay_ms, 0);
+    }
+
+    #[test]
+    fn bad_numbers_are_ignored() {
+        let mut h = HeaderMap::new();
+        h.insert("x-mock-status", "abc".parse().unwrap());
+        h.insert("x-mock-chunk-bytes", "0".parse().unwrap());
+        let c = Controls::from_headers(&h);
+        assert_eq!((c.status, c.chunk_bytes), (None, None));
+    }
+}

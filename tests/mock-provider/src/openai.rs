@@ -146,3 +146,101 @@ pub fn moderations(body: &[u8], controls: &Controls, default_flag_word: &str) ->
         &json!({"id": id_for("modr-mock", body), "model": "omni-moderation-latest", "results": results}),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::SseParser;
+
+    fn sse_payloads(reply: Reply) -> Vec<String> {
+        let Reply::Sse { events } = reply else {
+            panic!("expected a stream");
+        };
+        let mut p = SseParser::new();
+        p.feed(&events.concat())
+            .into_iter()
+            .filter_map(|e| e.data)
+            .collect()
+    }
+
+    const STREAM: &str = r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"one two three"}]}"#;
+
+    #[test]
+    fn stream_echoes_text_then_usage_then_done() {
+        let data = sse_payloads(chat(STREAM.as_bytes(), &Controls::default()));
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+        let chunks: Vec<Value> = data[..data.len() - 1]
+            .iter()
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(text, "one two three");
+        let usage = &chunks.last().unwrap()["usage"];
+        assert_eq!(usage["completion_tokens"], 3);
+        assert_eq!(
+            usage["total_tokens"].as_u64().unwrap(),
+            usage["prompt_tokens"].as_u64().unwrap() + 3
+        );
+        assert!(chunks.last().unwrap()["choices"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn no_usage_control_drops_the_usage_chunk() {
+        let controls = Controls {
+            no_usage: true,
+            ..Controls::default()
+        };
+        let data = sse_payloads(chat(STREAM.as_bytes(), &controls));
+        assert!(data
+            .iter()
+            .filter(|d| *d != "[DONE]")
+            .all(|d| serde_json::from_str::<Value>(d).unwrap()["usage"].is_null()));
+    }
+
+    #[test]
+    fn prompt_tokens_follow_the_chat_recipe() {
+        let msgs: Vec<sluice_core::openai::ChatMessage> =
+            vec![sluice_core::openai::ChatMessage::new(
+                "user",
+                "one two three",
+            )];
+        // 3 to prime the reply + 3 per message + role + content tokens.
+        let expected = 3 + 3 + tokens::count_text("gpt-4o", "user") + 3;
+        assert_eq!(tokens::count_chat("gpt-4o", &msgs), expected);
+    }
+
+    #[test]
+    fn same_request_same_bytes() {
+        let a = chat(STREAM.as_bytes(), &Controls::default());
+        let b = chat(STREAM.as_bytes(), &Controls::default());
+        assert_eq!(sse_payloads(a), sse_payloads(b));
+    }
+
+    #[test]
+    fn missing_model_is_a_400() {
+        let Reply::Json { status, .. } = chat(br#"{"messages":[]}"#, &Controls::default()) else {
+            panic!("expected JSON");
+        };
+        assert_eq!(status, 400);
+    }
+
+    #[test]
+    fn moderation_flags_the_word() {
+        let Reply::Json { body, .. } = moderations(
+            br#"{"input":["fine text","a FORBIDDEN text"]}"#,
+            &Controls::default(),
+            "forbidden",
+        ) else {
+            panic!("expected JSON");
+        };
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["results"][0]["flagged"], false);
+        assert_eq!(v["results"][1]["flagged"], true);
+    }
+}
