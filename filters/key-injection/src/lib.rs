@@ -2,13 +2,11 @@
 //!
 //! Foundation stage: loads and validates its config, passes traffic through untouched.
 
-pub mod config;
-
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 
-pub use config::KeyInjectionConfig;
+use sluice_core::key_injection::config::KeyInjectionConfig;
 
 pub struct KeyInjection;
 

@@ -2,13 +2,11 @@
 //!
 //! Foundation stage: loads and validates its config, passes traffic through untouched.
 
-pub mod config;
-
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 
-pub use config::ModelRouterConfig;
+use sluice_core::model_router::config::ModelRouterConfig;
 
 pub struct ModelRouter;
 

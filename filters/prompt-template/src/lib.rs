@@ -2,13 +2,11 @@
 //!
 //! Foundation stage: loads and validates its config, passes traffic through untouched.
 
-pub mod config;
-
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 
-pub use config::PromptTemplateConfig;
+use sluice_core::prompt_template::config::PromptTemplateConfig;
 
 pub struct PromptTemplate;
 

@@ -11,6 +11,10 @@
 //! - [`error`]: the caller-facing error bodies (OpenAI and Anthropic dialects) and their statuses.
 //! - [`config`]: JSON filter config to typed struct, with validation that names the bad field.
 //! - [`state`]: the filter-state keys the filters use to talk to each other.
+//!
+//! And one module per filter, holding that filter's config and logic; the filter's own crate is
+//! only the glue between this and the host: [`token_count`], [`prompt_template`],
+//! [`moderation`], [`key_injection`], [`model_router`].
 
 pub mod anthropic;
 pub mod config;
@@ -18,6 +22,12 @@ pub mod error;
 pub mod openai;
 pub mod sse;
 pub mod state;
+
+pub mod key_injection;
+pub mod model_router;
+pub mod moderation;
+pub mod prompt_template;
+pub mod token_count;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -1,7 +1,7 @@
 //! moderation's plugin config.
 
+use crate::config::{require_non_empty, ConfigError, JsonPath, Validate};
 use serde::Deserialize;
-use sluice_core::config::{require_non_empty, ConfigError, JsonPath, Validate};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -23,8 +23,11 @@ impl Validate for ModerationConfig {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
-    use sluice_core::parse_config;
+    use crate::parse_config;
 
     #[test]
     fn empty_pattern_names_its_index() {

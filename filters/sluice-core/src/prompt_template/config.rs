@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::{require_non_empty, ConfigError, JsonPath, Validate};
 use serde::Deserialize;
-use sluice_core::config::{require_non_empty, ConfigError, JsonPath, Validate};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -54,8 +54,11 @@ impl Validate for PromptTemplateConfig {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
-    use sluice_core::parse_config;
+    use crate::parse_config;
 
     #[test]
     fn accepts_a_template() {

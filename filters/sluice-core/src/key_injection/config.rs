@@ -3,8 +3,8 @@
 //! The same module is listed twice in the chain with two configs: `authenticate` (first, on
 //! request headers) and `inject` (after the router has chosen the provider).
 
+use crate::config::{ConfigError, JsonPath, Validate};
 use serde::Deserialize;
-use sluice_core::config::{ConfigError, JsonPath, Validate};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -27,8 +27,11 @@ impl Validate for KeyInjectionConfig {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
-    use sluice_core::parse_config;
+    use crate::parse_config;
 
     #[test]
     fn role_is_required() {

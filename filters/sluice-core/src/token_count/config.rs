@@ -1,7 +1,7 @@
 //! token-count's plugin config.
 
+use crate::config::{require_range, ConfigError, JsonPath, Validate};
 use serde::Deserialize;
-use sluice_core::config::{require_range, ConfigError, JsonPath, Validate};
 
 /// A tiktoken encoding the filter can count with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -41,8 +41,11 @@ impl Validate for TokenCountConfig {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
-    use sluice_core::parse_config;
+    use crate::parse_config;
 
     #[test]
     fn defaults() {

@@ -1,0 +1,3 @@
+//! Logic of the `moderation` filter (its crate under `filters/moderation` is the host glue).
+
+pub mod config;
