@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
+use sluice_core::ConfigError;
 
 use sluice_core::model_router::config::ModelRouterConfig;
 
@@ -13,6 +14,11 @@ pub struct ModelRouter;
 impl sluice_host::Filter for ModelRouter {
     const NAME: &'static str = "model-router";
     type Config = ModelRouterConfig;
+    type Runtime = ModelRouterConfig;
+
+    fn prepare(config: ModelRouterConfig) -> Result<ModelRouterConfig, ConfigError> {
+        Ok(config)
+    }
 
     fn http_context(config: Rc<ModelRouterConfig>, _context_id: u32) -> Box<dyn HttpContext> {
         Box::new(ModelRouterStream { _config: config })

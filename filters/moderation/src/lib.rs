@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
+use sluice_core::ConfigError;
 
 use sluice_core::moderation::config::ModerationConfig;
 
@@ -13,6 +14,11 @@ pub struct Moderation;
 impl sluice_host::Filter for Moderation {
     const NAME: &'static str = "moderation";
     type Config = ModerationConfig;
+    type Runtime = ModerationConfig;
+
+    fn prepare(config: ModerationConfig) -> Result<ModerationConfig, ConfigError> {
+        Ok(config)
+    }
 
     fn http_context(config: Rc<ModerationConfig>, _context_id: u32) -> Box<dyn HttpContext> {
         Box::new(ModerationStream { _config: config })

@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
+use sluice_core::ConfigError;
 
 use sluice_core::prompt_template::config::PromptTemplateConfig;
 
@@ -13,6 +14,11 @@ pub struct PromptTemplate;
 impl sluice_host::Filter for PromptTemplate {
     const NAME: &'static str = "prompt-template";
     type Config = PromptTemplateConfig;
+    type Runtime = PromptTemplateConfig;
+
+    fn prepare(config: PromptTemplateConfig) -> Result<PromptTemplateConfig, ConfigError> {
+        Ok(config)
+    }
 
     fn http_context(config: Rc<PromptTemplateConfig>, _context_id: u32) -> Box<dyn HttpContext> {
         Box::new(PromptTemplateStream { _config: config })

@@ -8,8 +8,10 @@
 //! - [`plugin`]: the root context every filter uses: loads, parses and validates the plugin
 //!   config, refuses a bad one (Envoy then keeps the config it had), creates HTTP contexts.
 //! - [`reply`]: sends an [`sluice_core::ApiError`] to the caller.
+//! - [`http`]: headers, bodies, properties, time, shared data, environment.
 //! - [`state`]: reads and writes Sluice filter state.
 
+pub mod http;
 pub mod plugin;
 pub mod reply;
 pub mod state;

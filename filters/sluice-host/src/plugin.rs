@@ -6,29 +6,34 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 use serde::de::DeserializeOwned;
-use sluice_core::{parse_config, Validate};
+use sluice_core::{parse_config, ConfigError, Validate};
 
-/// What a filter crate provides: its name, its config type and a way to make a per-request
-/// context from a validated config.
+/// What a filter crate provides: its name, its config type, how to turn a validated config into
+/// what its requests use (resolving secrets, compiling patterns), and a per-request context.
 pub trait Filter: 'static {
     /// Short name used in logs, e.g. `token-count`.
     const NAME: &'static str;
     type Config: DeserializeOwned + Validate + 'static;
+    /// What the HTTP contexts share; built once per config.
+    type Runtime: 'static;
 
-    fn http_context(config: Rc<Self::Config>, context_id: u32) -> Box<dyn HttpContext>;
+    /// A failure refuses the config, like a validation error.
+    fn prepare(config: Self::Config) -> Result<Self::Runtime, ConfigError>;
+
+    fn http_context(runtime: Rc<Self::Runtime>, context_id: u32) -> Box<dyn HttpContext>;
 }
 
 /// Registers the filter's root context. Call it from `proxy_wasm::main!`.
 pub fn install<F: Filter>() {
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(PluginRoot::<F> { config: None })
+        Box::new(PluginRoot::<F> { runtime: None })
     });
 }
 
 /// Holds the current validated config of one plugin instance.
 pub struct PluginRoot<F: Filter> {
-    config: Option<Rc<F::Config>>,
+    runtime: Option<Rc<F::Runtime>>,
 }
 
 impl<F: Filter> Context for PluginRoot<F> {}
@@ -42,9 +47,9 @@ impl<F: Filter> RootContext for PluginRoot<F> {
                 return false;
             }
         };
-        match parse_config::<F::Config>(&bytes) {
-            Ok(config) => {
-                self.config = Some(Rc::new(config));
+        match parse_config::<F::Config>(&bytes).and_then(F::prepare) {
+            Ok(runtime) => {
+                self.runtime = Some(Rc::new(runtime));
                 log::info!("sluice {}: config loaded", F::NAME);
                 true
             }
@@ -57,8 +62,8 @@ impl<F: Filter> RootContext for PluginRoot<F> {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = self.config.clone()?;
-        Some(F::http_context(config, context_id))
+        let runtime = self.runtime.clone()?;
+        Some(F::http_context(runtime, context_id))
     }
 
     fn get_type(&self) -> Option<ContextType> {

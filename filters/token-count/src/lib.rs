@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
+use sluice_core::ConfigError;
 
 use sluice_core::token_count::config::TokenCountConfig;
 
@@ -13,6 +14,11 @@ pub struct TokenCount;
 impl sluice_host::Filter for TokenCount {
     const NAME: &'static str = "token-count";
     type Config = TokenCountConfig;
+    type Runtime = TokenCountConfig;
+
+    fn prepare(config: TokenCountConfig) -> Result<TokenCountConfig, ConfigError> {
+        Ok(config)
+    }
 
     fn http_context(config: Rc<TokenCountConfig>, _context_id: u32) -> Box<dyn HttpContext> {
         Box::new(TokenCountStream { _config: config })

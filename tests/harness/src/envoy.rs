@@ -57,13 +57,24 @@ impl Envoy {
         mock_port: u16,
         plugin_configs: &BTreeMap<String, String>,
     ) -> crate::Result<Envoy> {
-        Self::start_config(|port, admin| {
+        Self::start_template_env(template, mock_port, plugin_configs, &[])
+    }
+
+    /// Same, with extra environment variables for the Envoy process.
+    pub fn start_template_env(
+        template: &str,
+        mock_port: u16,
+        plugin_configs: &BTreeMap<String, String>,
+        env: &[(String, String)],
+    ) -> crate::Result<Envoy> {
+        let render = |port, admin| {
             render_template(
                 template,
                 &template_vars(port, admin, mock_port),
                 plugin_configs,
             )
-        })
+        };
+        Self::start_config_env(render, env)
     }
 
     /// Starts Envoy on the config `make_config(listener_port, admin_port)` returns, and waits
@@ -71,11 +82,18 @@ impl Envoy {
     pub fn start_config(
         make_config: impl Fn(u16, u16) -> crate::Result<String>,
     ) -> crate::Result<Envoy> {
+        Self::start_config_env(make_config, &[])
+    }
+
+    pub fn start_config_env(
+        make_config: impl Fn(u16, u16) -> crate::Result<String>,
+        env: &[(String, String)],
+    ) -> crate::Result<Envoy> {
         let mut last_err = String::new();
         for _attempt in 0..4 {
             let (port, admin_port) = (free_port()?, free_port()?);
             let config = make_config(port, admin_port)?;
-            match Self::try_start(&config, port, admin_port) {
+            match Self::try_start(&config, port, admin_port, env) {
                 Ok(envoy) => return Ok(envoy),
                 Err(e) if e.contains("ddress already in use") => last_err = e,
                 Err(e) => return Err(e),
@@ -86,10 +104,15 @@ impl Envoy {
 
     /// Starts Envoy on a rendered config whose ports are already fixed (e.g. `make run`'s).
     pub fn start_fixed(config: &str, port: u16, admin_port: u16) -> crate::Result<Envoy> {
-        Self::try_start(config, port, admin_port)
+        Self::try_start(config, port, admin_port, &[])
     }
 
-    fn try_start(config: &str, port: u16, admin_port: u16) -> crate::Result<Envoy> {
+    fn try_start(
+        config: &str,
+        port: u16,
+        admin_port: u16,
+        env: &[(String, String)],
+    ) -> crate::Result<Envoy> {
         let dir = tempfile::Builder::new()
             .prefix("sluice-envoy-")
             .tempdir()
@@ -103,6 +126,7 @@ impl Envoy {
             .arg("-c")
             .arg(&config_path)
             .args(["--concurrency", "2", "--use-dynamic-base-id"])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)

@@ -21,6 +21,12 @@ use std::collections::BTreeMap;
 /// Errors of the harness: what failed to start and why, with the log tail when there is one.
 pub type Result<T> = std::result::Result<T, String>;
 
+/// The demo consumer's key in `envoy/sluice.yaml` (what `make run` prints).
+pub const DEMO_KEY: &str = "sk-sluice-demo";
+
+/// `Authorization: Bearer <demo key>`.
+pub const DEMO_AUTH: (&str, &str) = ("authorization", "Bearer sk-sluice-demo");
+
 /// A mock provider with an Envoy in front of it.
 pub struct Gateway {
     pub envoy: Envoy,
@@ -35,6 +41,8 @@ pub struct ChainOptions {
     pub plugin_configs: BTreeMap<String, String>,
     /// Config template to use instead of `envoy/sluice.yaml` (a path relative to the repo).
     pub template: Option<String>,
+    /// Environment of the Envoy process (what `host_env_keys` pass on to the VMs).
+    pub env: Vec<(String, String)>,
 }
 
 impl Gateway {
@@ -46,7 +54,8 @@ impl Gateway {
     pub fn start_with(options: &ChainOptions) -> Result<Gateway> {
         let mock = MockProvider::start()?;
         let template = options.template.as_deref().unwrap_or("envoy/sluice.yaml");
-        let envoy = Envoy::start_template(template, mock.port, &options.plugin_configs)?;
+        let envoy =
+            Envoy::start_template_env(template, mock.port, &options.plugin_configs, &options.env)?;
         Ok(Gateway { envoy, mock })
     }
 
@@ -60,6 +69,7 @@ impl Gateway {
 pub fn demo_curl(port: u16) -> String {
     format!(
         "curl -s http://127.0.0.1:{port}/v1/chat/completions -H 'content-type: application/json' \
+         -H 'authorization: Bearer sk-sluice-demo' \
          -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello, Sluice!\"}}]}}'"
     )
 }

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use sluice_core::SseParser;
-use sluice_harness::{http, python, Gateway};
+use sluice_harness::{http, python, Gateway, DEMO_AUTH, DEMO_KEY};
 
 const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"Ünïcödé 🦀 says hello, world"}],"temperature":0.5}"#;
 const CHAT_STREAM: &str = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Ünïcödé 🦀 says hello, world"}]}"#;
@@ -18,7 +18,9 @@ fn assert_same_through_envoy(
     headers: &[(&str, &str)],
 ) -> http::Response {
     let direct = http::post(&gw.mock.url(path), body.as_bytes(), headers).unwrap();
-    let via = http::post(&gw.url(path), body.as_bytes(), headers).unwrap();
+    let mut with_key = headers.to_vec();
+    with_key.push(DEMO_AUTH);
+    let via = http::post(&gw.url(path), body.as_bytes(), &with_key).unwrap();
     assert_eq!(via.status, direct.status, "{}", via.text());
     assert_eq!(via.header("content-type"), direct.header("content-type"));
     assert_eq!(via.text(), direct.text());
@@ -129,8 +131,11 @@ fn openai_sdk_sees_the_same_through_envoy() {
         &[&gw.mock.url("/v1"), "gpt-4o-mini", prompt],
     )
     .unwrap();
-    let via =
-        python::run_client("openai_chat.py", &[&gw.url("/v1"), "gpt-4o-mini", prompt]).unwrap();
+    let via = python::run_client(
+        "openai_chat.py",
+        &[&gw.url("/v1"), "gpt-4o-mini", prompt, "--api-key", DEMO_KEY],
+    )
+    .unwrap();
     assert!(via.get("error").is_none(), "{via}");
     assert_eq!(via, direct);
     assert_eq!(via["plain"]["choices"][0]["message"]["content"], prompt);
