@@ -13,7 +13,7 @@ PYTHON       ?= python3
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p}' Cargo.lock)
 WBG_RUNNER   := $(TOOLS)/bin/wasm-bindgen-test-runner
 
-.PHONY: .rust-targets help setup build wasm test lint unit-test wasm-unit-test integration-test run bench clean
+.PHONY: .rust-targets help setup build wasm test lint unit-test wasm-unit-test integration-test run bench clean key-digest
 
 help:
 	@echo "make run    build everything, start Envoy with the whole chain in front of the mock provider"
@@ -78,3 +78,8 @@ bench: setup wasm
 clean:
 	cargo clean
 	rm -rf bench/out
+
+# The SHA-256 a consumer's key_sha256 holds: make key-digest KEY=sk-...
+key-digest:
+	@test -n "$(KEY)" || (echo "usage: make key-digest KEY=<caller key>" >&2; exit 2)
+	@printf %s "$(KEY)" | sha256sum | cut -d' ' -f1

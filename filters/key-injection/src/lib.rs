@@ -4,28 +4,54 @@
 //! the chain (same VM): `authenticate` runs first and reads headers only (the body only for a
 //! consumer whose models are restricted), `inject` runs after the router.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use sluice_core::key_injection::auth::{model_not_allowed, Authenticator};
 use sluice_core::key_injection::config::{KeyInjectionConfig, Role};
-use sluice_core::key_injection::inject::{cooldown_for, cooldown_slot, Injector};
+use sluice_core::key_injection::inject::{cooldown_for, cooldown_slot, Cooldowns, Injector};
 use sluice_core::key_injection::scrub::{scrub, scrub_str};
 use sluice_core::{ApiError, ConfigError, Dialect, ErrorKind, StateKey};
+use sluice_host::clock::Clock;
 use sluice_host::{http, reply, state};
 
 pub struct KeyInjection;
 
 /// What one plugin config of this module runs with.
 pub enum Runtime {
-    Authenticate(Authenticator),
-    Inject {
-        injector: Injector,
-        /// Round-robin position, per VM (each worker rotates on its own).
-        next: Cell<usize>,
-    },
+    Authenticate { auth: Authenticator, clock: Clock },
+    Inject(InjectRuntime),
+}
+
+pub struct InjectRuntime {
+    injector: Injector,
+    /// Round-robin position, per VM (each worker rotates on its own).
+    next: Cell<usize>,
+    clock: Clock,
+    /// Key cool-downs per provider index: this VM's copy of the shared data, refreshed on
+    /// tick, updated at once when this VM sees a 401/429.
+    cooldowns: RefCell<Vec<Cooldowns>>,
+}
+
+impl InjectRuntime {
+    fn refresh_cooldowns(&self) {
+        let fresh = self
+            .injector
+            .providers()
+            .iter()
+            .map(|p| {
+                if p.key_count() > 1 {
+                    Cooldowns::parse(http::shared_get(&cooldown_slot(&p.name)).as_deref())
+                } else {
+                    Cooldowns::default()
+                }
+            })
+            .collect();
+        *self.cooldowns.borrow_mut() = fresh;
+    }
 }
 
 impl sluice_host::Filter for KeyInjection {
@@ -33,25 +59,47 @@ impl sluice_host::Filter for KeyInjection {
     type Config = KeyInjectionConfig;
     type Runtime = Runtime;
 
+    /// Clock and cool-down copies are refreshed once a second on each worker.
+    const TICK: Option<Duration> = Some(Duration::from_secs(1));
+
     fn prepare(config: KeyInjectionConfig) -> Result<Runtime, ConfigError> {
         Ok(match config.role {
-            Role::Authenticate => Runtime::Authenticate(Authenticator::new(&config)?),
-            Role::Inject => Runtime::Inject {
-                injector: Injector::new(&config, http::env)?,
-                next: Cell::new(0),
+            Role::Authenticate => Runtime::Authenticate {
+                auth: Authenticator::new(&config)?,
+                clock: Clock::new(),
             },
+            Role::Inject => {
+                let rt = InjectRuntime {
+                    injector: Injector::new(&config, http::env)?,
+                    next: Cell::new(0),
+                    clock: Clock::new(),
+                    cooldowns: RefCell::new(Vec::new()),
+                };
+                rt.refresh_cooldowns();
+                Runtime::Inject(rt)
+            }
         })
+    }
+
+    fn on_tick(runtime: &Runtime) {
+        match runtime {
+            Runtime::Authenticate { clock, .. } => clock.refresh(),
+            Runtime::Inject(rt) => {
+                rt.clock.refresh();
+                rt.refresh_cooldowns();
+            }
+        }
     }
 
     fn http_context(runtime: Rc<Runtime>, _context_id: u32) -> Box<dyn HttpContext> {
         match &*runtime {
-            Runtime::Authenticate(_) => Box::new(AuthenticateStream {
+            Runtime::Authenticate { .. } => Box::new(AuthenticateStream {
                 runtime,
                 model_check: false,
                 consumer_id: None,
                 dialect: Dialect::OpenAi,
             }),
-            Runtime::Inject { .. } => Box::new(InjectStream {
+            Runtime::Inject(_) => Box::new(InjectStream {
                 runtime,
                 used: None,
                 scrub_body: false,
@@ -81,27 +129,27 @@ impl Context for AuthenticateStream {}
 impl HttpContext for AuthenticateStream {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         let runtime = self.runtime.clone();
-        let Runtime::Authenticate(auth) = &*runtime else {
+        let Runtime::Authenticate { auth, clock } = &*runtime else {
             return Action::Continue;
         };
-        let path = http::request_header(":path").unwrap_or_default();
-        self.dialect = Dialect::from_path(&path);
-        let key = auth.presented_key(http::request_header);
-        let consumer = match auth.authenticate(key.as_deref(), &path, http::now_secs()) {
+        // One host call for all headers; single lookups would cost one call each.
+        let headers = http::request_headers();
+        let path = headers.get(":path").unwrap_or_default();
+        self.dialect = Dialect::from_path(path);
+        let key = auth.presented_key(|name| headers.get(name).map(str::to_owned));
+        let consumer = match auth.authenticate(key.as_deref(), path, clock.now()) {
             Ok(c) => c,
             Err(err) => return self.refuse(&err),
         };
         state::set(StateKey::Consumer, &consumer.id);
         state::set(StateKey::Tenant, &consumer.tenant);
-        for name in auth.caller_headers() {
-            http::set_request_header(name, None);
-        }
+        strip_caller_headers(auth.caller_headers(), &headers);
         if !consumer.restricts_models() {
             return Action::Continue;
         }
-        if let Some(model) = http::request_header("x-sluice-model") {
-            if !consumer.allows_model(&model) {
-                return self.refuse(&model_not_allowed(&model));
+        if let Some(model) = headers.get("x-sluice-model") {
+            if !consumer.allows_model(model) {
+                return self.refuse(&model_not_allowed(model));
             }
         }
         if end_of_stream {
@@ -117,7 +165,7 @@ impl HttpContext for AuthenticateStream {
             return Action::Continue;
         }
         let runtime = self.runtime.clone();
-        let Runtime::Authenticate(auth) = &*runtime else {
+        let Runtime::Authenticate { auth, .. } = &*runtime else {
             return Action::Continue;
         };
         if body_size as u64 > auth.max_body_bytes {
@@ -164,52 +212,73 @@ struct InjectStream {
 }
 
 impl InjectStream {
-    fn injector(&self) -> Option<(&Injector, &Cell<usize>)> {
+    fn inject_runtime(&self) -> Option<&InjectRuntime> {
         match &*self.runtime {
-            Runtime::Inject { injector, next } => Some((injector, next)),
-            Runtime::Authenticate(_) => None,
+            Runtime::Inject(rt) => Some(rt),
+            Runtime::Authenticate { .. } => None,
         }
     }
 }
 
-/// The provider for this request: the router's decision in filter state, else the cluster
-/// (router's filter state, the routing header, or Envoy's chosen route cluster).
-fn provider_for_request(injector: &Injector) -> Option<usize> {
-    if let Some(name) = state::get(StateKey::Provider) {
-        if let Some(i) = injector.by_name(&name) {
-            return Some(i);
+/// Removes the caller-credential headers the request carries.
+fn strip_caller_headers(names: &[String], headers: &http::Headers) {
+    for name in names.iter().filter(|n| headers.contains(n)) {
+        http::set_request_header(name, None);
+    }
+}
+
+/// The provider for this request, by the cluster it goes to: the routing header model-router
+/// sets (its decision), else the cluster of the route Envoy chose. When model-router ran, its
+/// provider name in filter state settles a cluster that several providers share.
+fn provider_for_request(injector: &Injector, headers: &http::Headers) -> Option<usize> {
+    let Some(cluster) = headers.get("x-sluice-cluster") else {
+        let cluster = http::property(&["xds", "cluster_name"])?;
+        return injector.by_cluster(&cluster);
+    };
+    match state::get(StateKey::Provider).and_then(|name| injector.by_name(&name)) {
+        Some(i) => Some(i),
+        None => injector.by_cluster(cluster),
+    }
+}
+
+/// Records a key's cool-down in shared data, so every worker skips it.
+fn rest_key(provider: &str, key: usize, until: u64) {
+    let slot = cooldown_slot(provider);
+    for _ in 0..8 {
+        let (text, cas) = http::shared_get_cas(&slot);
+        let mut cooldowns = Cooldowns::parse(text.as_deref());
+        cooldowns.rest(key, until);
+        if http::shared_set(&slot, &cooldowns.encode(), cas) {
+            return;
         }
     }
-    let cluster = state::get(StateKey::Cluster)
-        .or_else(|| http::request_header("x-sluice-cluster"))
-        .or_else(|| http::property(&["xds", "cluster_name"]))?;
-    injector.by_cluster(&cluster)
+    log::warn!("sluice key-injection: could not record a cool-down for {provider} (contention)");
 }
 
 impl Context for InjectStream {}
 
 impl HttpContext for InjectStream {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
-        let Some((injector, next)) = self.injector() else {
+        let runtime = self.runtime.clone();
+        let Runtime::Inject(rt) = &*runtime else {
             return Action::Continue;
         };
-        for name in injector.caller_headers() {
-            http::set_request_header(name, None);
-        }
-        let Some(pi) = provider_for_request(injector) else {
+        let injector = &rt.injector;
+        let headers = http::request_headers();
+        strip_caller_headers(injector.caller_headers(), &headers);
+        let Some(pi) = provider_for_request(injector, &headers) else {
             return Action::Continue;
         };
         let Some(provider) = injector.get(pi) else {
             return Action::Continue;
         };
-        let start = next.get();
-        next.set(start.wrapping_add(1));
-        let now = http::now_secs();
-        let ki = provider.pick_key(start, now, |k| {
-            http::shared_get(&cooldown_slot(&provider.name, k))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        });
+        let start = rt.next.get();
+        rt.next.set(start.wrapping_add(1));
+        let ki = {
+            let cooldowns = rt.cooldowns.borrow();
+            let resting = cooldowns.get(pi);
+            provider.pick_key(start, rt.clock.now(), |k| resting.map_or(0, |c| c.until(k)))
+        };
         if let Some(value) = provider.header_value(ki) {
             http::set_request_header(&provider.header, Some(&value));
         }
@@ -221,17 +290,25 @@ impl HttpContext for InjectStream {
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        let Some((injector, _)) = self.injector() else {
+        let runtime = self.runtime.clone();
+        let Runtime::Inject(rt) = &*runtime else {
             return Action::Continue;
         };
+        let injector = &rt.injector;
         let status: u16 = http::response_header(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
+        if status < 400 {
+            return Action::Continue; // success answers are not scanned (see README)
+        }
         if let (true, Some((pi, ki))) = (status == 401 || status == 429, self.used) {
             if let Some(provider) = injector.get(pi) {
                 let rest = cooldown_for(provider, http::response_header("retry-after").as_deref());
                 let until = http::now_secs().saturating_add(rest);
-                http::shared_set(&cooldown_slot(&provider.name, ki), &until.to_string());
+                rest_key(&provider.name, ki, until);
+                if let Some(c) = rt.cooldowns.borrow_mut().get_mut(pi) {
+                    c.rest(ki, until);
+                }
                 log::info!(
                     "sluice key-injection: provider {} key #{ki} answered {status}; resting {rest} s",
                     provider.name
@@ -244,7 +321,7 @@ impl HttpContext for InjectStream {
                 http::set_response_header(&name, Some(&clean));
             }
         }
-        if status >= 400 && !end_of_stream && !secrets.is_empty() {
+        if !end_of_stream && !secrets.is_empty() {
             // The body may change length: drop content-length, Envoy re-frames it.
             http::set_response_header("content-length", None);
             self.scrub_body = true;
@@ -260,11 +337,11 @@ impl HttpContext for InjectStream {
             return Action::Pause;
         }
         self.scrub_body = false;
-        let Some((injector, _)) = self.injector() else {
+        let Some(rt) = self.inject_runtime() else {
             return Action::Continue;
         };
         let body = http::response_body(body_size).unwrap_or_default();
-        if let Some(clean) = scrub(&body, &injector.secrets()) {
+        if let Some(clean) = scrub(&body, &rt.injector.secrets()) {
             http::set_response_body(body_size, &clean);
         }
         Action::Continue

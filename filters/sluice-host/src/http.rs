@@ -34,6 +34,32 @@ pub fn set_request_header(name: &str, value: Option<&str>) {
     set_header(MapType::HttpRequestHeaders, name, value);
 }
 
+/// All request headers in one host call (cheaper than several single lookups).
+pub fn request_headers() -> Headers {
+    Headers(
+        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_else(|s| {
+            warn("get request headers", s);
+            Vec::new()
+        }),
+    )
+}
+
+/// A snapshot of a header map; names are lower-case as Envoy stores them.
+pub struct Headers(pub Vec<(String, String)>);
+
+impl Headers {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+}
+
 pub fn response_header(name: &str) -> Option<String> {
     get_header(MapType::HttpResponseHeaders, name)
 }
@@ -97,10 +123,24 @@ pub fn shared_get(key: &str) -> Option<String> {
     }
 }
 
-/// Writes a shared value (last writer wins).
-pub fn shared_set(key: &str, value: &str) {
-    if let Err(s) = hostcalls::set_shared_data(key, Some(value.as_bytes()), None) {
-        warn("set shared data", s);
+/// Reads a shared value with its compare-and-swap token.
+pub fn shared_get_cas(key: &str) -> (Option<String>, Option<u32>) {
+    match hostcalls::get_shared_data(key) {
+        Ok((bytes, cas)) => (bytes.and_then(|b| String::from_utf8(b).ok()), cas),
+        Err(_) => (None, None),
+    }
+}
+
+/// Writes a shared value; with `cas`, only if nobody wrote it since it was read with that
+/// token. Returns false when the write lost the race (read again and retry).
+pub fn shared_set(key: &str, value: &str, cas: Option<u32>) -> bool {
+    match hostcalls::set_shared_data(key, Some(value.as_bytes()), cas) {
+        Ok(()) => true,
+        Err(proxy_wasm::types::Status::CasMismatch) => false,
+        Err(s) => {
+            warn("set shared data", s);
+            false
+        }
     }
 }
 

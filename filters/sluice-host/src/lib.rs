@@ -9,8 +9,10 @@
 //!   config, refuses a bad one (Envoy then keeps the config it had), creates HTTP contexts.
 //! - [`reply`]: sends an [`sluice_core::ApiError`] to the caller.
 //! - [`http`]: headers, bodies, properties, time, shared data, environment.
+//! - [`clock`]: host time cached per VM, refreshed on tick (no host call per request).
 //! - [`state`]: reads and writes Sluice filter state.
 
+pub mod clock;
 pub mod http;
 pub mod plugin;
 pub mod reply;

@@ -1,6 +1,7 @@
 //! The root context shared by all filters: config in, HTTP contexts out.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -21,6 +22,12 @@ pub trait Filter: 'static {
     fn prepare(config: Self::Config) -> Result<Self::Runtime, ConfigError>;
 
     fn http_context(runtime: Rc<Self::Runtime>, context_id: u32) -> Box<dyn HttpContext>;
+
+    /// How often [`Filter::on_tick`] runs on each VM (each worker), if at all.
+    const TICK: Option<Duration> = None;
+
+    /// Periodic work off the request path: refresh caches, read shared data.
+    fn on_tick(_runtime: &Self::Runtime) {}
 }
 
 /// Registers the filter's root context. Call it from `proxy_wasm::main!`.
@@ -50,6 +57,11 @@ impl<F: Filter> RootContext for PluginRoot<F> {
         match parse_config::<F::Config>(&bytes).and_then(F::prepare) {
             Ok(runtime) => {
                 self.runtime = Some(Rc::new(runtime));
+                if let Some(period) = F::TICK {
+                    if let Err(status) = hostcalls::set_tick_period(period) {
+                        log::error!("sluice {}: cannot set tick period: {status:?}", F::NAME);
+                    }
+                }
                 log::info!("sluice {}: config loaded", F::NAME);
                 true
             }
@@ -58,6 +70,12 @@ impl<F: Filter> RootContext for PluginRoot<F> {
                 log::error!("sluice {}: config refused: {err}", F::NAME);
                 false
             }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(runtime) = &self.runtime {
+            F::on_tick(runtime);
         }
     }
 

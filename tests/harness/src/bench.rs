@@ -1,12 +1,14 @@
-//! `make bench`: bare Envoy against Envoy with the Sluice chain, in the same run, on 127.0.0.1.
+//! `make bench`: bare Envoy against Envoy with Sluice filters, in the same run, on 127.0.0.1.
 //!
-//! Both Envoys (`--concurrency 2`) front the same mock provider. `wrk` drives each in turn with a
-//! 1 KB chat request at 16 connections, for a bounded time, in interleaved rounds (bare, chain,
-//! bare, chain, …) so drift on the machine hits both alike. The report gives throughput and
+//! The Envoys (`--concurrency 2`) front the same mock provider: bare, key-injection alone (its
+//! two entries of the shipped chain), and the whole chain. `wrk` drives each in turn with a
+//! 1 KB chat request carrying the demo key at 16 connections, for a bounded time, in interleaved
+//! rounds (bare, key-injection, chain, bare, …) so drift on the machine hits all alike. The report gives throughput and
 //! p50/p99 latency as ratios to bare Envoy, and each Envoy's RSS idle and after load. It is a
 //! measurement, not a test: nothing here passes or fails on a number.
 //!
-//! Settings (environment): `SLUICE_BENCH_SECONDS` per run (default 10), `SLUICE_BENCH_ROUNDS`
+//! Settings (environment): `SLUICE_BENCH_CONFIGS` (default `bare,key-injection,chain`),
+//! `SLUICE_BENCH_SECONDS` per run (default 10), `SLUICE_BENCH_ROUNDS`
 //! (default 2), `SLUICE_BENCH_CONNECTIONS` (default 16), `SLUICE_BENCH_OUT` (default
 //! `bench/out/report.md`).
 
@@ -14,7 +16,56 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::{http, paths, Envoy, MockProvider};
+use crate::envoy::{render_template, template_vars};
+use crate::render::only_filters;
+use crate::{http, paths, Envoy, MockProvider, DEMO_AUTH};
+
+/// A configuration to measure: its report name and the filters of the shipped chain it keeps.
+struct Scenario {
+    key: &'static str,
+    name: &'static str,
+    /// `None`: envoy/bare.yaml; `Some(&[])`: the whole chain; else only these entries.
+    filters: Option<&'static [&'static str]>,
+}
+
+const SCENARIOS: [Scenario; 3] = [
+    Scenario {
+        key: "bare",
+        name: "bare Envoy",
+        filters: None,
+    },
+    Scenario {
+        key: "key-injection",
+        name: "key-injection (authenticate + inject)",
+        filters: Some(&[
+            "sluice.key_injection.authenticate",
+            "sluice.key_injection.inject",
+        ]),
+    },
+    Scenario {
+        key: "chain",
+        name: "whole Sluice chain",
+        filters: Some(&[]),
+    },
+];
+
+fn start(scenario: &Scenario, mock_port: u16) -> Result<Envoy, String> {
+    match scenario.filters {
+        None => Envoy::start_template("envoy/bare.yaml", mock_port, &BTreeMap::new()),
+        Some(keep) => Envoy::start_config(|port, admin| {
+            let config = render_template(
+                "envoy/sluice.yaml",
+                &template_vars(port, admin, mock_port),
+                &BTreeMap::new(),
+            )?;
+            Ok(if keep.is_empty() {
+                config
+            } else {
+                only_filters(&config, keep)
+            })
+        }),
+    }
+}
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -129,21 +180,26 @@ pub fn run() -> Result<(), String> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| paths::repo().join("bench/out/report.md"));
 
+    let wanted = std::env::var("SLUICE_BENCH_CONFIGS")
+        .unwrap_or_else(|_| "bare,key-injection,chain".to_owned());
     let mock = MockProvider::start()?;
-    let none = BTreeMap::new();
-    let configs = [
-        (
-            "bare Envoy",
-            Envoy::start_template("envoy/bare.yaml", mock.port, &none)?,
-        ),
-        (
-            "Envoy + Sluice chain",
-            Envoy::start_template("envoy/sluice.yaml", mock.port, &none)?,
-        ),
-    ];
+    let mut configs = Vec::new();
+    for scenario in SCENARIOS
+        .iter()
+        .filter(|s| wanted.split(',').any(|w| w.trim() == s.key))
+    {
+        configs.push((scenario.name, start(scenario, mock.port)?));
+    }
+    if configs.first().map(|(n, _)| *n) != Some("bare Envoy") {
+        return Err("SLUICE_BENCH_CONFIGS must include bare (the baseline)".to_owned());
+    }
     let body = chat_body(1024);
     for (name, envoy) in &configs {
-        let resp = http::post(&envoy.url("/v1/chat/completions"), body.as_bytes(), &[])?;
+        let resp = http::post(
+            &envoy.url("/v1/chat/completions"),
+            body.as_bytes(),
+            &[DEMO_AUTH],
+        )?;
         if resp.status != 200 {
             return Err(format!("{name} answered {}: {}", resp.status, resp.text()));
         }
@@ -154,7 +210,9 @@ pub fn run() -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
     let script = dir.path().join("post.lua");
     let lua = format!(
-        "wrk.method = \"POST\"\nwrk.headers[\"content-type\"] = \"application/json\"\nwrk.body = {}\n",
+        "wrk.method = \"POST\"\nwrk.headers[\"content-type\"] = \"application/json\"\nwrk.headers[\"{}\"] = \"{}\"\nwrk.body = {}\n",
+        DEMO_AUTH.0,
+        DEMO_AUTH.1,
         serde_json::to_string(&body).map_err(|e| e.to_string())?
     );
     std::fs::write(&script, lua).map_err(|e| format!("cannot write wrk script: {e}"))?;
@@ -200,7 +258,7 @@ pub fn run() -> Result<(), String> {
         .collect();
     let base = summary.first().copied().unwrap_or((1.0, 1.0, 1.0, 0));
     let mut report = format!(
-        "# Sluice benchmark\n\n1 KB chat request (`POST /v1/chat/completions`), `wrk -t2 -c{connections}`, \
+        "# Sluice benchmark\n\n1 KB chat request (`POST /v1/chat/completions`, demo key), `wrk -t2 -c{connections}`, \
          {rounds} interleaved round(s) of {seconds} s per config, all on 127.0.0.1; Envoy `--concurrency 2`; \
          the mock provider answers every request. Ratios are to bare Envoy in the same run.\n\n\
          | config | req/s | vs bare | p50 ms | vs bare | p99 ms | vs bare | non-2xx | RSS idle | RSS after load |\n\

@@ -231,12 +231,18 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 
 /// Runs `envoy --mode validate` on a config; `Ok(log)` when Envoy accepts it, `Err(log)` when not.
 pub fn validate(config: &str) -> Result<String, String> {
+    validate_env(config, &[])
+}
+
+/// Same, with environment variables for the Envoy process.
+pub fn validate_env(config: &str, env: &[(&str, &str)]) -> Result<String, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
     let path = dir.path().join("envoy.yaml");
     std::fs::write(&path, config).map_err(|e| format!("cannot write config: {e}"))?;
     let out = Command::new(paths::envoy())
         .args(["--mode", "validate", "--use-dynamic-base-id", "-c"])
         .arg(&path)
+        .envs(env.iter().copied())
         .output()
         .map_err(|e| format!("cannot run Envoy: {e}"))?;
     let log = format!(

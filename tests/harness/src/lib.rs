@@ -10,6 +10,7 @@ pub mod envoy;
 pub mod http;
 pub mod mock;
 pub mod paths;
+pub mod providers;
 pub mod python;
 pub mod render;
 

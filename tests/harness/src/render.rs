@@ -50,6 +50,45 @@ pub fn set_plugin_config(config: &str, plugin: &str, json: &str) -> crate::Resul
     Ok(out)
 }
 
+/// The inline JSON config of the plugin named `plugin`, as [`set_plugin_config`] finds it.
+pub fn plugin_config(config: &str, plugin: &str) -> Option<String> {
+    let start = config.find(&format!("name: {plugin}\n"))?;
+    let after = config.get(start..)?;
+    let value_at = after.find("value: '")? + "value: '".len();
+    let rest = after.get(value_at..)?;
+    let end = rest.find("'\n")?;
+    Some(rest.get(..end)?.replace("''", "'"))
+}
+
+/// Keeps only the `http_filters` entries whose `name:` is in `keep` (plus Envoy's router), for
+/// benchmarking a filter alone in the shipped chain config. Entries are the list items at the
+/// indentation the shipped configs use.
+pub fn only_filters(config: &str, keep: &[&str]) -> String {
+    const ITEM: &str = "          - name: ";
+    let mut out = String::with_capacity(config.len());
+    let mut in_filters = false;
+    let mut keeping = true;
+    for line in config.split_inclusive('\n') {
+        if line.trim_start().starts_with("http_filters:") {
+            in_filters = true;
+        } else if in_filters && line.starts_with("  clusters:") {
+            in_filters = false;
+            keeping = true;
+        } else if in_filters {
+            if let Some(name) = line.strip_prefix(ITEM) {
+                let name = name.trim();
+                keeping = name == "envoy.filters.http.router" || keep.contains(&name);
+            } else if line.starts_with("          #") {
+                continue; // comments between entries
+            }
+        }
+        if keeping {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +101,15 @@ mod tests {
         assert_eq!(
             render("${A} ${B}", &vars).unwrap_err(),
             "unrendered placeholder ${B}"
+        );
+    }
+
+    #[test]
+    fn keeps_only_the_named_filters() {
+        let cfg = "a:\n          http_filters:\n          # one\n          - name: one\n            x: 1\n          - name: two\n            y: 2\n          - name: envoy.filters.http.router\n            z: 3\n  clusters:\n  - c\n";
+        assert_eq!(
+            only_filters(cfg, &["two"]),
+            "a:\n          http_filters:\n          - name: two\n            y: 2\n          - name: envoy.filters.http.router\n            z: 3\n  clusters:\n  - c\n"
         );
     }
 

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use sluice_harness::envoy::{render_template, template_vars, validate};
-use sluice_harness::{paths, Gateway};
+use sluice_harness::envoy::{render_template, template_vars, validate, validate_env};
+use sluice_harness::{providers, Gateway};
 
 fn rendered(template: &str) -> String {
     render_template(
@@ -26,12 +26,30 @@ fn shipped_configs_validate() {
 }
 
 #[test]
-fn chain_with_real_provider_clusters_validates() {
-    let mut config = rendered("envoy/sluice.yaml");
-    let providers = std::fs::read_to_string(paths::repo().join("envoy/providers.yaml")).unwrap();
-    config.push_str(&providers.replace("${AZURE_OPENAI_HOST}", "example.openai.azure.com"));
-    let log = validate(&config).unwrap_or_else(|log| panic!("{log}"));
+fn chain_with_real_providers_validates() {
+    // What `SLUICE_PROVIDERS=1 make run` starts, with all three provider keys set.
+    let keys = [
+        ("OPENAI_API_KEY", "sk-test-openai"),
+        ("ANTHROPIC_API_KEY", "sk-test-anthropic"),
+        ("AZURE_OPENAI_API_KEY", "test-azure"),
+    ];
+    let env = |name: &str| {
+        keys.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    };
+    let (config, notes) =
+        providers::with_real_providers(rendered("envoy/sluice.yaml"), env).unwrap();
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    assert!(config.contains("name: azure_openai"));
+    let log = validate_env(&config, &keys).unwrap_or_else(|log| panic!("{log}"));
     assert!(log.contains("OK"));
+    // Without the keys in the VM environment the inject config is refused, naming the variable.
+    let log = validate(&config).expect_err("keys missing");
+    assert!(
+        log.contains("environment variable OPENAI_API_KEY is not set"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -144,9 +144,47 @@ pub fn cooldown_for(provider: &Provider, retry_after: Option<&str>) -> u64 {
         .unwrap_or(provider.cooldown_secs)
 }
 
-/// The shared-data key holding a provider key's cool-down end (Unix seconds, decimal).
-pub fn cooldown_slot(provider: &str, index: usize) -> String {
-    format!("sluice.key_injection.cooldown.{provider}.{index}")
+/// The shared-data key holding a provider's key cool-downs (one read per request).
+pub fn cooldown_slot(provider: &str) -> String {
+    format!("sluice.key_injection.cooldown.{provider}")
+}
+
+/// Cool-down ends per key (Unix seconds), as stored in shared data: comma-separated decimals.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cooldowns(Vec<u64>);
+
+impl Cooldowns {
+    /// Parses the stored text; anything unreadable counts as "not resting".
+    pub fn parse(text: Option<&str>) -> Self {
+        Cooldowns(
+            text.unwrap_or_default()
+                .split(',')
+                .map(|v| v.trim().parse().unwrap_or(0))
+                .collect(),
+        )
+    }
+
+    pub fn until(&self, index: usize) -> u64 {
+        self.0.get(index).copied().unwrap_or(0)
+    }
+
+    /// Rests key `index` until `until` (keeps a later end already recorded).
+    pub fn rest(&mut self, index: usize, until: u64) {
+        if self.0.len() <= index {
+            self.0.resize(index + 1, 0);
+        }
+        if let Some(slot) = self.0.get_mut(index) {
+            *slot = (*slot).max(until);
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        self.0
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 #[cfg(test)]
@@ -213,6 +251,18 @@ mod tests {
             1,
             "all resting: soonest"
         );
+    }
+
+    #[test]
+    fn cooldowns_round_trip_and_keep_the_later_end() {
+        let mut c = Cooldowns::parse(None);
+        assert_eq!(c.until(3), 0);
+        c.rest(2, 500);
+        c.rest(2, 400);
+        assert_eq!(c.encode(), "0,0,500");
+        let back = Cooldowns::parse(Some(&c.encode()));
+        assert_eq!((back.until(2), back.until(0)), (500, 0));
+        assert_eq!(Cooldowns::parse(Some("x,7")).until(1), 7);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 
 use sluice_harness::envoy::{render_template, template_vars};
-use sluice_harness::{bench, demo_curl, paths, Envoy, MockProvider};
+use sluice_harness::{bench, demo_curl, providers, Envoy, MockProvider, DEMO_KEY};
 
 fn env_port(name: &str, default: u16) -> Result<u16, String> {
     match std::env::var(name) {
@@ -29,15 +29,17 @@ fn run() -> Result<(), String> {
         &BTreeMap::new(),
     )?;
     if std::env::var("SLUICE_PROVIDERS").is_ok_and(|v| v == "1") {
-        let providers = std::fs::read_to_string(paths::repo().join("envoy/providers.yaml"))
-            .map_err(|e| format!("cannot read envoy/providers.yaml: {e}"))?;
-        let azure = std::env::var("AZURE_OPENAI_HOST")
-            .unwrap_or_else(|_| "example.openai.azure.com".to_owned());
-        config.push_str(&providers.replace("${AZURE_OPENAI_HOST}", &azure));
+        let (with_providers, notes) =
+            providers::with_real_providers(config, |v| std::env::var(v).ok())?;
+        config = with_providers;
+        for note in notes {
+            println!("{note}");
+        }
     }
     let envoy = Envoy::start_fixed(&config, port, admin)?;
     println!("Sluice is up: Envoy 127.0.0.1:{port} (admin 127.0.0.1:{admin}), the whole chain in front of the mock provider on 127.0.0.1:{}.", mock.port);
     println!("Envoy log: {}", envoy.log_path().display());
+    println!("Caller key (the demo consumer): {DEMO_KEY}");
     println!("Try:");
     println!("{}", demo_curl(port));
     println!("Ctrl-C stops everything.");
