@@ -47,7 +47,7 @@ fn chain_with_real_providers_validates() {
     // Without the keys in the VM environment the inject config is refused, naming the variable.
     let log = validate(&config).expect_err("keys missing");
     assert!(
-        log.contains("environment variable OPENAI_API_KEY is not set"),
+        log.contains("environment variable ANTHROPIC_API_KEY is not set"),
         "{log}"
     );
 }
