@@ -1,10 +1,19 @@
 //! token-count's plugin config.
+//!
+//! ```json
+//! {"default_encoding": "o200k_base",
+//!  "encodings": [{"models": ["my-finetune-*"], "encoding": "cl100k_base"}],
+//!  "max_prompt_tokens": 128000,
+//!  "model_limits": [{"models": ["gpt-4o-mini*"], "max_prompt_tokens": 16000}],
+//!  "consumer_header": "x-consumer-id"}
+//! ```
 
-use crate::config::{require_range, ConfigError, JsonPath, Validate};
 use serde::Deserialize;
 
+use crate::config::{require_non_empty, require_range, ConfigError, JsonPath, Validate};
+
 /// A tiktoken encoding the filter can count with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default)]
 pub enum Encoding {
     #[default]
     #[serde(rename = "o200k_base")]
@@ -13,19 +22,75 @@ pub enum Encoding {
     Cl100kBase,
 }
 
+impl Encoding {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Encoding::O200kBase => "o200k_base",
+            Encoding::Cl100kBase => "cl100k_base",
+        }
+    }
+}
+
+/// Models (globs) counted with an encoding; checked in order, before the built-in OpenAI rules.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncodingRule {
+    pub models: Vec<String>,
+    pub encoding: Encoding,
+}
+
+/// A prompt-token limit for some models (globs).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelLimit {
+    pub models: Vec<String>,
+    pub max_prompt_tokens: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenCountConfig {
-    /// Encoding for models no pattern matches.
+    /// Encoding for models no rule matches.
     #[serde(default)]
     pub default_encoding: Encoding,
+    /// Extra model → encoding rules, before the built-in ones.
+    #[serde(default)]
+    pub encodings: Vec<EncodingRule>,
+    /// Apply OpenAI's own model families (gpt-4o, o-series, gpt-5 → o200k_base; gpt-4,
+    /// gpt-3.5, embeddings → cl100k_base). Turn off to load only the encodings named here.
+    #[serde(default = "yes")]
+    pub builtin_model_rules: bool,
+    /// Requests whose prompt is over this many tokens are refused with 400
+    /// `context_length_exceeded` before going upstream.
+    #[serde(default)]
+    pub max_prompt_tokens: Option<u64>,
+    /// Per-model limits; the first rule that matches wins over `max_prompt_tokens`.
+    #[serde(default)]
+    pub model_limits: Vec<ModelLimit>,
     /// Largest request body the filter reads; larger ones get 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
+    /// Header naming the consumer for metrics when key-injection's filter state is absent.
+    #[serde(default)]
+    pub consumer_header: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_max_body_bytes() -> u64 {
-    1 << 20
+    4 << 20
+}
+
+fn require_globs(path: &JsonPath, globs: &[String]) -> Result<(), ConfigError> {
+    if globs.is_empty() {
+        return Err(path.error("must name at least one model"));
+    }
+    for (i, g) in globs.iter().enumerate() {
+        glob::Pattern::new(g).map_err(|e| path.index(i).error(format!("bad glob {g:?}: {e}")))?;
+    }
+    Ok(())
 }
 
 impl Validate for TokenCountConfig {
@@ -35,7 +100,30 @@ impl Validate for TokenCountConfig {
             self.max_body_bytes,
             1,
             64 << 20,
-        )
+        )?;
+        for (i, rule) in self.encodings.iter().enumerate() {
+            require_globs(
+                &path.field("encodings").index(i).field("models"),
+                &rule.models,
+            )?;
+        }
+        if let Some(max) = self.max_prompt_tokens {
+            require_range(&path.field("max_prompt_tokens"), max, 1, 100_000_000)?;
+        }
+        for (i, limit) in self.model_limits.iter().enumerate() {
+            let at = path.field("model_limits").index(i);
+            require_globs(&at.field("models"), &limit.models)?;
+            require_range(
+                &at.field("max_prompt_tokens"),
+                limit.max_prompt_tokens,
+                1,
+                100_000_000,
+            )?;
+        }
+        if let Some(h) = &self.consumer_header {
+            require_non_empty(&path.field("consumer_header"), h)?;
+        }
+        Ok(())
     }
 }
 
@@ -51,7 +139,8 @@ mod tests {
     fn defaults() {
         let c: TokenCountConfig = parse_config(b"{}").unwrap();
         assert_eq!(c.default_encoding, Encoding::O200kBase);
-        assert_eq!(c.max_body_bytes, 1 << 20);
+        assert!(c.builtin_model_rules);
+        assert_eq!(c.max_prompt_tokens, None);
     }
 
     #[test]
@@ -64,5 +153,19 @@ mod tests {
     fn zero_body_limit_is_refused() {
         let err = parse_config::<TokenCountConfig>(br#"{"max_body_bytes":0}"#).unwrap_err();
         assert_eq!(err.path, "$.max_body_bytes");
+    }
+
+    #[test]
+    fn limit_rules_are_checked() {
+        let err = parse_config::<TokenCountConfig>(
+            br#"{"model_limits":[{"models":["gpt-*"],"max_prompt_tokens":0}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "$.model_limits[0].max_prompt_tokens");
+        let err = parse_config::<TokenCountConfig>(
+            br#"{"encodings":[{"models":[],"encoding":"cl100k_base"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "$.encodings[0].models");
     }
 }

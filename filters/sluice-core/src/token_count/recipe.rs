@@ -1,0 +1,455 @@
+//! Prompt tokens of a request, by OpenAI's counting recipe.
+//!
+//! Chat: every message costs 3 tokens plus the tokens of each of its string fields (`role`,
+//! `content`, `name`, `tool_call_id`), a `name` one more, and the reply is primed with 3
+//! (OpenAI cookbook, "How to count tokens with tiktoken"). Tool definitions follow the
+//! cookbook's function-calling recipe. Text parts of multi-part content are counted exactly; an
+//! image part is counted as 85 tokens (OpenAI's low-detail base cost; high-detail images cost
+//! more by their size, which the body does not say). Completions and embeddings: the tokens of
+//! each input string (token-array inputs count their length). Anthropic Messages: Anthropic's
+//! tokenizer is not public, so its prompts are estimated with the model's mapped encoding
+//! (`o200k_base` by default) and settled from the provider's `usage`.
+
+use serde_json::Value;
+
+use super::config::Encoding;
+use super::counter::Counter;
+use crate::anthropic::{self, MessagesRequest};
+use crate::openai::{ChatCompletionRequest, ChatMessage, MessageContent, Tool};
+use crate::ApiError;
+
+const TOKENS_PER_MESSAGE: u64 = 3;
+const TOKENS_PER_NAME: u64 = 1;
+const REPLY_PRIMING: u64 = 3;
+const IMAGE_TOKENS: u64 = 85;
+
+/// The API a request is for, from its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Completions,
+    Embeddings,
+    AnthropicMessages,
+}
+
+impl Endpoint {
+    /// Recognises OpenAI (`/v1/...`), Azure OpenAI (`/openai/deployments/{d}/...`) and
+    /// Anthropic paths; anything else is not counted.
+    pub fn from_path(path: &str) -> Option<Endpoint> {
+        let path = path.split('?').next().unwrap_or(path);
+        if path.ends_with("/chat/completions") {
+            Some(Endpoint::Chat)
+        } else if path.ends_with("/completions") {
+            Some(Endpoint::Completions)
+        } else if path.ends_with("/embeddings") {
+            Some(Endpoint::Embeddings)
+        } else if path.ends_with("/v1/messages") {
+            Some(Endpoint::AnthropicMessages)
+        } else {
+            None
+        }
+    }
+}
+
+/// The Azure deployment named in a path, which stands for the model there.
+pub fn azure_deployment(path: &str) -> Option<&str> {
+    let rest = path
+        .split('?')
+        .next()?
+        .split("/openai/deployments/")
+        .nth(1)?;
+    rest.split('/').next().filter(|d| !d.is_empty())
+}
+
+/// A counted request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptCount {
+    pub tokens: u64,
+    pub model: Option<String>,
+    pub encoding: Encoding,
+    /// The completion limit the caller set (`max_completion_tokens` / `max_tokens`).
+    pub max_completion: Option<u64>,
+    pub stream: bool,
+    /// False for Anthropic prompts (estimated with an OpenAI encoding).
+    pub exact: bool,
+}
+
+fn bad_body(e: &serde_json::Error) -> ApiError {
+    if e.is_data() {
+        ApiError::invalid_request(format!("invalid request body: {e}"))
+    } else {
+        ApiError::malformed_json(&e.to_string())
+    }
+}
+
+/// Counts a request body for `endpoint`. `path_model` is the Azure deployment, if any.
+pub fn count_request(
+    counter: &Counter,
+    endpoint: Endpoint,
+    body: &[u8],
+    path_model: Option<&str>,
+) -> Result<PromptCount, ApiError> {
+    match endpoint {
+        Endpoint::Chat => {
+            let req: ChatCompletionRequest =
+                serde_json::from_slice(body).map_err(|e| bad_body(&e))?;
+            let model = req.model.clone().or(path_model.map(str::to_owned));
+            let enc = counter.encoding_for(model.as_deref());
+            Ok(PromptCount {
+                tokens: count_chat(counter, enc, model.as_deref(), &req),
+                encoding: enc,
+                max_completion: req.completion_limit(),
+                stream: req.is_stream(),
+                model,
+                exact: true,
+            })
+        }
+        Endpoint::Completions | Endpoint::Embeddings => {
+            let req: Value = serde_json::from_slice(body).map_err(|e| bad_body(&e))?;
+            let model = req["model"]
+                .as_str()
+                .map(str::to_owned)
+                .or(path_model.map(str::to_owned));
+            let enc = counter.encoding_for(model.as_deref());
+            let field = if endpoint == Endpoint::Completions {
+                "prompt"
+            } else {
+                "input"
+            };
+            Ok(PromptCount {
+                tokens: count_inputs(counter, enc, &req[field]),
+                encoding: enc,
+                max_completion: req["max_tokens"].as_u64(),
+                stream: req["stream"].as_bool() == Some(true),
+                model,
+                exact: true,
+            })
+        }
+        Endpoint::AnthropicMessages => {
+            let req: MessagesRequest = serde_json::from_slice(body).map_err(|e| bad_body(&e))?;
+            let enc = counter.encoding_for(req.model.as_deref());
+            Ok(PromptCount {
+                tokens: count_anthropic(counter, enc, &req),
+                encoding: enc,
+                max_completion: req.max_tokens,
+                stream: req.is_stream(),
+                model: req.model,
+                exact: false,
+            })
+        }
+    }
+}
+
+fn count_message(counter: &Counter, enc: Encoding, m: &ChatMessage) -> u64 {
+    let mut n = TOKENS_PER_MESSAGE + counter.count(enc, &m.role);
+    match &m.content {
+        Some(MessageContent::Text(t)) => n += counter.count(enc, t),
+        Some(MessageContent::Parts(parts)) => {
+            for p in parts {
+                match (&p.text, p.kind.as_str()) {
+                    (Some(t), _) => n += counter.count(enc, t),
+                    (None, "image_url" | "image") => n += IMAGE_TOKENS,
+                    _ => {}
+                }
+            }
+        }
+        None => {}
+    }
+    if let Some(name) = &m.name {
+        n += counter.count(enc, name) + TOKENS_PER_NAME;
+    }
+    if let Some(id) = &m.tool_call_id {
+        n += counter.count(enc, id);
+    }
+    for call in m.tool_calls.iter().flatten() {
+        if let Some(f) = &call.function {
+            n += f.name.as_deref().map_or(0, |s| counter.count(enc, s));
+            n += f.arguments.as_deref().map_or(0, |s| counter.count(enc, s));
+        }
+    }
+    n
+}
+
+/// Chat prompt tokens (messages, then tool definitions).
+pub fn count_chat(
+    counter: &Counter,
+    enc: Encoding,
+    model: Option<&str>,
+    req: &ChatCompletionRequest,
+) -> u64 {
+    let messages: u64 = req
+        .messages
+        .iter()
+        .map(|m| count_message(counter, enc, m))
+        .sum();
+    let tools = req
+        .tools
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .map_or(0, |t| count_tools(counter, enc, model, t));
+    messages + REPLY_PRIMING + tools
+}
+
+/// The cookbook's function-definition recipe.
+fn count_tools(counter: &Counter, enc: Encoding, model: Option<&str>, tools: &[Tool]) -> u64 {
+    let o200k_family = enc == Encoding::O200kBase;
+    let func_init: i64 = if o200k_family || model.is_none() {
+        7
+    } else {
+        10
+    };
+    let (prop_init, prop_key, enum_init, enum_item, func_end) = (3i64, 3i64, -3i64, 3i64, 12i64);
+    let mut total: i64 = 0;
+    for tool in tools {
+        let Some(f) = &tool.function else { continue };
+        total += func_init;
+        let desc = f.description.as_deref().unwrap_or_default();
+        let desc = desc.strip_suffix('.').unwrap_or(desc);
+        total += counter.count(enc, &format!("{}:{}", f.name, desc)) as i64;
+        let props = f
+            .parameters
+            .as_ref()
+            .and_then(|p| p.get("properties"))
+            .and_then(Value::as_object);
+        if let Some(props) = props.filter(|p| !p.is_empty()) {
+            total += prop_init;
+            for (key, spec) in props {
+                total += prop_key;
+                if let Some(items) = spec.get("enum").and_then(Value::as_array) {
+                    total += enum_init;
+                    for item in items {
+                        total += enum_item;
+                        let text = item
+                            .as_str()
+                            .map_or_else(|| item.to_string(), str::to_owned);
+                        total += counter.count(enc, &text) as i64;
+                    }
+                }
+                let kind = spec.get("type").and_then(Value::as_str).unwrap_or_default();
+                let pdesc = spec
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let pdesc = pdesc.strip_suffix('.').unwrap_or(pdesc);
+                total += counter.count(enc, &format!("{key}:{kind}:{pdesc}")) as i64;
+            }
+        }
+    }
+    total += func_end;
+    u64::try_from(total).unwrap_or(0)
+}
+
+/// Completions `prompt` / embeddings `input`: a string, strings, or token arrays.
+fn count_inputs(counter: &Counter, enc: Encoding, input: &Value) -> u64 {
+    match input {
+        Value::String(s) => counter.count(enc, s),
+        Value::Array(items) => {
+            if items.iter().all(Value::is_number) {
+                return items.len() as u64; // one prompt given as tokens
+            }
+            items.iter().map(|i| count_inputs(counter, enc, i)).sum()
+        }
+        _ => 0,
+    }
+}
+
+fn count_anthropic_content(counter: &Counter, enc: Encoding, content: &anthropic::Content) -> u64 {
+    match content {
+        anthropic::Content::Text(t) => counter.count(enc, t),
+        anthropic::Content::Blocks(blocks) => blocks
+            .iter()
+            .map(|b| {
+                let mut n = b.text.as_deref().map_or(0, |t| counter.count(enc, t));
+                if let Some(input) = &b.input {
+                    n += counter.count(enc, &input.to_string());
+                }
+                if let Some(content) = &b.content {
+                    n += match content {
+                        Value::String(s) => counter.count(enc, s),
+                        other => counter.count(enc, &other.to_string()),
+                    };
+                }
+                if b.kind == "image" {
+                    n += IMAGE_TOKENS;
+                }
+                n
+            })
+            .sum(),
+    }
+}
+
+/// An estimate for Anthropic prompts (see the module docs).
+fn count_anthropic(counter: &Counter, enc: Encoding, req: &MessagesRequest) -> u64 {
+    let system = req
+        .system
+        .as_ref()
+        .map_or(0, |s| count_anthropic_content(counter, enc, s));
+    let messages: u64 = req
+        .messages
+        .iter()
+        .map(|m| TOKENS_PER_MESSAGE + count_anthropic_content(counter, enc, &m.content))
+        .sum();
+    let tools: u64 = req
+        .tools
+        .iter()
+        .flatten()
+        .map(|t| counter.count(enc, &serde_json::to_string(t).unwrap_or_default()))
+        .sum();
+    system + messages + tools + REPLY_PRIMING
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::super::counter::tests::counter;
+    use super::*;
+
+    fn chat(body: &str) -> PromptCount {
+        count_request(counter(), Endpoint::Chat, body.as_bytes(), None).unwrap()
+    }
+
+    #[test]
+    fn endpoints_from_paths() {
+        assert_eq!(
+            Endpoint::from_path("/v1/chat/completions"),
+            Some(Endpoint::Chat)
+        );
+        assert_eq!(
+            Endpoint::from_path("/openai/deployments/gpt4o/chat/completions?api-version=x"),
+            Some(Endpoint::Chat)
+        );
+        assert_eq!(
+            Endpoint::from_path("/v1/completions"),
+            Some(Endpoint::Completions)
+        );
+        assert_eq!(
+            Endpoint::from_path("/v1/embeddings"),
+            Some(Endpoint::Embeddings)
+        );
+        assert_eq!(
+            Endpoint::from_path("/v1/messages"),
+            Some(Endpoint::AnthropicMessages)
+        );
+        assert_eq!(Endpoint::from_path("/v1/models"), None);
+        assert_eq!(
+            azure_deployment("/openai/deployments/my-gpt/chat/completions?api-version=1"),
+            Some("my-gpt")
+        );
+    }
+
+    #[test]
+    fn chat_recipe_matches_the_cookbook_example() {
+        // The OpenAI cookbook's example conversation: 129 prompt tokens on gpt-4o-mini and
+        // gpt-4o, 129 on gpt-4 / gpt-3.5-turbo-1106 (its published outputs).
+        let body = serde_json::json!({"model": "gpt-4o", "messages": [
+            {"role": "system", "content": "You are a helpful, pattern-following assistant that translates corporate jargon into plain English."},
+            {"role": "system", "name": "example_user", "content": "New synergies will help drive top-line growth."},
+            {"role": "system", "name": "example_assistant", "content": "Things working well together will increase revenue."},
+            {"role": "system", "name": "example_user", "content": "Let's circle back when we have more bandwidth to touch base on opportunities for increased leverage."},
+            {"role": "system", "name": "example_assistant", "content": "Let's talk later when we're less busy about how to do better."},
+            {"role": "user", "content": "This late pivot means we don't have time to boil the ocean for the client deliverable."}
+        ]});
+        let mut text = body.to_string();
+        assert_eq!(chat(&text).tokens, 124);
+        text = text.replace("gpt-4o", "gpt-4");
+        assert_eq!(chat(&text).tokens, 129);
+    }
+
+    #[test]
+    fn tools_recipe_matches_the_cookbook_example() {
+        // The cookbook's function-calling example: 101 tokens on gpt-4o / gpt-4o-mini.
+        let body = serde_json::json!({"model": "gpt-4o", "messages": [
+            {"role": "system", "content": "You are a helpful assistant that can answer to questions about the weather."},
+            {"role": "user", "content": "What's the weather like in San Francisco?"}
+        ], "tools": [{"type": "function", "function": {
+            "name": "get_current_weather",
+            "description": "Get the current weather in a given location",
+            "parameters": {"type": "object", "properties": {
+                "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
+                "unit": {"type": "string", "description": "The unit of temperature to return", "enum": ["celsius", "fahrenheit"]}
+            }, "required": ["location"]}}}]});
+        assert_eq!(chat(&body.to_string()).tokens, 101);
+    }
+
+    #[test]
+    fn request_facts_are_kept() {
+        let c = chat(
+            r#"{"model":"gpt-4o","stream":true,"max_tokens":7,"messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        assert_eq!(c.model.as_deref(), Some("gpt-4o"));
+        assert!(c.stream && c.exact);
+        assert_eq!(c.max_completion, Some(7));
+        assert_eq!(c.tokens, 3 + 3 + 1 + 1); // priming + per-message + "user" + "hi"
+    }
+
+    #[test]
+    fn completions_and_embeddings_inputs() {
+        let count = |ep, body: &str| {
+            count_request(counter(), ep, body.as_bytes(), None)
+                .unwrap()
+                .tokens
+        };
+        assert_eq!(
+            count(
+                Endpoint::Embeddings,
+                r#"{"model":"text-embedding-3-small","input":"hello world"}"#
+            ),
+            2
+        );
+        assert_eq!(
+            count(Endpoint::Embeddings, r#"{"input":["hello world","hello"]}"#),
+            3
+        );
+        assert_eq!(count(Endpoint::Embeddings, r#"{"input":[1,2,3,4]}"#), 4);
+        assert_eq!(
+            count(
+                Endpoint::Completions,
+                r#"{"model":"gpt-3.5-turbo-instruct","prompt":"hello world"}"#
+            ),
+            2
+        );
+    }
+
+    #[test]
+    fn bad_bodies_are_400s() {
+        let err = count_request(counter(), Endpoint::Chat, b"{", None).unwrap_err();
+        assert_eq!(
+            (err.status(), err.code.as_deref()),
+            (400, Some("invalid_json"))
+        );
+        let err =
+            count_request(counter(), Endpoint::Chat, br#"{"messages":"x"}"#, None).unwrap_err();
+        assert_eq!(err.status(), 400);
+    }
+
+    #[test]
+    fn azure_model_comes_from_the_path() {
+        let c = count_request(
+            counter(),
+            Endpoint::Chat,
+            br#"{"messages":[{"role":"user","content":"hi"}]}"#,
+            Some("gpt-4"),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.model.as_deref(), c.encoding),
+            (Some("gpt-4"), Encoding::Cl100kBase)
+        );
+    }
+
+    #[test]
+    fn anthropic_is_an_estimate() {
+        let c = count_request(
+            counter(),
+            Endpoint::AnthropicMessages,
+            br#"{"model":"claude-sonnet-4-5","max_tokens":10,"system":"be brief","messages":[{"role":"user","content":"hello world"}]}"#,
+            None,
+        )
+        .unwrap();
+        assert!(!c.exact);
+        assert_eq!(c.max_completion, Some(10));
+        assert_eq!(c.tokens, 2 + 3 + 2 + 3);
+    }
+}

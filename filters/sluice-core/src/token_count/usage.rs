@@ -1,0 +1,279 @@
+//! Completion tokens (and the provider's own prompt count) read from an answer.
+//!
+//! JSON answers carry `usage`. Streams carry it in a final OpenAI chunk (when the caller asked
+//! `stream_options.include_usage`) or in Anthropic's `message_start` / `message_delta` events;
+//! where a stream has none, the streamed text is counted locally.
+
+use serde_json::Value;
+
+use super::config::Encoding;
+use super::counter::Counter;
+use crate::sse::{SseEvent, SseParser};
+use crate::Dialect;
+
+/// Usage as reported, in OpenAI's terms (Anthropic's input/output map to prompt/completion).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt: Option<u64>,
+    pub completion: Option<u64>,
+    /// Prompt tokens served from the provider's cache.
+    pub cached: Option<u64>,
+    /// Reasoning tokens (inside `completion`).
+    pub reasoning: Option<u64>,
+}
+
+/// Where the completion count came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Provider,
+    Local,
+}
+
+impl Source {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Source::Provider => "provider",
+            Source::Local => "local",
+        }
+    }
+}
+
+fn read_openai(usage: &Value, out: &mut Usage) {
+    if !usage.is_object() {
+        return;
+    }
+    out.prompt = usage["prompt_tokens"].as_u64().or(out.prompt);
+    out.completion = usage["completion_tokens"].as_u64().or(out.completion);
+    out.cached = usage["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .or(out.cached);
+    out.reasoning = usage["completion_tokens_details"]["reasoning_tokens"]
+        .as_u64()
+        .or(out.reasoning);
+}
+
+/// Anthropic's input side: `input_tokens` plus cache reads and writes, which are prompt too.
+fn read_anthropic_prompt(usage: &Value, out: &mut Usage) {
+    if let Some(input) = usage["input_tokens"].as_u64() {
+        let cache_read = usage["cache_read_input_tokens"].as_u64().unwrap_or(0);
+        let cache_write = usage["cache_creation_input_tokens"].as_u64().unwrap_or(0);
+        out.prompt = Some(input + cache_read + cache_write);
+        if cache_read > 0 {
+            out.cached = Some(cache_read);
+        }
+    }
+}
+
+fn read_anthropic(usage: &Value, out: &mut Usage) {
+    read_anthropic_prompt(usage, out);
+    out.completion = usage["output_tokens"].as_u64().or(out.completion);
+}
+
+/// Usage of a JSON answer.
+pub fn from_json(dialect: Dialect, body: &[u8]) -> Option<Usage> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let mut u = Usage::default();
+    match dialect {
+        Dialect::OpenAi => read_openai(&v["usage"], &mut u),
+        Dialect::Anthropic => read_anthropic(&v["usage"], &mut u),
+    }
+    (u != Usage::default()).then_some(u)
+}
+
+/// Follows a streamed answer chunk by chunk; never changes it.
+pub struct StreamUsage {
+    dialect: Dialect,
+    parser: SseParser,
+    usage: Usage,
+    /// Streamed text, kept only while no provider usage has been seen, up to a bound.
+    text: String,
+    text_capped: bool,
+}
+
+/// Streamed text kept for local counting, at most (a completion longer than this is counted
+/// on its first part only, and the count says `local`).
+const MAX_LOCAL_TEXT: usize = 4 << 20;
+
+impl StreamUsage {
+    pub fn new(dialect: Dialect) -> Self {
+        StreamUsage {
+            dialect,
+            parser: SseParser::new(),
+            usage: Usage::default(),
+            text: String::new(),
+            text_capped: false,
+        }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) {
+        for ev in self.parser.feed(chunk) {
+            self.event(&ev);
+        }
+    }
+
+    fn keep_text(&mut self, piece: &str) {
+        if self.text.len() + piece.len() <= MAX_LOCAL_TEXT {
+            self.text.push_str(piece);
+        } else {
+            self.text_capped = true;
+        }
+    }
+
+    fn event(&mut self, ev: &SseEvent) {
+        let Some(data) = ev.data.as_deref() else {
+            return;
+        };
+        if ev.is_done_marker() {
+            return;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        match self.dialect {
+            Dialect::OpenAi => {
+                read_openai(&v["usage"], &mut self.usage);
+                for choice in v["choices"].as_array().into_iter().flatten() {
+                    let delta = &choice["delta"];
+                    if let Some(t) = delta["content"].as_str() {
+                        self.keep_text(t);
+                    }
+                    for call in delta["tool_calls"].as_array().into_iter().flatten() {
+                        if let Some(t) = call["function"]["name"].as_str() {
+                            self.keep_text(t);
+                        }
+                        if let Some(t) = call["function"]["arguments"].as_str() {
+                            self.keep_text(t);
+                        }
+                    }
+                }
+            }
+            Dialect::Anthropic => {
+                // message_start's output count is a placeholder: take only its input side; the
+                // final output count comes with message_delta's top-level usage.
+                read_anthropic_prompt(&v["message"]["usage"], &mut self.usage);
+                read_anthropic(&v["usage"], &mut self.usage);
+                let delta = &v["delta"];
+                for key in ["text", "partial_json", "thinking"] {
+                    if let Some(t) = delta[key].as_str() {
+                        self.keep_text(t);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The usage at stream end: the provider's where it reported completion tokens, else the
+    /// streamed text counted with `encoding`.
+    pub fn finish(&mut self, counter: &Counter, encoding: Encoding) -> (Usage, Source) {
+        if let Some(ev) = self.parser.finish() {
+            self.event(&ev);
+        }
+        let mut usage = self.usage.clone();
+        if usage.completion.is_some() {
+            return (usage, Source::Provider);
+        }
+        usage.completion = Some(counter.count(encoding, &self.text));
+        (usage, Source::Local)
+    }
+
+    /// True when the streamed text outgrew what is kept for local counting.
+    pub fn text_capped(&self) -> bool {
+        self.text_capped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::super::counter::tests::counter;
+    use super::*;
+
+    #[test]
+    fn json_usage_both_dialects() {
+        let u = from_json(
+            Dialect::OpenAi,
+            br#"{"usage":{"prompt_tokens":10,"completion_tokens":3,"total_tokens":13,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":1}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            u,
+            Usage {
+                prompt: Some(10),
+                completion: Some(3),
+                cached: Some(4),
+                reasoning: Some(1)
+            }
+        );
+        let u = from_json(
+            Dialect::Anthropic,
+            br#"{"usage":{"input_tokens":10,"output_tokens":3,"cache_read_input_tokens":2,"cache_creation_input_tokens":0}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (u.prompt, u.completion, u.cached),
+            (Some(12), Some(3), Some(2))
+        );
+        assert_eq!(from_json(Dialect::OpenAi, b"{}"), None);
+        assert_eq!(from_json(Dialect::OpenAi, b"not json"), None);
+    }
+
+    const OPENAI_STREAM: &str = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n\
+data: {\"choices\":[{\"delta\":{\"content\":\"hello \"}}]}\n\n\
+data: {\"choices\":[{\"delta\":{\"content\":\"world\"}}]}\n\n\
+data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\n\
+data: [DONE]\n\n";
+
+    #[test]
+    fn openai_stream_usage_chunk_wins_at_any_split() {
+        for cut in 0..OPENAI_STREAM.len() {
+            let mut s = StreamUsage::new(Dialect::OpenAi);
+            s.feed(&OPENAI_STREAM.as_bytes()[..cut]);
+            s.feed(&OPENAI_STREAM.as_bytes()[cut..]);
+            let (u, src) = s.finish(counter(), Encoding::O200kBase);
+            assert_eq!(
+                (u.prompt, u.completion, src),
+                (Some(9), Some(2), Source::Provider),
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn openai_stream_without_usage_is_counted_locally() {
+        let without: String = OPENAI_STREAM
+            .split("\n\n")
+            .filter(|e| !e.contains("usage"))
+            .map(|e| format!("{e}\n\n"))
+            .collect();
+        let mut s = StreamUsage::new(Dialect::OpenAi);
+        s.feed(without.as_bytes());
+        let (u, src) = s.finish(counter(), Encoding::O200kBase);
+        assert_eq!((u.completion, src), (Some(2), Source::Local));
+    }
+
+    #[test]
+    fn anthropic_stream_reads_start_and_delta() {
+        let stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"hello world\"}}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":5}}\n\n";
+        let mut s = StreamUsage::new(Dialect::Anthropic);
+        s.feed(stream.as_bytes());
+        let (u, src) = s.finish(counter(), Encoding::O200kBase);
+        assert_eq!(
+            (u.prompt, u.completion, src),
+            (Some(12), Some(5), Source::Provider)
+        );
+
+        // Without message_delta usage, message_start's placeholder is not taken.
+        let no_delta: String = stream.replace(",\"usage\":{\"output_tokens\":5}", "");
+        let mut s = StreamUsage::new(Dialect::Anthropic);
+        s.feed(no_delta.as_bytes());
+        let (u, src) = s.finish(counter(), Encoding::O200kBase);
+        assert_eq!(
+            (u.prompt, u.completion, src),
+            (Some(12), Some(2), Source::Local)
+        );
+    }
+}
