@@ -19,6 +19,7 @@
 pub mod anthropic;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod openai;
 pub mod sse;
 pub mod state;

@@ -10,10 +10,12 @@
 //! - [`reply`]: sends an [`sluice_core::ApiError`] to the caller.
 //! - [`http`]: headers, bodies, properties, time, shared data, environment.
 //! - [`clock`]: host time cached per VM, refreshed on tick (no host call per request).
+//! - [`metrics`]: counters and histograms with labels encoded in their names.
 //! - [`state`]: reads and writes Sluice filter state.
 
 pub mod clock;
 pub mod http;
+pub mod metrics;
 pub mod plugin;
 pub mod reply;
 pub mod state;

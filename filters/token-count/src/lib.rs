@@ -1,36 +1,300 @@
 //! token-count: exact prompt tokens before the request leaves, completion tokens after.
 //!
-//! Foundation stage: loads and validates its config, passes traffic through untouched.
+//! Host glue only; the logic is `sluice_core::token_count`. The request body is read whole
+//! (Envoy buffers it while the filter pauses), counted, checked against the prompt limit, and
+//! the count goes upstream as `x-sluice-prompt-tokens`. The answer is followed: a JSON answer is
+//! held until its `usage` is read (to add `x-sluice-completion-tokens`), a stream passes event
+//! by event and is only watched.
 
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
-use sluice_core::ConfigError;
-
+use proxy_wasm::types::Action;
+use sluice_core::metrics::stat_name;
 use sluice_core::token_count::config::TokenCountConfig;
+use sluice_core::token_count::counter::Counter;
+use sluice_core::token_count::recipe::{azure_deployment, count_request, Endpoint, PromptCount};
+use sluice_core::token_count::usage::{self, Source, StreamUsage, Usage};
+use sluice_core::{ApiError, ConfigError, Dialect, ErrorKind, StateKey};
+use sluice_host::metrics::Metrics;
+use sluice_host::{http, reply, state};
 
 pub struct TokenCount;
+
+pub struct Runtime {
+    counter: Counter,
+    max_body_bytes: u64,
+    consumer_header: Option<String>,
+    metrics: Metrics,
+}
 
 impl sluice_host::Filter for TokenCount {
     const NAME: &'static str = "token-count";
     type Config = TokenCountConfig;
-    type Runtime = TokenCountConfig;
+    type Runtime = Runtime;
 
-    fn prepare(config: TokenCountConfig) -> Result<TokenCountConfig, ConfigError> {
-        Ok(config)
+    fn prepare(config: TokenCountConfig) -> Result<Runtime, ConfigError> {
+        let counter = Counter::new(&config)?;
+        log::info!(
+            "sluice token-count: encodings loaded: {:?}",
+            counter
+                .loaded()
+                .iter()
+                .map(|e| e.name())
+                .collect::<Vec<_>>()
+        );
+        Ok(Runtime {
+            counter,
+            max_body_bytes: config.max_body_bytes,
+            consumer_header: config.consumer_header,
+            metrics: Metrics::new(2000),
+        })
     }
 
-    fn http_context(config: Rc<TokenCountConfig>, _context_id: u32) -> Box<dyn HttpContext> {
-        Box::new(TokenCountStream { _config: config })
+    fn http_context(runtime: Rc<Runtime>, _context_id: u32) -> Box<dyn HttpContext> {
+        Box::new(TokenCountStream {
+            runtime,
+            endpoint: None,
+            dialect: Dialect::OpenAi,
+            path_model: None,
+            consumer: None,
+            prompt: None,
+            answer: Answer::Untracked,
+            usage: None,
+            accounted: false,
+        })
     }
+}
+
+/// How the answer is followed.
+enum Answer {
+    Untracked,
+    /// JSON: held whole until `usage` is read.
+    Json,
+    /// SSE: watched event by event.
+    Stream(Box<StreamUsage>),
 }
 
 struct TokenCountStream {
-    _config: Rc<TokenCountConfig>,
+    runtime: Rc<Runtime>,
+    endpoint: Option<Endpoint>,
+    dialect: Dialect,
+    path_model: Option<String>,
+    consumer: Option<String>,
+    prompt: Option<PromptCount>,
+    answer: Answer,
+    /// Completion usage once known, and where it came from.
+    usage: Option<(Usage, Source)>,
+    accounted: bool,
+}
+
+const PROMPT_HEADER: &str = "x-sluice-prompt-tokens";
+const COMPLETION_HEADER: &str = "x-sluice-completion-tokens";
+
+impl TokenCountStream {
+    fn refuse(&self, err: &ApiError) -> Action {
+        reply::send_error(err, self.dialect);
+        Action::Pause
+    }
+
+    /// Settles the request once: filter state and metrics.
+    fn account(&mut self) {
+        if self.accounted {
+            return;
+        }
+        self.accounted = true;
+        let Some(prompt) = &self.prompt else { return };
+        let rt = &self.runtime;
+        let model = prompt.model.as_deref().unwrap_or("unknown");
+        let consumer = self
+            .consumer
+            .clone()
+            .or_else(|| state::get(StateKey::Consumer))
+            .unwrap_or_else(|| "anonymous".to_owned());
+        let (input, output) = match &self.usage {
+            Some((u, source)) => {
+                if let Some(c) = u.completion {
+                    state::set(StateKey::CompletionTokens, &c.to_string());
+                }
+                state::set(StateKey::TokenSource, source.as_str());
+                (u.prompt.unwrap_or(prompt.tokens), u.completion)
+            }
+            None => (prompt.tokens, None),
+        };
+        let labels = |kind: &'static str| -> Vec<(&'static str, String)> {
+            vec![
+                ("token_type", kind.to_owned()),
+                ("model", model.to_owned()),
+                ("consumer", consumer.clone()),
+            ]
+        };
+        let m = &rt.metrics;
+        let requests = "sluice_token_count_requests_total";
+        let req_name = stat_name(requests, &[("model", model), ("consumer", &consumer)]);
+        m.count(requests, &req_name, 1);
+        let tokens = "sluice_token_count_tokens_total";
+        let usage_hist = "gen_ai_client_token_usage";
+        for (kind, value) in [("input", Some(input)), ("output", output)] {
+            let Some(value) = value else { continue };
+            let l = labels(kind);
+            let refs: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            m.count(tokens, &stat_name(tokens, &refs), value);
+            let otel = [
+                ("gen_ai_token_type", kind),
+                ("gen_ai_request_model", model),
+                ("consumer", consumer.as_str()),
+            ];
+            m.record(usage_hist, &stat_name(usage_hist, &otel), value);
+        }
+    }
 }
 
 impl Context for TokenCountStream {}
-impl HttpContext for TokenCountStream {}
+
+impl HttpContext for TokenCountStream {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        let headers = http::request_headers();
+        let path = headers.get(":path").unwrap_or_default();
+        self.dialect = Dialect::from_path(path);
+        self.endpoint = Endpoint::from_path(path);
+        self.path_model = azure_deployment(path).map(str::to_owned);
+        if let Some(h) = &self.runtime.consumer_header {
+            self.consumer = headers.get(h).map(str::to_owned);
+        }
+        if self.endpoint.is_none() || end_of_stream || headers.get(":method") != Some("POST") {
+            self.endpoint = None;
+            return Action::Continue;
+        }
+        Action::Pause // read the body first
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(endpoint) = self.endpoint else {
+            return Action::Continue;
+        };
+        let rt = self.runtime.clone();
+        if body_size as u64 > rt.max_body_bytes {
+            self.endpoint = None;
+            let err = ApiError::new(
+                ErrorKind::RequestTooLarge,
+                format!("Request body is over {} bytes.", rt.max_body_bytes),
+            )
+            .with_code("request_too_large");
+            return self.refuse(&err);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.endpoint = None;
+        let body = http::request_body(body_size).unwrap_or_default();
+        let prompt = match count_request(&rt.counter, endpoint, &body, self.path_model.as_deref()) {
+            Ok(p) => p,
+            Err(err) => return self.refuse(&err),
+        };
+        if let Some(limit) = rt.counter.limit_for(prompt.model.as_deref()) {
+            if prompt.tokens > limit {
+                let err = ApiError::invalid_request(format!(
+                    "This model's maximum context length is {limit} tokens. However, your messages resulted in {} tokens. Please reduce the length of the messages.",
+                    prompt.tokens
+                ))
+                .with_code("context_length_exceeded")
+                .with_param("messages");
+                return self.refuse(&err);
+            }
+        }
+        let tokens = prompt.tokens.to_string();
+        http::set_request_header(PROMPT_HEADER, Some(&tokens));
+        state::set(StateKey::PromptTokens, &tokens);
+        if let Some(model) = &prompt.model {
+            state::set(StateKey::Model, model);
+        }
+        self.prompt = Some(prompt);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        let Some(prompt) = &self.prompt else {
+            return Action::Continue;
+        };
+        http::set_response_header(PROMPT_HEADER, Some(&prompt.tokens.to_string()));
+        let status: u16 = http::response_header(":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if !(200..300).contains(&status) || end_of_stream {
+            return Action::Continue; // an error answer has no usage to read
+        }
+        let content_type = http::response_header("content-type").unwrap_or_default();
+        if content_type.starts_with("text/event-stream") {
+            self.answer = Answer::Stream(Box::new(StreamUsage::new(self.dialect)));
+            Action::Continue
+        } else if content_type.starts_with("application/json") {
+            // Hold the headers until the body's usage gives the completion count.
+            self.answer = Answer::Json;
+            http::set_response_header("content-length", None);
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match &mut self.answer {
+            Answer::Untracked => Action::Continue,
+            Answer::Stream(watch) => {
+                if body_size > 0 {
+                    if let Some(chunk) = http::response_body(body_size) {
+                        watch.feed(&chunk);
+                    }
+                }
+                if end_of_stream {
+                    if let Some(prompt) = &self.prompt {
+                        self.usage = Some(watch.finish(&self.runtime.counter, prompt.encoding));
+                    }
+                    self.answer = Answer::Untracked;
+                }
+                Action::Continue
+            }
+            Answer::Json => {
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                self.answer = Answer::Untracked;
+                let body = http::response_body(body_size).unwrap_or_default();
+                let found =
+                    usage::from_json(self.dialect, &body).filter(|u| u.completion.is_some());
+                let (u, source) = match (found, &self.prompt) {
+                    (Some(u), _) => (u, Source::Provider),
+                    (None, Some(prompt)) => {
+                        let c = usage::local_from_json(
+                            &self.runtime.counter,
+                            prompt.encoding,
+                            self.dialect,
+                            &body,
+                        );
+                        (
+                            Usage {
+                                completion: Some(c),
+                                ..Usage::default()
+                            },
+                            Source::Local,
+                        )
+                    }
+                    (None, None) => return Action::Continue,
+                };
+                if let Some(c) = u.completion {
+                    http::set_response_header(COMPLETION_HEADER, Some(&c.to_string()));
+                }
+                self.usage = Some((u, source));
+                Action::Continue
+            }
+        }
+    }
+
+    fn on_log(&mut self) {
+        // Runs once at the end of every stream, a client that went away included.
+        self.account();
+    }
+}
 
 proxy_wasm::main! {{
     sluice_host::install::<TokenCount>();

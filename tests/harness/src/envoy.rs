@@ -31,6 +31,7 @@ pub fn template_vars(port: u16, admin_port: u16, mock_port: u16) -> BTreeMap<&'s
     vars.insert("SLUICE_ADMIN_PORT", admin_port.to_string());
     vars.insert("MOCK_PORT", mock_port.to_string());
     vars.insert("WASM_DIR", paths::wasm_dir().display().to_string());
+    vars.insert("ACCESS_LOG", "/dev/stdout".to_owned());
     vars
 }
 
@@ -67,12 +68,21 @@ impl Envoy {
         plugin_configs: &BTreeMap<String, String>,
         env: &[(String, String)],
     ) -> crate::Result<Envoy> {
+        Self::start_template_with(template, mock_port, plugin_configs, env, &BTreeMap::new())
+    }
+
+    /// Same, with extra template variables.
+    pub fn start_template_with(
+        template: &str,
+        mock_port: u16,
+        plugin_configs: &BTreeMap<String, String>,
+        env: &[(String, String)],
+        extra_vars: &BTreeMap<&'static str, String>,
+    ) -> crate::Result<Envoy> {
         let render = |port, admin| {
-            render_template(
-                template,
-                &template_vars(port, admin, mock_port),
-                plugin_configs,
-            )
+            let mut vars = template_vars(port, admin, mock_port);
+            vars.extend(extra_vars.iter().map(|(k, v)| (*k, v.clone())));
+            render_template(template, &vars, plugin_configs)
         };
         Self::start_config_env(render, env)
     }
@@ -126,6 +136,8 @@ impl Envoy {
             .arg("-c")
             .arg(&config_path)
             .args(["--concurrency", "2", "--use-dynamic-base-id"])
+            // Access logs reach their file within 100 ms (the default is 10 s).
+            .args(["--file-flush-interval-msec", "100"])
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -32,6 +32,7 @@ pub const DEMO_AUTH: (&str, &str) = ("authorization", "Bearer sk-sluice-demo");
 pub struct Gateway {
     pub envoy: Envoy,
     pub mock: MockProvider,
+    logs: tempfile::TempDir,
 }
 
 /// What to change in the shipped chain config before starting it.
@@ -55,9 +56,29 @@ impl Gateway {
     pub fn start_with(options: &ChainOptions) -> Result<Gateway> {
         let mock = MockProvider::start()?;
         let template = options.template.as_deref().unwrap_or("envoy/sluice.yaml");
-        let envoy =
-            Envoy::start_template_env(template, mock.port, &options.plugin_configs, &options.env)?;
-        Ok(Gateway { envoy, mock })
+        let logs = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
+        let mut vars = std::collections::BTreeMap::new();
+        vars.insert(
+            "ACCESS_LOG",
+            logs.path().join("access.log").display().to_string(),
+        );
+        let envoy = Envoy::start_template_with(
+            template,
+            mock.port,
+            &options.plugin_configs,
+            &options.env,
+            &vars,
+        )?;
+        Ok(Gateway { envoy, mock, logs })
+    }
+
+    /// The access log's JSON lines so far.
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.logs.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// `http://127.0.0.1:<listener port>`.

@@ -4,6 +4,10 @@
 //! `stream_options.include_usage`) or in Anthropic's `message_start` / `message_delta` events;
 //! where a stream has none, the streamed text is counted locally.
 
+// `serde_json::Value` indexing (`v["usage"]`, `v[0]`) never panics: a missing key, a wrong
+// type or an out-of-range index yields `Value::Null`. Slices are not indexed here.
+#![allow(clippy::indexing_slicing)]
+
 use serde_json::Value;
 
 use super::config::Encoding;
@@ -78,6 +82,41 @@ pub fn from_json(dialect: Dialect, body: &[u8]) -> Option<Usage> {
         Dialect::Anthropic => read_anthropic(&v["usage"], &mut u),
     }
     (u != Usage::default()).then_some(u)
+}
+
+/// Completion tokens of a JSON answer that reports no usage: its text counted locally.
+pub fn local_from_json(
+    counter: &Counter,
+    encoding: Encoding,
+    dialect: Dialect,
+    body: &[u8],
+) -> u64 {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return 0;
+    };
+    let mut text = String::new();
+    match dialect {
+        Dialect::OpenAi => {
+            for choice in v["choices"].as_array().into_iter().flatten() {
+                let message = &choice["message"];
+                text.push_str(message["content"].as_str().unwrap_or_default());
+                text.push_str(choice["text"].as_str().unwrap_or_default());
+                for call in message["tool_calls"].as_array().into_iter().flatten() {
+                    text.push_str(call["function"]["name"].as_str().unwrap_or_default());
+                    text.push_str(call["function"]["arguments"].as_str().unwrap_or_default());
+                }
+            }
+        }
+        Dialect::Anthropic => {
+            for block in v["content"].as_array().into_iter().flatten() {
+                text.push_str(block["text"].as_str().unwrap_or_default());
+                if block["type"] == "tool_use" {
+                    text.push_str(&block["input"].to_string());
+                }
+            }
+        }
+    }
+    counter.count(encoding, &text)
 }
 
 /// Follows a streamed answer chunk by chunk; never changes it.
@@ -224,6 +263,20 @@ data: {\"choices\":[{\"delta\":{\"content\":\"hello \"}}]}\n\n\
 data: {\"choices\":[{\"delta\":{\"content\":\"world\"}}]}\n\n\
 data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\n\
 data: [DONE]\n\n";
+
+    #[test]
+    fn json_without_usage_is_counted_locally() {
+        let body = br#"{"choices":[{"message":{"role":"assistant","content":"hello world"}}]}"#;
+        assert_eq!(
+            local_from_json(counter(), Encoding::O200kBase, Dialect::OpenAi, body),
+            2
+        );
+        let body = br#"{"content":[{"type":"text","text":"hello world"}]}"#;
+        assert_eq!(
+            local_from_json(counter(), Encoding::O200kBase, Dialect::Anthropic, body),
+            2
+        );
+    }
 
     #[test]
     fn openai_stream_usage_chunk_wins_at_any_split() {

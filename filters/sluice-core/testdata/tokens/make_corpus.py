@@ -2,35 +2,19 @@
 
 Run from the repo root with the project venv:  .venv/bin/python filters/sluice-core/testdata/tokens/make_corpus.py
 
-Works offline: tiktoken's cache folder is filled with the `.tiktoken` files that ship inside
-the `tiktoken-rs` crate source, each named by the SHA-1 of the URL tiktoken loads it from
-(tiktoken still checks their SHA-256). Counts are `len(enc.encode(text, disallowed_special=()))`,
+Works offline (tests/clients/tiktoken_offline.py). Counts are `len(enc.encode(text, disallowed_special=()))`,
 special-token text counted as plain text; byte inputs are decoded with errors="replace" first.
 """
 
-import glob
-import hashlib
 import json
 import os
 import random
-import shutil
-import tempfile
+import sys
 
-URLS = {
-    "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
-    "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
-}
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../../tests/clients"))
+import tiktoken_offline  # noqa: E402  (sets up the offline cache)
 
-
-def offline_cache() -> str:
-    assets = sorted(glob.glob(os.path.expanduser("~/.cargo/registry/src/*/tiktoken-rs-*/assets")))
-    if not assets:
-        raise SystemExit("tiktoken-rs crate source not found: run `cargo fetch` first")
-    cache = tempfile.mkdtemp(prefix="tiktoken-cache-")
-    for name, url in URLS.items():
-        key = hashlib.sha1(url.encode()).hexdigest()
-        shutil.copy(os.path.join(assets[-1], f"{name}.tiktoken"), os.path.join(cache, key))
-    return cache
+ENCODINGS = ["cl100k_base", "o200k_base"]
 
 
 TEXTS = [
@@ -94,10 +78,9 @@ def random_texts(n: int):
 
 
 def main() -> None:
-    os.environ["TIKTOKEN_CACHE_DIR"] = offline_cache()
     import tiktoken
 
-    encs = {name: tiktoken.get_encoding(name) for name in URLS}
+    encs = {name: tiktoken_offline.encoding(name) for name in ENCODINGS}
 
     def counts(text: str) -> dict:
         return {name: len(e.encode(text, disallowed_special=())) for name, e in encs.items()}

@@ -23,11 +23,11 @@ fn run() -> Result<(), String> {
     let port = env_port("SLUICE_PORT", 10000)?;
     let admin = env_port("SLUICE_ADMIN_PORT", 9901)?;
     let mock = MockProvider::start()?;
-    let mut config = render_template(
-        "envoy/sluice.yaml",
-        &template_vars(port, admin, mock.port),
-        &BTreeMap::new(),
-    )?;
+    let logs = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
+    let access_log = logs.path().join("access.log");
+    let mut vars = template_vars(port, admin, mock.port);
+    vars.insert("ACCESS_LOG", access_log.display().to_string());
+    let mut config = render_template("envoy/sluice.yaml", &vars, &BTreeMap::new())?;
     if std::env::var("SLUICE_PROVIDERS").is_ok_and(|v| v == "1") {
         let (with_providers, notes) =
             providers::with_real_providers(config, |v| std::env::var(v).ok())?;
@@ -39,6 +39,10 @@ fn run() -> Result<(), String> {
     let envoy = Envoy::start_fixed(&config, port, admin)?;
     println!("Sluice is up: Envoy 127.0.0.1:{port} (admin 127.0.0.1:{admin}), the whole chain in front of the mock provider on 127.0.0.1:{}.", mock.port);
     println!("Envoy log: {}", envoy.log_path().display());
+    println!(
+        "Access log (JSON lines, with tokens and consumer): {}",
+        access_log.display()
+    );
     println!("Caller key (the demo consumer): {DEMO_KEY}");
     println!("Try:");
     println!("{}", demo_curl(port));

@@ -1,0 +1,264 @@
+//! token-count through a real Envoy: counts that match Python tiktoken, headers, filter state in
+//! the access log, metrics in /stats/prometheus, prompt limits.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sluice_harness::{http, python, ChainOptions, Gateway, DEMO_AUTH, DEMO_KEY};
+
+fn post(gw: &Gateway, path: &str, body: &Value, extra: &[(&str, &str)]) -> http::Response {
+    let mut headers = vec![DEMO_AUTH];
+    headers.extend_from_slice(extra);
+    http::post(&gw.url(path), body.to_string().as_bytes(), &headers).unwrap()
+}
+
+fn upstream_header(gw: &Gateway, name: &str) -> Option<String> {
+    let last = gw.mock.last_request().unwrap();
+    last["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0] == name)
+        .map(|h| h[1].as_str().unwrap().to_owned())
+}
+
+/// Waits for the access log line of the `n`th request (1-based).
+fn access_line(gw: &Gateway, n: usize) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = gw.access_log();
+        if lines.len() >= n {
+            return lines[n - 1].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access log line {n}: {lines:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn metric(gw: &Gateway, prefix: &str) -> Option<f64> {
+    gw.envoy
+        .prometheus()
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn prompt_counts_equal_python_tiktoken_through_the_openai_sdk() {
+    let gw = Gateway::start().unwrap();
+    let requests = [
+        json!({"model": "gpt-4o-mini", "messages": [
+            {"role": "system", "content": "You are terse. Answer in 日本語 if asked 🦀."},
+            {"role": "user", "name": "ann", "content": "Count   these\n\n tokens: don't, won't, 3.14159!"}]}),
+        json!({"model": "gpt-4", "messages": [
+            {"role": "user", "content": "def f(x):\n    return x ** 2  # cl100k this time"}]}),
+        json!({"model": "gpt-4o", "messages": [
+            {"role": "system", "content": "You are a helpful assistant that can answer to questions about the weather."},
+            {"role": "user", "content": "What's the weather like in San Francisco?"}],
+            "tools": [{"type": "function", "function": {
+                "name": "get_current_weather", "description": "Get the current weather in a given location",
+                "parameters": {"type": "object", "properties": {
+                    "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
+                    "unit": {"type": "string", "description": "The unit of temperature to return", "enum": ["celsius", "fahrenheit"]}},
+                    "required": ["location"]}}}]}),
+    ];
+    for req in requests {
+        let out = python::run_client("count_chat.py", &[&gw.url(""), DEMO_KEY, &req.to_string()])
+            .unwrap();
+        let expected = out["expected"].as_u64().unwrap();
+        assert_eq!(out["prompt_header"], expected.to_string(), "{req}\n{out}");
+        // The same count went upstream.
+        assert_eq!(
+            upstream_header(&gw, "x-sluice-prompt-tokens"),
+            Some(expected.to_string())
+        );
+        // Non-streaming answers also say the completion tokens (the provider's usage).
+        assert_eq!(
+            out["completion_header"],
+            out["usage"]["completion_tokens"].to_string(),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn filter_state_reaches_the_access_log_and_metrics_reach_prometheus() {
+    let gw = Gateway::start().unwrap();
+    let body =
+        json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hello world"}]});
+    let resp = post(&gw, "/v1/chat/completions", &body, &[]);
+    assert_eq!(resp.status, 200);
+    let usage = &resp.json().unwrap()["usage"];
+    let line = access_line(&gw, 1);
+    assert_eq!(line["consumer"], "demo");
+    assert_eq!(line["tenant"], "demo");
+    assert_eq!(line["model"], "gpt-4.1");
+    assert_eq!(
+        line["prompt_tokens"],
+        resp.header("x-sluice-prompt-tokens").unwrap()
+    );
+    assert_eq!(
+        line["completion_tokens"],
+        usage["completion_tokens"].to_string()
+    );
+    assert_eq!(line["token_source"], "provider");
+
+    let labels = r#"{token_type="input",model="gpt-4_1",consumer="demo"}"#;
+    let input = metric(&gw, &format!("sluice_token_count_tokens_total{labels}")).unwrap();
+    assert_eq!(input, usage["prompt_tokens"].as_f64().unwrap());
+    let output = metric(
+        &gw,
+        r#"sluice_token_count_tokens_total{token_type="output",model="gpt-4_1",consumer="demo"}"#,
+    )
+    .unwrap();
+    assert_eq!(output, usage["completion_tokens"].as_f64().unwrap());
+    assert_eq!(
+        metric(
+            &gw,
+            r#"sluice_token_count_requests_total{model="gpt-4_1",consumer="demo"}"#
+        ),
+        Some(1.0)
+    );
+    // The OpenTelemetry-style histogram is flushed on Envoy's stats interval (5 s).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let count = loop {
+        let c = metric(
+            &gw,
+            r#"gen_ai_client_token_usage_count{consumer="demo",gen_ai_token_type="input",gen_ai_request_model="gpt-4_1"}"#,
+        );
+        if c.is_some_and(|c| c >= 1.0) || Instant::now() > deadline {
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(count, Some(1.0));
+}
+
+#[test]
+fn streamed_completions_are_counted_from_usage_or_locally() {
+    let gw = Gateway::start().unwrap();
+    let body = json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
+                      "messages": [{"role": "user", "content": "one two three four five"}]});
+    // With the provider's usage chunk, cut into 5-byte pieces on the wire.
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        &body,
+        &[("x-mock-chunk-bytes", "5")],
+    );
+    assert_eq!(resp.status, 200);
+    assert!(resp.text().ends_with("data: [DONE]\n\n"));
+    assert!(
+        resp.header("x-sluice-completion-tokens").is_none(),
+        "streams get no completion header"
+    );
+    let line = access_line(&gw, 1);
+    assert_eq!(
+        (
+            line["completion_tokens"].as_str(),
+            line["token_source"].as_str()
+        ),
+        (Some("5"), Some("provider"))
+    );
+
+    // Without it: counted locally from the deltas, same number.
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        &body,
+        &[("x-mock-no-usage", "1"), ("x-mock-chunk-bytes", "3")],
+    );
+    assert_eq!(resp.status, 200);
+    let line = access_line(&gw, 2);
+    assert_eq!(
+        (
+            line["completion_tokens"].as_str(),
+            line["token_source"].as_str()
+        ),
+        (Some("5"), Some("local"))
+    );
+
+    // Anthropic streams: message_delta's output count.
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 50, "stream": true,
+                      "messages": [{"role": "user", "content": "one two three four five"}]});
+    let resp = post(&gw, "/v1/messages", &body, &[("x-mock-chunk-bytes", "7")]);
+    assert_eq!(resp.status, 200);
+    assert!(resp.header("x-sluice-prompt-tokens").is_some());
+    let line = access_line(&gw, 3);
+    assert_eq!(
+        (
+            line["completion_tokens"].as_str(),
+            line["token_source"].as_str()
+        ),
+        (Some("5"), Some("provider"))
+    );
+}
+
+#[test]
+fn prompt_limits_and_bad_bodies_are_refused_before_upstream() {
+    let mut plugin_configs = BTreeMap::new();
+    plugin_configs.insert(
+        "token_count".to_owned(),
+        r#"{"max_body_bytes":2000,"max_prompt_tokens":100,"model_limits":[{"models":["gpt-4o-mini*"],"max_prompt_tokens":10}]}"#.to_owned(),
+    );
+    let gw = Gateway::start_with(&ChainOptions {
+        plugin_configs,
+        ..ChainOptions::default()
+    })
+    .unwrap();
+    let ok = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "one two three four five six seven"}]});
+    assert_eq!(post(&gw, "/v1/chat/completions", &ok, &[]).status, 200);
+    let before = gw.mock.last_request().unwrap()["count"].as_u64().unwrap();
+
+    let mini = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "one two three four five six seven"}]});
+    let resp = post(&gw, "/v1/chat/completions", &mini, &[]);
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    let v = resp.json().unwrap();
+    assert_eq!(v["error"]["code"], "context_length_exceeded");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("maximum context length is 10 tokens"));
+
+    let long =
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "word ".repeat(150)}]});
+    let resp = post(&gw, "/v1/chat/completions", &long, &[]);
+    assert_eq!(
+        resp.json().unwrap()["error"]["code"],
+        "context_length_exceeded"
+    );
+
+    let huge =
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(3000)}]});
+    let resp = post(&gw, "/v1/chat/completions", &huge, &[]);
+    assert_eq!(resp.status, 413, "{}", resp.text());
+    assert_eq!(resp.json().unwrap()["error"]["code"], "request_too_large");
+
+    let resp = http::post(
+        &gw.url("/v1/chat/completions"),
+        b"{\"model\": ",
+        &[DEMO_AUTH],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 400);
+    assert_eq!(resp.json().unwrap()["error"]["code"], "invalid_json");
+
+    // Anthropic callers get Anthropic's error shape.
+    let resp = http::post(&gw.url("/v1/messages"), b"not json", &[DEMO_AUTH]).unwrap();
+    assert_eq!(resp.status, 400);
+    assert_eq!(resp.json().unwrap()["type"], "error");
+
+    assert_eq!(
+        gw.mock.last_request().unwrap()["count"].as_u64().unwrap(),
+        before,
+        "a refused request reached the provider"
+    );
+}
