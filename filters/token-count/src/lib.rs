@@ -7,15 +7,20 @@
 //! by event and is only watched.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use sluice_core::metrics::stat_name;
+use sluice_core::token_count::budget::{
+    self, reset_text, BudgetConfig, Decision, Reservation, Standing, Who,
+};
 use sluice_core::token_count::config::TokenCountConfig;
 use sluice_core::token_count::counter::Counter;
 use sluice_core::token_count::recipe::{azure_deployment, count_request, Endpoint, PromptCount};
 use sluice_core::token_count::usage::{self, Source, StreamUsage, Usage};
 use sluice_core::{ApiError, ConfigError, Dialect, ErrorKind, StateKey};
+use sluice_host::clock::Clock;
 use sluice_host::metrics::Metrics;
 use sluice_host::{http, reply, state};
 
@@ -26,6 +31,22 @@ pub struct Runtime {
     max_body_bytes: u64,
     consumer_header: Option<String>,
     metrics: Metrics,
+    budgets: Vec<BudgetConfig>,
+    default_max_completion: u64,
+    clock: Clock,
+}
+
+/// Budget counters in Envoy shared data (one store for every worker of this VM id).
+struct SharedData;
+
+impl budget::Store for SharedData {
+    fn get(&self, key: &str) -> (Option<String>, Option<u32>) {
+        http::shared_get_cas(key)
+    }
+
+    fn set(&self, key: &str, value: &str, cas: Option<u32>) -> bool {
+        http::shared_set(key, value, cas)
+    }
 }
 
 impl sluice_host::Filter for TokenCount {
@@ -48,7 +69,17 @@ impl sluice_host::Filter for TokenCount {
             max_body_bytes: config.max_body_bytes,
             consumer_header: config.consumer_header,
             metrics: Metrics::new(2000),
+            budgets: config.budgets,
+            default_max_completion: config.default_max_completion_tokens,
+            clock: Clock::new(),
         })
+    }
+
+    /// Budget windows need second resolution; the clock is read once a second per worker.
+    const TICK: Option<Duration> = Some(Duration::from_secs(1));
+
+    fn on_tick(runtime: &Runtime) {
+        runtime.clock.refresh();
     }
 
     fn http_context(runtime: Rc<Runtime>, _context_id: u32) -> Box<dyn HttpContext> {
@@ -62,6 +93,9 @@ impl sluice_host::Filter for TokenCount {
             answer: Answer::Untracked,
             usage: None,
             accounted: false,
+            reservations: Vec::new(),
+            standing: None,
+            status: 0,
         })
     }
 }
@@ -86,6 +120,22 @@ struct TokenCountStream {
     /// Completion usage once known, and where it came from.
     usage: Option<(Usage, Source)>,
     accounted: bool,
+    /// Budget tokens held for this request until it is settled.
+    reservations: Vec<Reservation>,
+    /// The tightest budget after the reservation, for the `x-ratelimit-*` headers.
+    standing: Option<Standing>,
+    status: u16,
+}
+
+fn ratelimit_headers(standing: &Standing) -> [(&'static str, String); 3] {
+    [
+        ("x-ratelimit-limit-tokens", standing.limit.to_string()),
+        (
+            "x-ratelimit-remaining-tokens",
+            standing.remaining.to_string(),
+        ),
+        ("x-ratelimit-reset-tokens", reset_text(standing.reset_secs)),
+    ]
 }
 
 const PROMPT_HEADER: &str = "x-sluice-prompt-tokens";
@@ -97,20 +147,87 @@ impl TokenCountStream {
         Action::Pause
     }
 
-    /// Settles the request once: filter state and metrics.
+    fn consumer(&self) -> String {
+        self.consumer
+            .clone()
+            .or_else(|| state::get(StateKey::Consumer))
+            .unwrap_or_else(|| "anonymous".to_owned())
+    }
+
+    /// Reserves the request's tokens in every budget; `Err` is the 429 to send.
+    fn reserve(&mut self, prompt: &PromptCount) -> Result<(), ApiError> {
+        let rt = self.runtime.clone();
+        if rt.budgets.is_empty() {
+            return Ok(());
+        }
+        let consumer = self.consumer();
+        let tenant = state::get(StateKey::Tenant).unwrap_or_else(|| "default".to_owned());
+        let amount = prompt
+            .tokens
+            .saturating_add(prompt.max_completion.unwrap_or(rt.default_max_completion));
+        let who = Who {
+            consumer: &consumer,
+            tenant: &tenant,
+        };
+        match budget::reserve(&rt.budgets, &SharedData, &who, amount, rt.clock.now()) {
+            Decision::Allowed {
+                reservations,
+                standing,
+            } => {
+                self.reservations = reservations;
+                self.standing = standing;
+                Ok(())
+            }
+            Decision::Denied {
+                budget,
+                standing,
+                retry_after_secs,
+            } => {
+                let mut err = ApiError::new(
+                    ErrorKind::RateLimit,
+                    format!(
+                        "Token budget `{budget}` exceeded: this request needs {amount} tokens \
+                         (prompt + completion limit), {} of {} remain. Try again in {}.",
+                        standing.remaining,
+                        standing.limit,
+                        reset_text(retry_after_secs)
+                    ),
+                )
+                .with_code("rate_limit_exceeded")
+                .with_header("retry-after", retry_after_secs.to_string());
+                for (k, v) in ratelimit_headers(&standing) {
+                    err = err.with_header(k, v);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Settles the request once: budgets, filter state and metrics. A stream still open (the
+    /// client went away) is settled with what it streamed so far.
     fn account(&mut self) {
         if self.accounted {
             return;
         }
         self.accounted = true;
+        if let (Answer::Stream(watch), Some(prompt)) = (&mut self.answer, &self.prompt) {
+            self.usage = Some(watch.finish(&self.runtime.counter, prompt.encoding));
+        }
         let Some(prompt) = &self.prompt else { return };
+        if !self.reservations.is_empty() {
+            // An answer that is not a success used no tokens; otherwise what was reported.
+            let used = match &self.usage {
+                Some((u, _)) if (200..300).contains(&self.status) => u
+                    .prompt
+                    .unwrap_or(prompt.tokens)
+                    .saturating_add(u.completion.unwrap_or(0)),
+                _ => 0,
+            };
+            budget::settle(&SharedData, &self.reservations, used);
+        }
         let rt = &self.runtime;
         let model = prompt.model.as_deref().unwrap_or("unknown");
-        let consumer = self
-            .consumer
-            .clone()
-            .or_else(|| state::get(StateKey::Consumer))
-            .unwrap_or_else(|| "anonymous".to_owned());
+        let consumer = self.consumer();
         let (input, output) = match &self.usage {
             Some((u, source)) => {
                 if let Some(c) = u.completion {
@@ -202,6 +319,9 @@ impl HttpContext for TokenCountStream {
                 return self.refuse(&err);
             }
         }
+        if let Err(err) = self.reserve(&prompt) {
+            return self.refuse(&err);
+        }
         let tokens = prompt.tokens.to_string();
         http::set_request_header(PROMPT_HEADER, Some(&tokens));
         state::set(StateKey::PromptTokens, &tokens);
@@ -217,9 +337,15 @@ impl HttpContext for TokenCountStream {
             return Action::Continue;
         };
         http::set_response_header(PROMPT_HEADER, Some(&prompt.tokens.to_string()));
+        if let Some(standing) = &self.standing {
+            for (k, v) in ratelimit_headers(standing) {
+                http::set_response_header(k, Some(&v));
+            }
+        }
         let status: u16 = http::response_header(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
+        self.status = status;
         if !(200..300).contains(&status) || end_of_stream {
             return Action::Continue; // an error answer has no usage to read
         }

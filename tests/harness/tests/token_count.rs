@@ -262,3 +262,152 @@ fn prompt_limits_and_bad_bodies_are_refused_before_upstream() {
         "a refused request reached the provider"
     );
 }
+
+fn budget_gateway(json: &str) -> Gateway {
+    let mut plugin_configs = BTreeMap::new();
+    plugin_configs.insert("token_count".to_owned(), json.to_owned());
+    Gateway::start_with(&ChainOptions {
+        plugin_configs,
+        ..ChainOptions::default()
+    })
+    .unwrap()
+}
+
+/// Waits until the wall clock is well inside a `window`-second window, so a burst of requests
+/// (and the filter's clock, read once a second) stays in one window.
+fn align_to_window(window: u64) {
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let into = now.as_secs() % window;
+        if (2..window - 5).contains(&into) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn concurrent_requests_never_overshoot_the_budget_and_settling_frees_it() {
+    let gw = budget_gateway(
+        r#"{"budgets":[{"name":"burst","scope":"consumer","window_seconds":30,"tokens":500}]}"#,
+    );
+    let body = json!({"model": "gpt-4o", "max_tokens": 100,
+                      "messages": [{"role": "user", "content": "hello world"}]});
+    // Each request reserves its prompt (9) + max_tokens (100) = 109: 4 fit in 500.
+    let burst = |n: usize| -> Vec<http::Response> {
+        let url = gw.url("/v1/chat/completions");
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let (url, body) = (url.clone(), body.to_string());
+                std::thread::spawn(move || {
+                    http::post(
+                        &url,
+                        body.as_bytes(),
+                        &[DEMO_AUTH, ("x-mock-latency-ms", "700")],
+                    )
+                    .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    };
+    align_to_window(30);
+    let first = burst(12);
+    let admitted: Vec<&http::Response> = first.iter().filter(|r| r.status == 200).collect();
+    let refused: Vec<&http::Response> = first.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(admitted.len() + refused.len(), 12);
+    let reserved: u64 = admitted
+        .iter()
+        .map(|r| {
+            r.header("x-sluice-prompt-tokens")
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                + 100
+        })
+        .sum();
+    assert!(
+        reserved <= 500,
+        "admitted {} requests reserving {reserved} > 500",
+        admitted.len()
+    );
+    assert_eq!(admitted.len(), 4, "exactly what fits");
+    let r = refused[0];
+    assert_eq!(r.json().unwrap()["error"]["code"], "rate_limit_exceeded");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=30).contains(&retry));
+    assert_eq!(r.header("x-ratelimit-limit-tokens"), Some("500"));
+    assert!(
+        r.header("x-ratelimit-remaining-tokens")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            < 109
+    );
+    assert!(r.header("x-ratelimit-reset-tokens").unwrap().ends_with('s'));
+    // Allowed answers carry the headers too.
+    assert_eq!(admitted[0].header("x-ratelimit-limit-tokens"), Some("500"));
+
+    // Settled to real usage (9 + 2 each), the unused completion reservations came back.
+    let second = burst(4);
+    assert!(
+        second.iter().all(|r| r.status == 200),
+        "{:?}",
+        second.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_client_that_disconnects_mid_stream_still_has_its_reservation_settled() {
+    use std::io::{Read, Write};
+    let gw = budget_gateway(
+        r#"{"budgets":[{"name":"one","scope":"consumer","window_seconds":30,"tokens":1200}]}"#,
+    );
+    align_to_window(30);
+    // Reserves 9 + 1000: the next such request does not fit while this one is held.
+    let body = json!({"model": "gpt-4o", "max_tokens": 1000, "stream": true,
+                      "messages": [{"role": "user", "content": "hello world"}]})
+    .to_string();
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", gw.envoy.port)).unwrap();
+    write!(
+        conn,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {DEMO_KEY}\r\n\
+         content-type: application/json\r\nx-mock-chunk-bytes: 4\r\nx-mock-chunk-delay-ms: 100\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = [0u8; 256];
+    let n = conn.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // While the stream is open its reservation is held.
+    let held = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model": "gpt-4o", "max_tokens": 1000,
+        "messages": [{"role": "user", "content": "hello world"}]}),
+        &[],
+    );
+    assert_eq!(held.status, 429);
+    drop(conn); // the client goes away mid-stream
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = post(
+            &gw,
+            "/v1/chat/completions",
+            &json!({"model": "gpt-4o", "max_tokens": 1000,
+            "messages": [{"role": "user", "content": "hello world"}]}),
+            &[],
+        );
+        if resp.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reservation never settled after the disconnect"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -10,6 +10,7 @@
 
 use serde::Deserialize;
 
+use super::budget::BudgetConfig;
 use crate::config::{require_non_empty, require_range, ConfigError, JsonPath, Validate};
 
 /// A tiktoken encoding the filter can count with.
@@ -73,6 +74,17 @@ pub struct TokenCountConfig {
     /// Header naming the consumer for metrics when key-injection's filter state is absent.
     #[serde(default)]
     pub consumer_header: Option<String>,
+    /// Token budgets per consumer or tenant, enforced by reservation.
+    #[serde(default)]
+    pub budgets: Vec<BudgetConfig>,
+    /// Completion tokens reserved for a request that sets no `max_tokens` /
+    /// `max_completion_tokens`.
+    #[serde(default = "default_completion_reservation")]
+    pub default_max_completion_tokens: u64,
+}
+
+fn default_completion_reservation() -> u64 {
+    4096
 }
 
 fn yes() -> bool {
@@ -123,6 +135,22 @@ impl Validate for TokenCountConfig {
         if let Some(h) = &self.consumer_header {
             require_non_empty(&path.field("consumer_header"), h)?;
         }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, b) in self.budgets.iter().enumerate() {
+            let at = path.field("budgets").index(i);
+            b.validate(&at)?;
+            if !names.insert(b.name.as_str()) {
+                return Err(at
+                    .field("name")
+                    .error(format!("duplicate budget {:?}", b.name)));
+            }
+        }
+        require_range(
+            &path.field("default_max_completion_tokens"),
+            self.default_max_completion_tokens,
+            0,
+            10_000_000,
+        )?;
         Ok(())
     }
 }
@@ -153,6 +181,25 @@ mod tests {
     fn zero_body_limit_is_refused() {
         let err = parse_config::<TokenCountConfig>(br#"{"max_body_bytes":0}"#).unwrap_err();
         assert_eq!(err.path, "$.max_body_bytes");
+    }
+
+    #[test]
+    fn budgets_are_checked() {
+        let err = parse_config::<TokenCountConfig>(
+            br#"{"budgets":[{"name":"m","scope":"consumer","window_seconds":60,"tokens":10},{"name":"m","scope":"tenant","window_seconds":60,"tokens":10}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "$.budgets[1].name");
+        let err = parse_config::<TokenCountConfig>(
+            br#"{"budgets":[{"name":"m","scope":"user","window_seconds":60,"tokens":10}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "$.budgets[0].scope");
+        let err = parse_config::<TokenCountConfig>(
+            br#"{"budgets":[{"name":"m","scope":"tenant","window_seconds":0,"tokens":10}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "$.budgets[0].window_seconds");
     }
 
     #[test]
