@@ -16,6 +16,7 @@ use sluice_core::token_count::budget::{
     self, reset_text, BudgetConfig, Decision, Reservation, Standing, Who,
 };
 use sluice_core::token_count::config::TokenCountConfig;
+use sluice_core::token_count::cost::Prices;
 use sluice_core::token_count::counter::Counter;
 use sluice_core::token_count::recipe::{azure_deployment, count_request, Endpoint, PromptCount};
 use sluice_core::token_count::usage::{self, Source, StreamUsage, Usage};
@@ -34,6 +35,7 @@ pub struct Runtime {
     budgets: Vec<BudgetConfig>,
     default_max_completion: u64,
     clock: Clock,
+    prices: Prices,
 }
 
 /// Budget counters in Envoy shared data (one store for every worker of this VM id).
@@ -72,6 +74,7 @@ impl sluice_host::Filter for TokenCount {
             budgets: config.budgets,
             default_max_completion: config.default_max_completion_tokens,
             clock: Clock::new(),
+            prices: Prices::new(&config.prices),
         })
     }
 
@@ -228,40 +231,52 @@ impl TokenCountStream {
         let rt = &self.runtime;
         let model = prompt.model.as_deref().unwrap_or("unknown");
         let consumer = self.consumer();
-        let (input, output) = match &self.usage {
-            Some((u, source)) => {
-                if let Some(c) = u.completion {
-                    state::set(StateKey::CompletionTokens, &c.to_string());
-                }
-                state::set(StateKey::TokenSource, source.as_str());
-                (u.prompt.unwrap_or(prompt.tokens), u.completion)
+        let reported = self
+            .usage
+            .as_ref()
+            .map(|(u, _)| u.clone())
+            .unwrap_or_default();
+        if let Some((u, source)) = &self.usage {
+            if let Some(c) = u.completion {
+                state::set(StateKey::CompletionTokens, &c.to_string());
             }
-            None => (prompt.tokens, None),
-        };
-        let labels = |kind: &'static str| -> Vec<(&'static str, String)> {
-            vec![
-                ("token_type", kind.to_owned()),
-                ("model", model.to_owned()),
-                ("consumer", consumer.clone()),
-            ]
-        };
+            state::set(StateKey::TokenSource, source.as_str());
+        }
+        let input = reported.prompt.unwrap_or(prompt.tokens);
         let m = &rt.metrics;
+        let who = [("model", model), ("consumer", consumer.as_str())];
         let requests = "sluice_token_count_requests_total";
-        let req_name = stat_name(requests, &[("model", model), ("consumer", &consumer)]);
-        m.count(requests, &req_name, 1);
+        m.count(requests, &stat_name(requests, &who), 1);
         let tokens = "sluice_token_count_tokens_total";
         let usage_hist = "gen_ai_client_token_usage";
-        for (kind, value) in [("input", Some(input)), ("output", output)] {
+        let by_type = [
+            ("input", Some(input)),
+            ("output", reported.completion),
+            ("cached_input", reported.cached),
+            ("reasoning", reported.reasoning),
+        ];
+        for (kind, value) in by_type {
             let Some(value) = value else { continue };
-            let l = labels(kind);
-            let refs: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            m.count(tokens, &stat_name(tokens, &refs), value);
-            let otel = [
-                ("gen_ai_token_type", kind),
-                ("gen_ai_request_model", model),
+            let labels = [
+                ("token_type", kind),
+                ("model", model),
                 ("consumer", consumer.as_str()),
             ];
-            m.record(usage_hist, &stat_name(usage_hist, &otel), value);
+            m.count(tokens, &stat_name(tokens, &labels), value);
+            if kind == "input" || kind == "output" {
+                let otel = [
+                    ("gen_ai_token_type", kind),
+                    ("gen_ai_request_model", model),
+                    ("consumer", consumer.as_str()),
+                ];
+                m.record(usage_hist, &stat_name(usage_hist, &otel), value);
+            }
+        }
+        if (200..300).contains(&self.status) {
+            if let Some(micros) = rt.prices.cost_of(model, &reported, prompt.tokens) {
+                let cost = "sluice_token_count_cost_microdollars_total";
+                m.count(cost, &stat_name(cost, &who), micros);
+            }
         }
     }
 }

@@ -11,6 +11,7 @@
 use serde::Deserialize;
 
 use super::budget::BudgetConfig;
+use super::cost::PriceConfig;
 use crate::config::{require_non_empty, require_range, ConfigError, JsonPath, Validate};
 
 /// A tiktoken encoding the filter can count with.
@@ -81,6 +82,9 @@ pub struct TokenCountConfig {
     /// `max_completion_tokens`.
     #[serde(default = "default_completion_reservation")]
     pub default_max_completion_tokens: u64,
+    /// Prices per model (USD per 1M tokens) for the cost counters.
+    #[serde(default)]
+    pub prices: Vec<PriceConfig>,
 }
 
 fn default_completion_reservation() -> u64 {
@@ -144,6 +148,9 @@ impl Validate for TokenCountConfig {
                     .field("name")
                     .error(format!("duplicate budget {:?}", b.name)));
             }
+        }
+        for (i, p) in self.prices.iter().enumerate() {
+            p.validate(&path.field("prices").index(i))?;
         }
         require_range(
             &path.field("default_max_completion_tokens"),

@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod config;
+pub mod cost;
 pub mod counter;
 pub mod recipe;
 pub mod usage;
