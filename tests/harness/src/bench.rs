@@ -28,7 +28,7 @@ struct Scenario {
     filters: Option<&'static [&'static str]>,
 }
 
-const SCENARIOS: [Scenario; 3] = [
+const SCENARIOS: [Scenario; 4] = [
     Scenario {
         key: "bare",
         name: "bare Envoy",
@@ -41,6 +41,11 @@ const SCENARIOS: [Scenario; 3] = [
             "sluice.key_injection.authenticate",
             "sluice.key_injection.inject",
         ]),
+    },
+    Scenario {
+        key: "token-count",
+        name: "token-count alone",
+        filters: Some(&["sluice.token_count"]),
     },
     Scenario {
         key: "chain",
@@ -172,16 +177,62 @@ fn mean(values: &[f64]) -> f64 {
     }
 }
 
+/// The wrk script for one request body.
+fn wrk_script(dir: &std::path::Path, body: &str) -> Result<std::path::PathBuf, String> {
+    let script = dir.join(format!("post-{}.lua", body.len()));
+    let lua = format!(
+        "wrk.method = \"POST\"\n\
+         wrk.headers[\"content-type\"] = \"application/json\"\n\
+         wrk.headers[\"{}\"] = \"{}\"\n\
+         wrk.headers[\"x-mock-reply\"] = \"ok\"\n\
+         wrk.headers[\"x-mock-count\"] = \"words\"\n\
+         wrk.body = {}\n",
+        DEMO_AUTH.0,
+        DEMO_AUTH.1,
+        serde_json::to_string(body).map_err(|e| e.to_string())?
+    );
+    std::fs::write(&script, lua).map_err(|e| format!("cannot write wrk script: {e}"))?;
+    Ok(script)
+}
+
+/// Averages of one config's rounds.
+#[derive(Clone, Copy)]
+struct Summary {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    errors: u64,
+}
+
+fn summarise(rs: &[WrkResult]) -> Summary {
+    Summary {
+        rps: mean(&rs.iter().map(|r| r.rps).collect::<Vec<_>>()),
+        p50: mean(&rs.iter().map(|r| r.p50_ms).collect::<Vec<_>>()),
+        p99: mean(&rs.iter().map(|r| r.p99_ms).collect::<Vec<_>>()),
+        errors: rs.iter().map(|r| r.non_2xx).sum(),
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    a / b.max(f64::MIN_POSITIVE)
+}
+
 pub fn run() -> Result<(), String> {
     let seconds = env_num("SLUICE_BENCH_SECONDS", 10).clamp(1, 120);
     let rounds = env_num("SLUICE_BENCH_ROUNDS", 2).clamp(1, 10);
     let connections = env_num("SLUICE_BENCH_CONNECTIONS", 16).clamp(1, 256);
+    let sizes: Vec<usize> = std::env::var("SLUICE_BENCH_SIZES_KB")
+        .unwrap_or_else(|_| "1,32".to_owned())
+        .split(',')
+        .filter_map(|s| s.trim().parse::<usize>().ok())
+        .filter(|kb| (1..=1024).contains(kb))
+        .collect();
     let out_path = std::env::var("SLUICE_BENCH_OUT")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| paths::repo().join("bench/out/report.md"));
 
     let wanted = std::env::var("SLUICE_BENCH_CONFIGS")
-        .unwrap_or_else(|_| "bare,key-injection,chain".to_owned());
+        .unwrap_or_else(|_| "bare,key-injection,token-count,chain".to_owned());
     let mock = MockProvider::start()?;
     let mut configs = Vec::new();
     for scenario in SCENARIOS
@@ -193,86 +244,91 @@ pub fn run() -> Result<(), String> {
     if configs.first().map(|(n, _)| *n) != Some("bare Envoy") {
         return Err("SLUICE_BENCH_CONFIGS must include bare (the baseline)".to_owned());
     }
-    let body = chat_body(1024);
+    // The first request each Envoy serves, timed: a filter that builds tables lazily stalls it.
+    let first_body = chat_body(1024);
+    let mut first_ms = Vec::new();
     for (name, envoy) in &configs {
+        let t = std::time::Instant::now();
         let resp = http::post(
             &envoy.url("/v1/chat/completions"),
-            body.as_bytes(),
+            first_body.as_bytes(),
             &[DEMO_AUTH],
         )?;
+        first_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         if resp.status != 200 {
             return Err(format!("{name} answered {}: {}", resp.status, resp.text()));
         }
     }
     std::thread::sleep(Duration::from_secs(1));
     let idle: Vec<Option<u64>> = configs.iter().map(|(_, e)| e.rss_kib()).collect();
-
     let dir = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
-    let script = dir.path().join("post.lua");
-    let lua = format!(
-        "wrk.method = \"POST\"\nwrk.headers[\"content-type\"] = \"application/json\"\nwrk.headers[\"{}\"] = \"{}\"\nwrk.body = {}\n",
-        DEMO_AUTH.0,
-        DEMO_AUTH.1,
-        serde_json::to_string(&body).map_err(|e| e.to_string())?
-    );
-    std::fs::write(&script, lua).map_err(|e| format!("cannot write wrk script: {e}"))?;
 
-    eprintln!(
-        "bench: {rounds} round(s) of {seconds} s per config, {connections} connections, 1 KB body"
+    let mut report = format!(
+        "# Sluice benchmark\n\nChat requests (`POST /v1/chat/completions`, demo key, one user message of \
+         the given size), `wrk -t2 -c{connections}`, {rounds} interleaved round(s) of {seconds} s per \
+         config, all on 127.0.0.1; Envoy `--concurrency 2`; the mock provider answers `ok` and counts \
+         usage by words so that it stays cheap. Ratios are to bare Envoy in the same run.\n\n\
+         | config | ready after start | first request | RSS idle |\n|---|---|---|---|\n"
     );
-    for (_, envoy) in &configs {
-        wrk(&envoy.url("/v1/chat/completions"), &script, 2, connections)?; // warm-up
+    for (i, (name, envoy)) in configs.iter().enumerate() {
+        report.push_str(&format!(
+            "| {name} | {} ms | {:.1} ms | {} |\n",
+            envoy.ready_after.as_millis(),
+            first_ms.get(i).copied().unwrap_or(0.0),
+            mib(idle.get(i).copied().flatten()),
+        ));
     }
-    let mut results: Vec<Vec<WrkResult>> = vec![Vec::new(); configs.len()];
-    for round in 0..rounds {
-        for (i, (name, envoy)) in configs.iter().enumerate() {
-            let r = wrk(
-                &envoy.url("/v1/chat/completions"),
-                &script,
-                seconds,
-                connections,
-            )?;
-            eprintln!(
-                "bench: round {} {name}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms",
-                round + 1,
-                r.rps,
-                r.p50_ms,
-                r.p99_ms
-            );
-            if let Some(slot) = results.get_mut(i) {
-                slot.push(r);
+    for kb in &sizes {
+        let script = wrk_script(dir.path(), &chat_body(kb * 1024))?;
+        eprintln!("bench: {kb} KB body, {rounds} round(s) of {seconds} s per config, {connections} connections");
+        for (_, envoy) in &configs {
+            wrk(&envoy.url("/v1/chat/completions"), &script, 2, connections)?; // warm-up
+        }
+        let mut results: Vec<Vec<WrkResult>> = vec![Vec::new(); configs.len()];
+        for round in 0..rounds {
+            for (i, (name, envoy)) in configs.iter().enumerate() {
+                let r = wrk(
+                    &envoy.url("/v1/chat/completions"),
+                    &script,
+                    seconds,
+                    connections,
+                )?;
+                eprintln!(
+                    "bench: {kb} KB round {} {name}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms",
+                    round + 1,
+                    r.rps,
+                    r.p50_ms,
+                    r.p99_ms
+                );
+                if let Some(slot) = results.get_mut(i) {
+                    slot.push(r);
+                }
             }
         }
-    }
-    let loaded: Vec<Option<u64>> = configs.iter().map(|(_, e)| e.rss_kib()).collect();
-
-    let summary: Vec<(f64, f64, f64, u64)> = results
-        .iter()
-        .map(|rs| {
-            let rps = mean(&rs.iter().map(|r| r.rps).collect::<Vec<_>>());
-            let p50 = mean(&rs.iter().map(|r| r.p50_ms).collect::<Vec<_>>());
-            let p99 = mean(&rs.iter().map(|r| r.p99_ms).collect::<Vec<_>>());
-            let errors = rs.iter().map(|r| r.non_2xx).sum();
-            (rps, p50, p99, errors)
-        })
-        .collect();
-    let base = summary.first().copied().unwrap_or((1.0, 1.0, 1.0, 0));
-    let mut report = format!(
-        "# Sluice benchmark\n\n1 KB chat request (`POST /v1/chat/completions`, demo key), `wrk -t2 -c{connections}`, \
-         {rounds} interleaved round(s) of {seconds} s per config, all on 127.0.0.1; Envoy `--concurrency 2`; \
-         the mock provider answers every request. Ratios are to bare Envoy in the same run.\n\n\
-         | config | req/s | vs bare | p50 ms | vs bare | p99 ms | vs bare | non-2xx | RSS idle | RSS after load |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n"
-    );
-    for (i, ((name, _), (rps, p50, p99, errors))) in configs.iter().zip(&summary).enumerate() {
+        let summary: Vec<Summary> = results.iter().map(|r| summarise(r)).collect();
+        let base = summary.first().copied().unwrap_or(Summary {
+            rps: 1.0,
+            p50: 1.0,
+            p99: 1.0,
+            errors: 0,
+        });
         report.push_str(&format!(
-            "| {name} | {rps:.0} | {:.2}x | {p50:.2} | {:.2}x | {p99:.2} | {:.2}x | {errors} | {} | {} |\n",
-            rps / base.0.max(f64::MIN_POSITIVE),
-            p50 / base.1.max(f64::MIN_POSITIVE),
-            p99 / base.2.max(f64::MIN_POSITIVE),
-            mib(idle.get(i).copied().flatten()),
-            mib(loaded.get(i).copied().flatten()),
+            "\n## {kb} KB request\n\n| config | req/s | vs bare | p50 ms | vs bare | p99 ms | vs bare | non-2xx | RSS after load |\n\
+             |---|---|---|---|---|---|---|---|---|\n"
         ));
+        for ((name, envoy), s) in configs.iter().zip(&summary) {
+            report.push_str(&format!(
+                "| {name} | {:.0} | {:.2}x | {:.2} | {:.2}x | {:.2} | {:.2}x | {} | {} |\n",
+                s.rps,
+                ratio(s.rps, base.rps),
+                s.p50,
+                ratio(s.p50, base.p50),
+                s.p99,
+                ratio(s.p99, base.p99),
+                s.errors,
+                mib(envoy.rss_kib()),
+            ));
+        }
     }
     if let Some(parent) = out_path.parent() {
         std::fs::create_dir_all(parent)

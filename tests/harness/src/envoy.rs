@@ -12,6 +12,8 @@ pub struct Envoy {
     child: Child,
     pub port: u16,
     pub admin_port: u16,
+    /// From process start until the admin API said LIVE.
+    pub ready_after: Duration,
     dir: tempfile::TempDir,
 }
 
@@ -132,6 +134,7 @@ impl Envoy {
         // Envoy logs to stderr unbuffered (a --log-path file is flushed only every few seconds).
         let log_file = std::fs::File::create(dir.path().join("envoy.log"))
             .map_err(|e| format!("cannot create log file: {e}"))?;
+        let started = Instant::now();
         let child = Command::new(paths::envoy())
             .arg("-c")
             .arg(&config_path)
@@ -153,9 +156,11 @@ impl Envoy {
             child,
             port,
             admin_port,
+            ready_after: Duration::ZERO,
             dir,
         };
         envoy.wait_ready(Duration::from_secs(60))?;
+        envoy.ready_after = started.elapsed();
         Ok(envoy)
     }
 

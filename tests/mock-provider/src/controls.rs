@@ -11,6 +11,7 @@
 //! | `x-mock-chunk-delay-ms: 5` | pause between pieces (default 2 when chunking, so pieces travel apart) |
 //! | `x-mock-no-usage: 1` | leave `usage` out of streamed answers even when asked for |
 //! | `x-mock-flag-word: …` | `/v1/moderations` flags inputs containing this word |
+//! | `x-mock-count: words` | count `usage` by whitespace-separated words, not tiktoken (benchmarks: keeps the mock cheap) |
 
 use hyper::HeaderMap;
 
@@ -25,6 +26,7 @@ pub struct Controls {
     pub chunk_delay_ms: u64,
     pub no_usage: bool,
     pub flag_word: Option<String>,
+    pub count_words: bool,
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -52,6 +54,7 @@ impl Controls {
             chunk_delay_ms: number(headers, "x-mock-chunk-delay-ms").unwrap_or(default_delay),
             no_usage: header(headers, "x-mock-no-usage").is_some_and(|v| v == "1" || v == "true"),
             flag_word: header(headers, "x-mock-flag-word"),
+            count_words: header(headers, "x-mock-count").is_some_and(|v| v == "words"),
         }
     }
 }

@@ -48,8 +48,18 @@ pub fn chat(body: &[u8], controls: &Controls) -> Reply {
             .filter(|t| !t.is_empty())
             .unwrap_or_else(|| DEFAULT_REPLY.to_owned())
     });
-    let prompt_tokens = tokens::count_chat(&model, &req.messages);
-    let completion_tokens = tokens::count_text(&model, &text);
+    let (prompt_tokens, completion_tokens) = if controls.count_words {
+        let words = |t: &str| t.split_whitespace().count() as u64;
+        (
+            req.messages.iter().map(|m| words(&m.text())).sum(),
+            words(&text),
+        )
+    } else {
+        (
+            tokens::count_chat(&model, &req.messages),
+            tokens::count_text(&model, &text),
+        )
+    };
     let usage = json!({
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
