@@ -1,36 +1,181 @@
-//! model-router: route by model to an Envoy cluster, translate provider dialects.
+//! model-router: route by the body's `model` to an Envoy cluster.
 //!
-//! Foundation stage: loads and validates its config, passes traffic through untouched.
+//! Host glue only; the logic is `sluice_core::model_router`. The request body is read whole,
+//! its model (or the `x-sluice-model` override header) picks a target; the filter names the
+//! target's cluster in `x-sluice-cluster` (which the route table matches) and has Envoy pick the
+//! route again, renames the model upstream when the target aliases it, and moves an Azure
+//! OpenAI request to its deployment path.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
-use sluice_core::ConfigError;
-
-use sluice_core::model_router::config::ModelRouterConfig;
+use proxy_wasm::types::Action;
+use sluice_core::endpoint::Endpoint;
+use sluice_core::model_router::config::{Kind, ModelRouterConfig, Sticky};
+use sluice_core::model_router::route::{
+    azure_path, model_missing, model_not_found, with_model, Router,
+};
+use sluice_core::openai::model_of;
+use sluice_core::{ApiError, ConfigError, Dialect, ErrorKind, StateKey};
+use sluice_host::{http, reply, state};
 
 pub struct ModelRouter;
+
+pub struct Runtime {
+    router: Router,
+    max_body_bytes: u64,
+    /// Spreads requests without a sticky key over a rule's weights (per VM).
+    turn: Cell<u64>,
+}
 
 impl sluice_host::Filter for ModelRouter {
     const NAME: &'static str = "model-router";
     type Config = ModelRouterConfig;
-    type Runtime = ModelRouterConfig;
+    type Runtime = Runtime;
 
-    fn prepare(config: ModelRouterConfig) -> Result<ModelRouterConfig, ConfigError> {
-        Ok(config)
+    fn prepare(config: ModelRouterConfig) -> Result<Runtime, ConfigError> {
+        Ok(Runtime {
+            router: Router::new(&config),
+            max_body_bytes: config.max_body_bytes,
+            turn: Cell::new(0),
+        })
     }
 
-    fn http_context(config: Rc<ModelRouterConfig>, _context_id: u32) -> Box<dyn HttpContext> {
-        Box::new(ModelRouterStream { _config: config })
+    fn http_context(runtime: Rc<Runtime>, _context_id: u32) -> Box<dyn HttpContext> {
+        Box::new(RouteStream {
+            runtime,
+            routing: false,
+            dialect: Dialect::OpenAi,
+            path: String::new(),
+            override_model: None,
+            sticky_header: Vec::new(),
+        })
     }
 }
 
-struct ModelRouterStream {
-    _config: Rc<ModelRouterConfig>,
+pub const ROUTE_HEADER: &str = "x-sluice-cluster";
+pub const MODEL_HEADER: &str = "x-sluice-model";
+
+struct RouteStream {
+    runtime: Rc<Runtime>,
+    routing: bool,
+    dialect: Dialect,
+    path: String,
+    override_model: Option<String>,
+    /// Request headers, kept for a rule that is sticky by header.
+    sticky_header: Vec<(String, String)>,
 }
 
-impl Context for ModelRouterStream {}
-impl HttpContext for ModelRouterStream {}
+impl RouteStream {
+    fn refuse(&self, err: &ApiError) -> Action {
+        reply::send_error(err, self.dialect);
+        Action::Pause
+    }
+
+    fn sticky_value(&self, sticky: &Sticky) -> Option<String> {
+        match sticky {
+            Sticky::Consumer => state::get(StateKey::Consumer),
+            Sticky::Header(name) => self
+                .sticky_header
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone()),
+        }
+    }
+}
+
+impl Context for RouteStream {}
+
+impl HttpContext for RouteStream {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        let headers = http::request_headers();
+        // A caller must not pick the cluster itself, whatever the request.
+        if headers.contains(ROUTE_HEADER) {
+            http::set_request_header(ROUTE_HEADER, None);
+        }
+        let path = headers.get(":path").unwrap_or_default().to_owned();
+        let routable =
+            Endpoint::from_path(&path).is_some() && headers.get(":method") == Some("POST");
+        if !routable || end_of_stream {
+            return Action::Continue;
+        }
+        self.dialect = Dialect::from_path(&path);
+        self.path = path;
+        self.override_model = headers.get(MODEL_HEADER).map(str::to_owned);
+        self.sticky_header = headers.0;
+        self.routing = true;
+        Action::Pause // the model is in the body
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.routing {
+            return Action::Continue;
+        }
+        let rt = self.runtime.clone();
+        if body_size as u64 > rt.max_body_bytes {
+            self.routing = false;
+            let err = ApiError::new(
+                ErrorKind::RequestTooLarge,
+                format!("Request body is over {} bytes.", rt.max_body_bytes),
+            )
+            .with_code("request_too_large");
+            return self.refuse(&err);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.routing = false;
+        let body = http::request_body(body_size).unwrap_or_default();
+        let body_model = match model_of(&body) {
+            Ok(m) => m,
+            Err(err) => return self.refuse(&err),
+        };
+        let Some(model) = self.override_model.clone().or(body_model.clone()) else {
+            return self.refuse(&model_missing());
+        };
+        let turn = rt.turn.get();
+        rt.turn.set(turn.wrapping_add(1));
+        let Some(choice) = rt.router.route(&model, |s| self.sticky_value(s), turn) else {
+            return self.refuse(&model_not_found(&model));
+        };
+        let target = choice.target;
+        let caller_anthropic = self.dialect == Dialect::Anthropic;
+        if caller_anthropic != (target.kind == Kind::Anthropic) {
+            let err = ApiError::invalid_request(format!(
+                "The model `{model}` is served in the {} dialect; translating between the \
+                 OpenAI and Anthropic dialects is not supported yet.",
+                target.kind.name()
+            ))
+            .with_code("dialect_not_supported")
+            .with_param("model");
+            return self.refuse(&err);
+        }
+        if body_model.as_deref() != Some(choice.upstream_model.as_str()) {
+            match with_model(&body, &choice.upstream_model) {
+                Ok(new_body) => {
+                    http::set_request_body(body_size, &new_body);
+                    http::set_request_header("content-length", Some(&new_body.len().to_string()));
+                }
+                Err(err) => return self.refuse(&err),
+            }
+        }
+        if target.kind == Kind::AzureOpenai {
+            let version = target.api_version.as_deref().unwrap_or_default();
+            if let Some(p) = azure_path(&self.path, &choice.upstream_model, version) {
+                http::set_request_header(":path", Some(&p));
+            }
+        }
+        http::set_request_header(ROUTE_HEADER, Some(&target.cluster));
+        http::set_request_header(MODEL_HEADER, None);
+        http::clear_route_cache();
+        state::set(StateKey::Model, &model);
+        state::set(StateKey::Provider, &target.provider);
+        state::set(StateKey::Cluster, &target.cluster);
+        state::set(StateKey::UpstreamModel, &choice.upstream_model);
+        Action::Continue
+    }
+}
 
 proxy_wasm::main! {{
     sluice_host::install::<ModelRouter>();

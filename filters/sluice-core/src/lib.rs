@@ -8,6 +8,7 @@
 //! - [`openai`], [`anthropic`]: wire types of the two API dialects, tolerant of unknown fields and
 //!   keeping them on re-serialisation.
 //! - [`sse`]: an incremental Server-Sent Events parser that survives any chunk split.
+//! - [`endpoint`]: which API a request path is for.
 //! - [`error`]: the caller-facing error bodies (OpenAI and Anthropic dialects) and their statuses.
 //! - [`config`]: JSON filter config to typed struct, with validation that names the bad field.
 //! - [`state`]: the filter-state keys the filters use to talk to each other.
@@ -18,6 +19,7 @@
 
 pub mod anthropic;
 pub mod config;
+pub mod endpoint;
 pub mod error;
 pub mod metrics;
 pub mod openai;

@@ -98,6 +98,21 @@ pub fn set_response_body(len: usize, bytes: &[u8]) {
     }
 }
 
+/// Replaces the first `len` bytes of the (buffered) request body with `bytes`.
+pub fn set_request_body(len: usize, bytes: &[u8]) {
+    if let Err(s) = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, len, bytes) {
+        warn("set request body", s);
+    }
+}
+
+/// Tells Envoy to pick the route again: needed after changing a header that routes match on
+/// (Envoy >= 1.33 has this foreign function).
+pub fn clear_route_cache() {
+    if let Err(s) = hostcalls::call_foreign_function("clear_route_cache", None) {
+        warn("clear_route_cache", s);
+    }
+}
+
 /// An Envoy attribute as text, e.g. `["xds", "cluster_name"]`.
 pub fn property(path: &[&str]) -> Option<String> {
     match hostcalls::get_property(path.to_vec()) {

@@ -45,6 +45,19 @@ pub struct ChainOptions {
     pub template: Option<String>,
     /// Environment of the Envoy process (what `host_env_keys` pass on to the VMs).
     pub env: Vec<(String, String)>,
+    /// More clusters `(name, port)` on 127.0.0.1, appended to the config's `clusters:` list.
+    pub extra_clusters: Vec<(String, u16)>,
+    /// A last edit of the rendered config text.
+    pub edit: Option<fn(String) -> String>,
+}
+
+/// A STATIC cluster to 127.0.0.1:`port`, as an item of the shipped configs' `clusters:` list.
+pub fn static_cluster(name: &str, port: u16) -> String {
+    format!(
+        "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      \
+         cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: \
+         {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"
+    )
 }
 
 impl Gateway {
@@ -62,12 +75,20 @@ impl Gateway {
             "ACCESS_LOG",
             logs.path().join("access.log").display().to_string(),
         );
-        let envoy = Envoy::start_template_with(
-            template,
-            mock.port,
-            &options.plugin_configs,
+        let envoy = Envoy::start_config_env(
+            |port, admin| {
+                let mut all = envoy::template_vars(port, admin, mock.port);
+                all.extend(vars.iter().map(|(k, v)| (*k, v.clone())));
+                let mut config = envoy::render_template(template, &all, &options.plugin_configs)?;
+                for (name, cluster_port) in &options.extra_clusters {
+                    config.push_str(&static_cluster(name, *cluster_port));
+                }
+                Ok(match options.edit {
+                    Some(edit) => edit(config),
+                    None => config,
+                })
+            },
             &options.env,
-            &vars,
         )?;
         Ok(Gateway { envoy, mock, logs })
     }

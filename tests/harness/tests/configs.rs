@@ -77,8 +77,8 @@ fn every_filter_refuses_a_bad_config_naming_the_field() {
         ),
         (
             "model_router",
-            r#"{"default_cluster":"","extra":1}"#,
-            "sluice model-router: config refused: $.extra: unknown field",
+            r#"{"routes":[{"models":["a"],"targets":[{"provider":"p","cluster":""}]}]}"#,
+            "sluice model-router: config refused: $.routes[0].targets[0].cluster",
         ),
     ];
     for (plugin, json, expected) in cases {

@@ -1,0 +1,197 @@
+//! model-router through a real Envoy: the route Envoy takes follows the body's model.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sluice_harness::{http, ChainOptions, Gateway, MockProvider, DEMO_AUTH};
+
+/// Puts a copy of key-injection's inject entry before model-router. Without a routing header
+/// it asks Envoy for the route's cluster (`xds.cluster_name`), so Envoy has chosen and cached a
+/// route before model-router sets `x-sluice-cluster`: only clearing the route cache makes the
+/// new header count.
+fn route_resolved_early(config: String) -> String {
+    let start = config
+        .find("          - name: sluice.key_injection.inject\n")
+        .unwrap();
+    let end = config[start..]
+        .find("          - name: envoy.filters.http.router")
+        .unwrap()
+        + start;
+    let copy =
+        config[start..end].replace("sluice.key_injection.inject", "sluice.key_injection.early");
+    config.replacen(
+        "          - name: sluice.model_router\n",
+        &format!("{copy}          - name: sluice.model_router\n"),
+        1,
+    )
+}
+
+/// The chain with a second mock provider behind cluster `mock_b`, and these routes.
+fn gateway(routes: Value) -> (Gateway, MockProvider) {
+    let second = MockProvider::start().unwrap();
+    let mut plugin_configs = BTreeMap::new();
+    plugin_configs.insert("model_router".to_owned(), routes.to_string());
+    let gw = Gateway::start_with(&ChainOptions {
+        plugin_configs,
+        extra_clusters: vec![("mock_b".to_owned(), second.port)],
+        edit: Some(route_resolved_early),
+        ..ChainOptions::default()
+    })
+    .unwrap();
+    (gw, second)
+}
+
+fn routes() -> Value {
+    json!({"routes": [
+        {"models": ["gpt-4o"], "targets": [{"provider": "mock", "cluster": "mock_b"}]},
+        {"models": ["fast"], "targets": [
+            {"provider": "mock", "cluster": "mock", "model": "gpt-4o-mini", "weight": 3},
+            {"provider": "mock", "cluster": "mock_b", "model": "gpt-4.1-nano", "weight": 1}]},
+        {"models": ["azure-*"], "targets": [{"provider": "mock", "kind": "azure_openai",
+            "cluster": "mock_b", "model": "my-deployment", "api_version": "2024-10-21"}]},
+        {"models": ["gpt-*"], "targets": [{"provider": "mock", "cluster": "mock"}]},
+        {"models": ["claude-?-*"], "targets": [{"provider": "mock", "kind": "anthropic", "cluster": "mock_b"}]}
+    ]})
+}
+
+fn chat(gw: &Gateway, model: &str, extra: &[(&str, &str)]) -> http::Response {
+    let body = json!({"model": model, "messages": [{"role": "user", "content": "route me"}]});
+    let mut headers = vec![DEMO_AUTH];
+    headers.extend_from_slice(extra);
+    http::post(
+        &gw.url("/v1/chat/completions"),
+        body.to_string().as_bytes(),
+        &headers,
+    )
+    .unwrap()
+}
+
+fn count(mock: &MockProvider) -> u64 {
+    mock.last_request().unwrap()["count"].as_u64().unwrap_or(0)
+}
+
+fn upstream_model(mock: &MockProvider) -> String {
+    let body = mock.last_request().unwrap()["body"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    serde_json::from_str::<Value>(&body).unwrap()["model"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn exact_prefix_and_glob_rules_pick_the_cluster_envoy_uses() {
+    let (gw, b) = gateway(routes());
+    // Exact: gpt-4o goes to the second mock (the route cache was cleared after the header).
+    let before = (count(&gw.mock), count(&b));
+    assert_eq!(chat(&gw, "gpt-4o", &[]).status, 200);
+    assert_eq!((count(&gw.mock), count(&b)), (before.0, before.1 + 1));
+    // Prefix: gpt-4o-mini is not the exact rule's, it falls to gpt-*.
+    assert_eq!(chat(&gw, "gpt-4o-mini", &[]).status, 200);
+    assert_eq!(count(&gw.mock), before.0 + 1);
+    // Glob: claude-3-haiku matches claude-?-* (an Anthropic target: Anthropic callers only).
+    let body = json!({"model": "claude-3-haiku", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]});
+    let resp = http::post(
+        &gw.url("/v1/messages"),
+        body.to_string().as_bytes(),
+        &[DEMO_AUTH],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(count(&b), before.1 + 2);
+    // The access log records the decision and the cluster Envoy really used.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let lines = gw.access_log();
+        if lines.len() >= 3 {
+            break lines[0].clone();
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(line["cluster"], "mock_b");
+    assert_eq!(line["upstream_cluster"], "mock_b");
+    assert_eq!(line["provider"], "mock");
+    assert_eq!(line["upstream_model"], "gpt-4o");
+}
+
+#[test]
+fn aliases_weights_and_the_override_header() {
+    let (gw, b) = gateway(routes());
+    let mut models = BTreeMap::new();
+    for _ in 0..80 {
+        let before_b = count(&b);
+        assert_eq!(chat(&gw, "fast", &[]).status, 200);
+        let model = if count(&b) > before_b {
+            upstream_model(&b)
+        } else {
+            upstream_model(&gw.mock)
+        };
+        *models.entry(model).or_insert(0u32) += 1;
+    }
+    // 3:1 split (each worker keeps its own turn, so allow some slack).
+    let mini = models.get("gpt-4o-mini").copied().unwrap_or(0);
+    let nano = models.get("gpt-4.1-nano").copied().unwrap_or(0);
+    assert_eq!(mini + nano, 80, "{models:?}");
+    assert!((50..=70).contains(&mini), "{models:?}");
+    // The caller's x-sluice-model overrides the body's model; the header does not go upstream.
+    assert_eq!(
+        chat(&gw, "gpt-4o-mini", &[("x-sluice-model", "gpt-4o")]).status,
+        200
+    );
+    let last = b.last_request().unwrap();
+    assert_eq!(upstream_model(&b), "gpt-4o");
+    assert!(!last["headers"].to_string().contains("x-sluice-model"));
+    // A caller cannot pick the cluster itself.
+    let before = count(&b);
+    assert_eq!(
+        chat(&gw, "gpt-4o-mini", &[("x-sluice-cluster", "mock_b")]).status,
+        200
+    );
+    assert_eq!(count(&b), before);
+}
+
+#[test]
+fn azure_targets_get_the_deployment_path() {
+    let (gw, b) = gateway(routes());
+    assert_eq!(chat(&gw, "azure-gpt", &[]).status, 200);
+    let last = b.last_request().unwrap();
+    assert_eq!(
+        last["path"],
+        "/openai/deployments/my-deployment/chat/completions?api-version=2024-10-21"
+    );
+}
+
+#[test]
+fn unknown_and_missing_models_are_refused_before_upstream() {
+    let (gw, b) = gateway(routes());
+    let before = (count(&gw.mock), count(&b));
+    let resp = chat(&gw, "llama-3", &[]);
+    assert_eq!(resp.status, 404, "{}", resp.text());
+    let v = resp.json().unwrap();
+    assert_eq!(v["error"]["code"], "model_not_found");
+    assert_eq!(v["error"]["param"], "model");
+    let resp = http::post(
+        &gw.url("/v1/chat/completions"),
+        br#"{"messages":[{"role":"user","content":"x"}]}"#,
+        &[DEMO_AUTH],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 400);
+    assert_eq!(resp.json().unwrap()["error"]["code"], "missing_model");
+    // Anthropic callers get Anthropic's error shape.
+    let resp = http::post(
+        &gw.url("/v1/messages"),
+        br#"{"model":"nope","max_tokens":5,"messages":[]}"#,
+        &[DEMO_AUTH],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 404);
+    assert_eq!(resp.json().unwrap()["error"]["type"], "not_found_error");
+    assert_eq!((count(&gw.mock), count(&b)), before);
+}
