@@ -17,6 +17,9 @@ use sluice_core::model_router::route::{
     azure_path, model_missing, model_not_found, with_model, Router,
 };
 use sluice_core::openai::model_of;
+use sluice_core::translate::{
+    chat_to_messages, error_to_openai, message_to_chat, MessagesToChatStream, RequestFacts,
+};
 use sluice_core::{ApiError, ConfigError, Dialect, ErrorKind, StateKey};
 use sluice_host::{http, reply, state};
 
@@ -25,6 +28,7 @@ pub struct ModelRouter;
 pub struct Runtime {
     router: Router,
     max_body_bytes: u64,
+    default_max_tokens: u64,
     /// Spreads requests without a sticky key over a rule's weights (per VM).
     turn: Cell<u64>,
 }
@@ -38,6 +42,7 @@ impl sluice_host::Filter for ModelRouter {
         Ok(Runtime {
             router: Router::new(&config),
             max_body_bytes: config.max_body_bytes,
+            default_max_tokens: config.default_max_tokens,
             turn: Cell::new(0),
         })
     }
@@ -50,6 +55,8 @@ impl sluice_host::Filter for ModelRouter {
             path: String::new(),
             override_model: None,
             sticky_header: Vec::new(),
+            translation: None,
+            answer: Answer::AsIs,
         })
     }
 }
@@ -65,6 +72,20 @@ struct RouteStream {
     override_model: Option<String>,
     /// Request headers, kept for a rule that is sticky by header.
     sticky_header: Vec<(String, String)>,
+    /// Set when an OpenAI request went to an Anthropic target: the answer is translated back.
+    translation: Option<RequestFacts>,
+    answer: Answer,
+}
+
+/// How the answer is passed back.
+enum Answer {
+    AsIs,
+    /// A JSON body, translated whole (a success, or an error when `error` is set).
+    Json {
+        error: bool,
+    },
+    /// An SSE stream, translated event by event.
+    Stream(Box<MessagesToChatStream>),
 }
 
 impl RouteStream {
@@ -141,7 +162,27 @@ impl HttpContext for RouteStream {
         };
         let target = choice.target;
         let caller_anthropic = self.dialect == Dialect::Anthropic;
-        if caller_anthropic != (target.kind == Kind::Anthropic) {
+        let openai_to_anthropic = !caller_anthropic
+            && target.kind == Kind::Anthropic
+            && Endpoint::from_path(&self.path) == Some(Endpoint::Chat);
+        if openai_to_anthropic {
+            let (new_body, facts) =
+                match chat_to_messages(&body, &choice.upstream_model, rt.default_max_tokens) {
+                    Ok(t) => t,
+                    Err(err) => return self.refuse(&err),
+                };
+            http::set_request_body(body_size, &new_body);
+            http::set_request_header("content-length", Some(&new_body.len().to_string()));
+            http::set_request_header(":path", Some("/v1/messages"));
+            if !self
+                .sticky_header
+                .iter()
+                .any(|(k, _)| k == "anthropic-version")
+            {
+                http::set_request_header("anthropic-version", Some("2023-06-01"));
+            }
+            self.translation = Some(facts);
+        } else if caller_anthropic != (target.kind == Kind::Anthropic) {
             let err = ApiError::invalid_request(format!(
                 "The model `{model}` is served in the {} dialect; translating between the \
                  OpenAI and Anthropic dialects is not supported yet.",
@@ -151,7 +192,7 @@ impl HttpContext for RouteStream {
             .with_param("model");
             return self.refuse(&err);
         }
-        if body_model.as_deref() != Some(choice.upstream_model.as_str()) {
+        if !openai_to_anthropic && body_model.as_deref() != Some(choice.upstream_model.as_str()) {
             match with_model(&body, &choice.upstream_model) {
                 Ok(new_body) => {
                     http::set_request_body(body_size, &new_body);
@@ -174,6 +215,76 @@ impl HttpContext for RouteStream {
         state::set(StateKey::Cluster, &target.cluster);
         state::set(StateKey::UpstreamModel, &choice.upstream_model);
         Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        self.on_translated_response_headers(end_of_stream)
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.on_translated_response_body(body_size, end_of_stream)
+    }
+}
+
+impl RouteStream {
+    fn on_translated_response_headers(&mut self, end_of_stream: bool) -> Action {
+        let Some(facts) = self.translation.clone() else {
+            return Action::Continue;
+        };
+        let status: u16 = http::response_header(":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let content_type = http::response_header("content-type").unwrap_or_default();
+        if end_of_stream {
+            return Action::Continue;
+        }
+        http::set_response_header("content-length", None);
+        self.answer =
+            if (200..300).contains(&status) && content_type.starts_with("text/event-stream") {
+                Answer::Stream(Box::new(MessagesToChatStream::new(facts, http::now_secs())))
+            } else if content_type.starts_with("application/json") {
+                Answer::Json {
+                    error: status >= 300,
+                }
+            } else {
+                Answer::AsIs
+            };
+        Action::Continue
+    }
+}
+
+impl RouteStream {
+    fn on_translated_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match &mut self.answer {
+            Answer::AsIs => Action::Continue,
+            Answer::Stream(t) => {
+                let chunk = http::response_body(body_size).unwrap_or_default();
+                let mut out = t.feed(&chunk);
+                if end_of_stream {
+                    out.extend(t.finish());
+                    self.answer = Answer::AsIs;
+                }
+                http::set_response_body(body_size, &out);
+                Action::Continue
+            }
+            Answer::Json { error } => {
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                let error = *error;
+                self.answer = Answer::AsIs;
+                let body = http::response_body(body_size).unwrap_or_default();
+                let translated = match (&self.translation, error) {
+                    (_, true) => error_to_openai(&body),
+                    (Some(facts), false) => message_to_chat(&body, facts, http::now_secs()),
+                    (None, false) => None,
+                };
+                if let Some(out) = translated {
+                    http::set_response_body(body_size, &out);
+                }
+                Action::Continue
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`error`]: the caller-facing error bodies (OpenAI and Anthropic dialects) and their statuses.
 //! - [`config`]: JSON filter config to typed struct, with validation that names the bad field.
 //! - [`state`]: the filter-state keys the filters use to talk to each other.
+//! - [`translate`]: OpenAI chat requests served by Anthropic providers, and the answers back.
 //!
 //! And one module per filter, holding that filter's config and logic; the filter's own crate is
 //! only the glue between this and the host: [`token_count`], [`prompt_template`],
@@ -31,6 +32,7 @@ pub mod model_router;
 pub mod moderation;
 pub mod prompt_template;
 pub mod token_count;
+pub mod translate;
 
 #[cfg(test)]
 pub(crate) mod testing;

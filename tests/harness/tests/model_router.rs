@@ -195,3 +195,92 @@ fn unknown_and_missing_models_are_refused_before_upstream() {
     assert_eq!(resp.json().unwrap()["error"]["type"], "not_found_error");
     assert_eq!((count(&gw.mock), count(&b)), before);
 }
+
+/// The shipped chain: claude-* goes to the mock's Anthropic endpoint through translation.
+#[test]
+fn openai_sdk_talks_to_an_anthropic_target_plain_and_streaming() {
+    let gw = Gateway::start().unwrap();
+    let prompt = "Ünïcödé 🦀 translated, both ways";
+    let out = sluice_harness::python::run_client(
+        "openai_chat.py",
+        &[
+            &gw.url("/v1"),
+            "claude-sonnet-4-5",
+            prompt,
+            "--api-key",
+            sluice_harness::DEMO_KEY,
+        ],
+    )
+    .unwrap();
+    assert!(out.get("error").is_none(), "{out}");
+    // What reached the provider was an Anthropic Messages request.
+    let last = gw.mock.last_request().unwrap();
+    assert_eq!(last["path"], "/v1/messages");
+    let sent: Value = serde_json::from_str(last["body"].as_str().unwrap()).unwrap();
+    assert_eq!(sent["max_tokens"], 4096);
+    assert_eq!(sent["messages"][0]["content"][0]["text"], prompt);
+    // The SDK got OpenAI objects back.
+    let plain = &out["plain"];
+    assert_eq!(plain["object"], "chat.completion");
+    assert_eq!(plain["model"], "claude-sonnet-4-5");
+    assert_eq!(plain["choices"][0]["message"]["content"], prompt);
+    assert_eq!(plain["choices"][0]["finish_reason"], "stop");
+    assert!(plain["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    let chunks = out["stream"].as_array().unwrap();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, prompt);
+    let last_chunk = chunks.last().unwrap();
+    assert_eq!(
+        last_chunk["usage"]["completion_tokens"],
+        plain["usage"]["completion_tokens"]
+    );
+}
+
+#[test]
+fn a_translated_stream_split_at_odd_bytes_arrives_whole_and_errors_keep_their_status() {
+    let gw = Gateway::start().unwrap();
+    let body = json!({"model": "claude-sonnet-4-5", "stream": true,
+                      "messages": [{"role": "user", "content": "one two 🦀 three"}]});
+    for chunk in ["1", "7", "13"] {
+        let resp = http::post(
+            &gw.url("/v1/chat/completions"),
+            body.to_string().as_bytes(),
+            &[
+                DEMO_AUTH,
+                ("x-mock-chunk-bytes", chunk),
+                ("x-mock-chunk-delay-ms", "1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(resp.status, 200);
+        let text = resp.text();
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        let mut parser = sluice_core::SseParser::new();
+        let streamed: String = parser
+            .feed(&resp.body)
+            .iter()
+            .filter_map(|e| e.data.as_deref())
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str::<Value>(d).unwrap())
+            .filter_map(|v| {
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert_eq!(streamed, "one two 🦀 three", "chunk {chunk}");
+    }
+    let resp = http::post(
+        &gw.url("/v1/chat/completions"),
+        body.to_string().as_bytes(),
+        &[DEMO_AUTH, ("x-mock-status", "429")],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 429);
+    let v = resp.json().unwrap();
+    assert_eq!(v["error"]["type"], "rate_limit_exceeded");
+    assert_eq!(resp.header("retry-after"), Some("1"));
+}

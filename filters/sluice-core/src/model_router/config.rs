@@ -96,6 +96,14 @@ pub struct ModelRouterConfig {
     /// Largest request body read; larger gets 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
+    /// `max_tokens` sent to an Anthropic target when an OpenAI caller set no limit (Anthropic
+    /// requires one).
+    #[serde(default = "default_max_tokens")]
+    pub default_max_tokens: u64,
+}
+
+fn default_max_tokens() -> u64 {
+    4096
 }
 
 fn default_max_body_bytes() -> u64 {
