@@ -18,7 +18,8 @@ use sluice_core::model_router::route::{
 };
 use sluice_core::openai::model_of;
 use sluice_core::translate::{
-    chat_to_messages, error_to_openai, message_to_chat, MessagesToChatStream, RequestFacts,
+    chat_to_message, chat_to_messages, error_to_anthropic, error_to_openai, message_to_chat,
+    messages_to_chat, ChatToMessagesStream, MessagesToChatStream, RequestFacts,
 };
 use sluice_core::{ApiError, ConfigError, Dialect, ErrorKind, StateKey};
 use sluice_host::{http, reply, state};
@@ -72,20 +73,31 @@ struct RouteStream {
     override_model: Option<String>,
     /// Request headers, kept for a rule that is sticky by header.
     sticky_header: Vec<(String, String)>,
-    /// Set when an OpenAI request went to an Anthropic target: the answer is translated back.
-    translation: Option<RequestFacts>,
+    /// Set when the request was translated to the target's dialect: the answer goes back.
+    translation: Option<(Direction, RequestFacts)>,
     answer: Answer,
+}
+
+/// Which way a request was translated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// An OpenAI caller, an Anthropic target.
+    OpenAiToAnthropic,
+    /// An Anthropic caller, an OpenAI-style target.
+    AnthropicToOpenAi,
 }
 
 /// How the answer is passed back.
 enum Answer {
     AsIs,
-    /// A JSON body, translated whole (a success, or an error when `error` is set).
+    /// A JSON body, translated whole: a success, or an error with this status.
     Json {
-        error: bool,
+        error: Option<u16>,
     },
-    /// An SSE stream, translated event by event.
-    Stream(Box<MessagesToChatStream>),
+    /// An Anthropic stream told as OpenAI chunks, event by event.
+    ToOpenAi(Box<MessagesToChatStream>),
+    /// An OpenAI stream told as Anthropic events, event by event.
+    ToAnthropic(Box<ChatToMessagesStream>),
 }
 
 impl RouteStream {
@@ -181,7 +193,26 @@ impl HttpContext for RouteStream {
             {
                 http::set_request_header("anthropic-version", Some("2023-06-01"));
             }
-            self.translation = Some(facts);
+            self.translation = Some((Direction::OpenAiToAnthropic, facts));
+        } else if caller_anthropic
+            && target.kind != Kind::Anthropic
+            && Endpoint::from_path(&self.path) == Some(Endpoint::AnthropicMessages)
+        {
+            let (new_body, facts) = match messages_to_chat(&body, &choice.upstream_model) {
+                Ok(t) => t,
+                Err(err) => return self.refuse(&err),
+            };
+            http::set_request_body(body_size, &new_body);
+            http::set_request_header("content-length", Some(&new_body.len().to_string()));
+            let path = match (target.kind, target.api_version.as_deref()) {
+                (Kind::AzureOpenai, Some(v)) => {
+                    azure_path("/v1/chat/completions", &choice.upstream_model, v)
+                        .unwrap_or_default()
+                }
+                _ => "/v1/chat/completions".to_owned(),
+            };
+            http::set_request_header(":path", Some(&path));
+            self.translation = Some((Direction::AnthropicToOpenAi, facts));
         } else if caller_anthropic != (target.kind == Kind::Anthropic) {
             let err = ApiError::invalid_request(format!(
                 "The model `{model}` is served in the {} dialect; translating between the \
@@ -192,7 +223,8 @@ impl HttpContext for RouteStream {
             .with_param("model");
             return self.refuse(&err);
         }
-        if !openai_to_anthropic && body_model.as_deref() != Some(choice.upstream_model.as_str()) {
+        let translated = self.translation.is_some();
+        if !translated && body_model.as_deref() != Some(choice.upstream_model.as_str()) {
             match with_model(&body, &choice.upstream_model) {
                 Ok(new_body) => {
                     http::set_request_body(body_size, &new_body);
@@ -201,7 +233,7 @@ impl HttpContext for RouteStream {
                 Err(err) => return self.refuse(&err),
             }
         }
-        if target.kind == Kind::AzureOpenai {
+        if target.kind == Kind::AzureOpenai && !translated {
             let version = target.api_version.as_deref().unwrap_or_default();
             if let Some(p) = azure_path(&self.path, &choice.upstream_model, version) {
                 http::set_request_header(":path", Some(&p));
@@ -228,7 +260,7 @@ impl HttpContext for RouteStream {
 
 impl RouteStream {
     fn on_translated_response_headers(&mut self, end_of_stream: bool) -> Action {
-        let Some(facts) = self.translation.clone() else {
+        let Some((direction, facts)) = self.translation.clone() else {
             return Action::Continue;
         };
         let status: u16 = http::response_header(":status")
@@ -239,52 +271,71 @@ impl RouteStream {
             return Action::Continue;
         }
         http::set_response_header("content-length", None);
-        self.answer =
-            if (200..300).contains(&status) && content_type.starts_with("text/event-stream") {
-                Answer::Stream(Box::new(MessagesToChatStream::new(facts, http::now_secs())))
-            } else if content_type.starts_with("application/json") {
-                Answer::Json {
-                    error: status >= 300,
+        let ok = (200..300).contains(&status);
+        self.answer = if ok && content_type.starts_with("text/event-stream") {
+            match direction {
+                Direction::OpenAiToAnthropic => {
+                    Answer::ToOpenAi(Box::new(MessagesToChatStream::new(facts, http::now_secs())))
                 }
-            } else {
-                Answer::AsIs
-            };
+                Direction::AnthropicToOpenAi => {
+                    Answer::ToAnthropic(Box::new(ChatToMessagesStream::new(facts)))
+                }
+            }
+        } else if content_type.starts_with("application/json") {
+            Answer::Json {
+                error: (!ok).then_some(status),
+            }
+        } else {
+            Answer::AsIs
+        };
         Action::Continue
     }
-}
 
-impl RouteStream {
     fn on_translated_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        match &mut self.answer {
-            Answer::AsIs => Action::Continue,
-            Answer::Stream(t) => {
-                let chunk = http::response_body(body_size).unwrap_or_default();
-                let mut out = t.feed(&chunk);
+        let out = match &mut self.answer {
+            Answer::AsIs => return Action::Continue,
+            Answer::ToOpenAi(t) => {
+                let mut out = t.feed(&http::response_body(body_size).unwrap_or_default());
                 if end_of_stream {
                     out.extend(t.finish());
-                    self.answer = Answer::AsIs;
                 }
-                http::set_response_body(body_size, &out);
-                Action::Continue
+                Some(out)
+            }
+            Answer::ToAnthropic(t) => {
+                let mut out = t.feed(&http::response_body(body_size).unwrap_or_default());
+                if end_of_stream {
+                    out.extend(t.finish());
+                }
+                Some(out)
             }
             Answer::Json { error } => {
                 if !end_of_stream {
                     return Action::Pause;
                 }
                 let error = *error;
-                self.answer = Answer::AsIs;
                 let body = http::response_body(body_size).unwrap_or_default();
-                let translated = match (&self.translation, error) {
-                    (_, true) => error_to_openai(&body),
-                    (Some(facts), false) => message_to_chat(&body, facts, http::now_secs()),
-                    (None, false) => None,
-                };
-                if let Some(out) = translated {
-                    http::set_response_body(body_size, &out);
+                match (&self.translation, error) {
+                    (Some((Direction::OpenAiToAnthropic, _)), Some(_)) => error_to_openai(&body),
+                    (Some((Direction::AnthropicToOpenAi, _)), Some(status)) => {
+                        error_to_anthropic(&body, status)
+                    }
+                    (Some((Direction::OpenAiToAnthropic, facts)), None) => {
+                        message_to_chat(&body, facts, http::now_secs())
+                    }
+                    (Some((Direction::AnthropicToOpenAi, facts)), None) => {
+                        chat_to_message(&body, facts)
+                    }
+                    (None, _) => None,
                 }
-                Action::Continue
             }
+        };
+        if end_of_stream {
+            self.answer = Answer::AsIs;
         }
+        if let Some(out) = out {
+            http::set_response_body(body_size, &out);
+        }
+        Action::Continue
     }
 }
 

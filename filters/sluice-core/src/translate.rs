@@ -1,5 +1,7 @@
-//! Dialect translation: an OpenAI chat request served by an Anthropic Messages provider, and its
-//! answer (JSON, or SSE event by event) back in OpenAI's terms.
+//! Dialect translation, both ways: an OpenAI chat request served by an Anthropic Messages
+//! provider and its answer back in OpenAI's terms; an Anthropic Messages request served by an
+//! OpenAI-style provider and its answer back in Anthropic's terms. Answers are translated whole
+//! (JSON) or event by event as they arrive (SSE).
 
 // `serde_json::Value` indexing never panics (missing keys and wrong types give `Value::Null`);
 // no slice is indexed here.
@@ -389,6 +391,394 @@ impl MessagesToChatStream {
     }
 }
 
+// ---- Anthropic caller, OpenAI-style provider ----
+
+fn openai_stop(reason: &str) -> &'static str {
+    match reason {
+        "length" => "max_tokens",
+        "tool_calls" | "function_call" => "tool_use",
+        "content_filter" => "refusal",
+        _ => "end_turn",
+    }
+}
+
+/// Anthropic content (string or blocks) as OpenAI messages of `role`: text and images in one
+/// message, each `tool_result` as its own `tool` message, `tool_use` as the message's tool calls.
+fn openai_messages_of(role: &str, content: &Value, out: &mut Vec<Value>) {
+    let blocks = match content {
+        Value::String(s) => {
+            out.push(json!({"role": role, "content": s}));
+            return;
+        }
+        Value::Array(b) => b,
+        _ => return,
+    };
+    let mut parts = Vec::new();
+    let mut tool_calls = Vec::new();
+    for b in blocks {
+        match b["type"].as_str() {
+            Some("text") => parts.push(json!({"type": "text", "text": b["text"]})),
+            Some("image") => {
+                let src = &b["source"];
+                let url = match src["type"].as_str() {
+                    Some("base64") => format!(
+                        "data:{};base64,{}",
+                        src["media_type"].as_str().unwrap_or("image/png"),
+                        src["data"].as_str().unwrap_or_default()
+                    ),
+                    _ => src["url"].as_str().unwrap_or_default().to_owned(),
+                };
+                parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
+            }
+            Some("tool_use") => tool_calls.push(json!({"id": b["id"], "type": "function",
+                "function": {"name": b["name"], "arguments": b["input"].to_string()}})),
+            Some("tool_result") => out
+                .push(json!({"role": "tool", "tool_call_id": b["tool_use_id"],
+                                                   "content": text_of(&b["content"])})),
+            _ => {}
+        }
+    }
+    if parts.is_empty() && tool_calls.is_empty() {
+        return;
+    }
+    let only_text = parts.iter().all(|p| p["type"] == "text");
+    let content = if parts.is_empty() {
+        Value::Null
+    } else if only_text {
+        json!(parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""))
+    } else {
+        Value::Array(parts)
+    };
+    let mut m = json!({"role": role, "content": content});
+    if !tool_calls.is_empty() {
+        m["tool_calls"] = Value::Array(tool_calls);
+    }
+    out.push(m);
+}
+
+/// Translates an Anthropic Messages request body into an OpenAI chat request for
+/// `upstream_model`.
+pub fn messages_to_chat(
+    body: &[u8],
+    upstream_model: &str,
+) -> Result<(Vec<u8>, RequestFacts), ApiError> {
+    let req: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::malformed_json(&e.to_string()))?;
+    let Some(input) = req["messages"].as_array() else {
+        return Err(ApiError::invalid_request("messages: Field required").with_param("messages"));
+    };
+    let mut messages = Vec::new();
+    let system = text_of(&req["system"]);
+    if !system.is_empty() {
+        messages.push(json!({"role": "system", "content": system}));
+    }
+    for m in input {
+        let role = m["role"].as_str().unwrap_or("user");
+        if role != "user" && role != "assistant" {
+            return Err(
+                ApiError::invalid_request(format!("unknown message role `{role}`"))
+                    .with_param("messages"),
+            );
+        }
+        openai_messages_of(role, &m["content"], &mut messages);
+    }
+    let mut out = Map::new();
+    out.insert("model".into(), json!(upstream_model));
+    out.insert("messages".into(), Value::Array(messages));
+    if let Some(n) = req["max_tokens"].as_u64() {
+        out.insert("max_tokens".into(), json!(n));
+    }
+    for key in ["temperature", "top_p"] {
+        if let Some(v) = req[key].as_f64() {
+            out.insert(key.into(), json!(v));
+        }
+    }
+    if let Some(stops) = req["stop_sequences"].as_array().filter(|s| !s.is_empty()) {
+        out.insert("stop".into(), Value::Array(stops.clone()));
+    }
+    if let Some(tools) = req["tools"].as_array().filter(|t| !t.is_empty()) {
+        let tools: Vec<Value> = tools
+            .iter()
+            .map(|t| {
+                let mut f = json!({"name": t["name"], "parameters": t["input_schema"]});
+                if let Some(d) = t["description"].as_str() {
+                    f["description"] = json!(d);
+                }
+                json!({"type": "function", "function": f})
+            })
+            .collect();
+        out.insert("tools".into(), Value::Array(tools));
+        let choice = match req["tool_choice"]["type"].as_str() {
+            Some("any") => Some(json!("required")),
+            Some("none") => Some(json!("none")),
+            Some("auto") => Some(json!("auto")),
+            Some("tool") => {
+                Some(json!({"type": "function", "function": {"name": req["tool_choice"]["name"]}}))
+            }
+            _ => None,
+        };
+        if let Some(c) = choice {
+            out.insert("tool_choice".into(), c);
+        }
+    }
+    if let Some(user) = req["metadata"]["user_id"].as_str() {
+        out.insert("user".into(), json!(user));
+    }
+    let stream = req["stream"].as_bool() == Some(true);
+    if stream {
+        out.insert("stream".into(), json!(true));
+        // Anthropic streams end with usage: ask the OpenAI side for it.
+        out.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    let facts = RequestFacts {
+        model: req["model"].as_str().unwrap_or(upstream_model).to_owned(),
+        stream,
+        include_usage: stream,
+    };
+    let bytes = serde_json::to_vec(&Value::Object(out))
+        .map_err(|e| ApiError::malformed_json(&e.to_string()))?;
+    Ok((bytes, facts))
+}
+
+fn anthropic_usage(usage: &Value) -> Value {
+    let prompt = usage["prompt_tokens"].as_u64().unwrap_or(0);
+    let cached = usage["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap_or(0);
+    json!({"input_tokens": prompt.saturating_sub(cached),
+           "cache_read_input_tokens": cached,
+           "output_tokens": usage["completion_tokens"].as_u64().unwrap_or(0)})
+}
+
+fn message_id(openai_id: &Value) -> String {
+    format!("msg_{}", openai_id.as_str().unwrap_or("sluice"))
+}
+
+/// Translates an OpenAI `chat.completion` into an Anthropic Messages answer.
+pub fn chat_to_message(body: &[u8], facts: &RequestFacts) -> Option<Vec<u8>> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let choice = &v["choices"][0];
+    let message = &choice["message"];
+    let mut content = Vec::new();
+    if let Some(text) = message["content"].as_str().filter(|t| !t.is_empty()) {
+        content.push(json!({"type": "text", "text": text}));
+    }
+    for call in message["tool_calls"].as_array().into_iter().flatten() {
+        let args = call["function"]["arguments"].as_str().unwrap_or("{}");
+        let input: Value = serde_json::from_str(args).unwrap_or_else(|_| json!({}));
+        content.push(json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": input}));
+    }
+    let out = json!({
+        "id": message_id(&v["id"]), "type": "message", "role": "assistant", "model": facts.model,
+        "content": content,
+        "stop_reason": openai_stop(choice["finish_reason"].as_str().unwrap_or("stop")),
+        "stop_sequence": null,
+        "usage": anthropic_usage(&v["usage"]),
+    });
+    serde_json::to_vec(&out).ok()
+}
+
+/// Translates an OpenAI error body into Anthropic's shape (status kept by the caller).
+pub fn error_to_anthropic(body: &[u8], status: u16) -> Option<Vec<u8>> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let message = v["error"]["message"].as_str()?;
+    let kind = match status {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
+    };
+    serde_json::to_vec(&json!({"type": "error", "error": {"type": kind, "message": message}})).ok()
+}
+
+/// Turns an OpenAI chunk stream into Anthropic Messages events as it arrives.
+pub struct ChatToMessagesStream {
+    facts: RequestFacts,
+    parser: SseParser,
+    started: bool,
+    /// The Anthropic content block open now: its index and whether it is text.
+    open: Option<(u64, bool)>,
+    next_block: u64,
+    /// OpenAI tool-call index → Anthropic block index.
+    tools: Vec<(u64, u64)>,
+    stop_reason: &'static str,
+    usage: Value,
+    done: bool,
+}
+
+impl ChatToMessagesStream {
+    pub fn new(facts: RequestFacts) -> Self {
+        ChatToMessagesStream {
+            facts,
+            parser: SseParser::new(),
+            started: false,
+            open: None,
+            next_block: 0,
+            tools: Vec::new(),
+            stop_reason: "end_turn",
+            usage: json!({}),
+            done: false,
+        }
+    }
+
+    fn emit(out: &mut Vec<u8>, name: &str, data: &Value) {
+        out.extend(SseEvent::new(Some(name), &data.to_string()).raw);
+    }
+
+    fn close_block(&mut self, out: &mut Vec<u8>) {
+        if let Some((index, _)) = self.open.take() {
+            Self::emit(
+                out,
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}),
+            );
+        }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for ev in self.parser.feed(chunk) {
+            self.event(&ev, &mut out);
+        }
+        out
+    }
+
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Some(ev) = self.parser.finish() {
+            self.event(&ev, &mut out);
+        }
+        if !self.done {
+            self.end(&mut out);
+        }
+        out
+    }
+
+    fn start(&mut self, id: &Value, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        Self::emit(
+            out,
+            "message_start",
+            &json!({"type": "message_start", "message": {
+            "id": message_id(id), "type": "message", "role": "assistant", "model": self.facts.model,
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 0, "output_tokens": 0}}}),
+        );
+    }
+
+    fn end(&mut self, out: &mut Vec<u8>) {
+        self.start(&Value::Null, out);
+        self.close_block(out);
+        Self::emit(
+            out,
+            "message_delta",
+            &json!({"type": "message_delta",
+            "delta": {"stop_reason": self.stop_reason, "stop_sequence": null},
+            "usage": anthropic_usage(&self.usage)}),
+        );
+        Self::emit(out, "message_stop", &json!({"type": "message_stop"}));
+        self.done = true;
+    }
+
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
+        let Some(data) = ev.data.as_deref() else {
+            return;
+        };
+        if ev.is_done_marker() {
+            if !self.done {
+                self.end(out);
+            }
+            return;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        if v["error"].is_object() {
+            Self::emit(
+                out,
+                "error",
+                &json!({"type": "error", "error": {"type": "api_error",
+                                                                        "message": v["error"]["message"]}}),
+            );
+            return;
+        }
+        self.start(&v["id"], out);
+        if v["usage"].is_object() {
+            self.usage = v["usage"].clone();
+        }
+        for choice in v["choices"].as_array().into_iter().flatten() {
+            let delta = &choice["delta"];
+            if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
+                if !matches!(self.open, Some((_, true))) {
+                    self.close_block(out);
+                    let index = self.next_block;
+                    self.next_block += 1;
+                    self.open = Some((index, true));
+                    Self::emit(
+                        out,
+                        "content_block_start",
+                        &json!({"type": "content_block_start",
+                        "index": index, "content_block": {"type": "text", "text": ""}}),
+                    );
+                }
+                let index = self.open.map_or(0, |(i, _)| i);
+                Self::emit(
+                    out,
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta",
+                    "index": index, "delta": {"type": "text_delta", "text": text}}),
+                );
+            }
+            for call in delta["tool_calls"].as_array().into_iter().flatten() {
+                let tool = call["index"].as_u64().unwrap_or(0);
+                let block = match self.tools.iter().find(|(t, _)| *t == tool) {
+                    Some((_, b)) => *b,
+                    None => {
+                        self.close_block(out);
+                        let index = self.next_block;
+                        self.next_block += 1;
+                        self.tools.push((tool, index));
+                        self.open = Some((index, false));
+                        Self::emit(
+                            out,
+                            "content_block_start",
+                            &json!({"type": "content_block_start",
+                            "index": index, "content_block": {"type": "tool_use", "id": call["id"],
+                            "name": call["function"]["name"], "input": {}}}),
+                        );
+                        index
+                    }
+                };
+                if let Some(args) = call["function"]["arguments"]
+                    .as_str()
+                    .filter(|a| !a.is_empty())
+                {
+                    Self::emit(
+                        out,
+                        "content_block_delta",
+                        &json!({"type": "content_block_delta",
+                        "index": block, "delta": {"type": "input_json_delta", "partial_json": args}}),
+                    );
+                }
+            }
+            if let Some(reason) = choice["finish_reason"].as_str() {
+                self.stop_reason = openai_stop(reason);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
@@ -569,6 +959,125 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
             let mut t = MessagesToChatStream::new(facts(true), 5);
             let mut out = t.feed(&STREAM.as_bytes()[..cut]);
             out.extend(t.feed(&STREAM.as_bytes()[cut..]));
+            out.extend(t.finish());
+            assert_eq!(out, whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn messages_request_becomes_a_chat_request() {
+        let body = json!({"model": "gpt-alias", "max_tokens": 50, "system": [{"type": "text", "text": "be brief"}],
+        "stop_sequences": ["END"], "stream": true, "metadata": {"user_id": "u"},
+        "tools": [{"name": "f", "description": "d", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "tool", "name": "f"},
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "text", "text": "calling"},
+                {"type": "tool_use", "id": "tu", "name": "f", "input": {"a": 1}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu", "content": "42"},
+                {"type": "text", "text": "so?"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "AA"}}]}
+        ]});
+        let (out, facts) = messages_to_chat(body.to_string().as_bytes(), "gpt-4o").unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            facts,
+            RequestFacts {
+                model: "gpt-alias".into(),
+                stream: true,
+                include_usage: true
+            }
+        );
+        assert_eq!(v["model"], "gpt-4o");
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["stop"], json!(["END"]));
+        assert_eq!(v["tool_choice"]["function"]["name"], "f");
+        assert_eq!(v["user"], "u");
+        let m = v["messages"].as_array().unwrap();
+        assert_eq!(m[0], json!({"role": "system", "content": "be brief"}));
+        assert_eq!(m[1], json!({"role": "user", "content": "hi"}));
+        assert_eq!(m[2]["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
+        assert_eq!(
+            m[3],
+            json!({"role": "tool", "tool_call_id": "tu", "content": "42"})
+        );
+        assert_eq!(
+            m[4]["content"][1]["image_url"]["url"],
+            "data:image/jpeg;base64,AA"
+        );
+    }
+
+    #[test]
+    fn chat_answer_becomes_a_message() {
+        let body = json!({"id": "c1", "object": "chat.completion", "choices": [{"index": 0,
+            "message": {"role": "assistant", "content": "hi", "tool_calls": [{"id": "t", "type": "function",
+            "function": {"name": "f", "arguments": "{\"a\":1}"}}]}, "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13,
+                      "prompt_tokens_details": {"cached_tokens": 4}}});
+        let out = chat_to_message(body.to_string().as_bytes(), &facts(false)).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["content"][0]["text"], "hi");
+        assert_eq!(v["content"][1]["input"]["a"], 1);
+        assert_eq!(v["stop_reason"], "max_tokens");
+        assert_eq!(
+            v["usage"],
+            json!({"input_tokens": 6, "cache_read_input_tokens": 4, "output_tokens": 3})
+        );
+        let err = error_to_anthropic(br#"{"error":{"message":"slow","type":"x"}}"#, 429).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&err).unwrap()["error"]["type"],
+            "rate_limit_error"
+        );
+    }
+
+    const CHAT_STREAM: &str = "data: {\"id\":\"c9\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n\
+data: {\"id\":\"c9\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"héllo \"}}]}\n\n\
+data: {\"id\":\"c9\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"🦀\"}}]}\n\n\
+data: {\"id\":\"c9\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"t\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}}]}\n\n\
+data: {\"id\":\"c9\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"a\\\":1}\"}}]}}]}\n\n\
+data: {\"id\":\"c9\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n\
+data: {\"id\":\"c9\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4,\"total_tokens\":13}}\n\n\
+data: [DONE]\n\n";
+
+    #[test]
+    fn chat_stream_becomes_anthropic_events_at_any_split() {
+        let whole = {
+            let mut t = ChatToMessagesStream::new(facts(true));
+            let mut out = t.feed(CHAT_STREAM.as_bytes());
+            out.extend(t.finish());
+            out
+        };
+        let events: Vec<SseEvent> = SseParser::new().feed(&whole);
+        let names: Vec<&str> = events.iter().filter_map(|e| e.event.as_deref()).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        let delta: Value = serde_json::from_str(events[8].data.as_deref().unwrap()).unwrap();
+        assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+        assert_eq!(delta["usage"]["output_tokens"], 4);
+        let text: String = events
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(e.data.as_deref()?).ok())
+            .filter_map(|v| v["delta"]["text"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(text, "héllo 🦀");
+        for cut in 0..CHAT_STREAM.len() {
+            let mut t = ChatToMessagesStream::new(facts(true));
+            let mut out = t.feed(&CHAT_STREAM.as_bytes()[..cut]);
+            out.extend(t.feed(&CHAT_STREAM.as_bytes()[cut..]));
             out.extend(t.finish());
             assert_eq!(out, whole, "cut at {cut}");
         }

@@ -284,3 +284,57 @@ fn a_translated_stream_split_at_odd_bytes_arrives_whole_and_errors_keep_their_st
     assert_eq!(v["error"]["type"], "rate_limit_exceeded");
     assert_eq!(resp.header("retry-after"), Some("1"));
 }
+
+/// The shipped chain: an Anthropic caller (the official SDK) asking for gpt-* is served by the
+/// mock's OpenAI endpoint through translation.
+#[test]
+fn anthropic_sdk_talks_to_an_openai_target_plain_and_streaming() {
+    let gw = Gateway::start().unwrap();
+    let prompt = "Ünïcödé 🦀 the other way";
+    let out = sluice_harness::python::run_client(
+        "anthropic_chat.py",
+        &[
+            &gw.url(""),
+            "gpt-4o-mini",
+            prompt,
+            "--api-key",
+            sluice_harness::DEMO_KEY,
+        ],
+    )
+    .unwrap();
+    assert!(out.get("error").is_none(), "{out}");
+    let last = gw.mock.last_request().unwrap();
+    assert_eq!(last["path"], "/v1/chat/completions");
+    let sent: Value = serde_json::from_str(last["body"].as_str().unwrap()).unwrap();
+    assert_eq!(sent["messages"][0]["content"], prompt);
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    let plain = &out["plain"];
+    assert_eq!(plain["type"], "message");
+    assert_eq!(plain["model"], "gpt-4o-mini");
+    assert_eq!(plain["content"][0]["text"], prompt);
+    assert_eq!(plain["stop_reason"], "end_turn");
+    assert!(plain["usage"]["input_tokens"].as_u64().unwrap() > 0);
+    let final_message = &out["stream"]["final"];
+    assert_eq!(final_message["content"][0]["text"], prompt);
+    assert_eq!(
+        final_message["usage"]["output_tokens"],
+        plain["usage"]["output_tokens"]
+    );
+    let events: Vec<&str> = out["stream"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(events.first(), Some(&"message_start"));
+    assert_eq!(events.last(), Some(&"message_stop"));
+    // Errors come back in Anthropic's shape with their status.
+    let resp = http::post(
+        &gw.url("/v1/messages"),
+        json!({"model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}).to_string().as_bytes(),
+        &[DEMO_AUTH, ("x-mock-status", "503")],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.json().unwrap()["error"]["type"], "overloaded_error");
+}
