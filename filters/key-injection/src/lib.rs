@@ -14,7 +14,7 @@ use sluice_core::key_injection::auth::{model_not_allowed, Authenticator};
 use sluice_core::key_injection::config::{KeyInjectionConfig, Role};
 use sluice_core::key_injection::inject::{cooldown_for, cooldown_slot, Cooldowns, Injector};
 use sluice_core::key_injection::scrub::{scrub, scrub_str};
-use sluice_core::{ApiError, ConfigError, Dialect, ErrorKind, StateKey};
+use sluice_core::{ApiError, ConfigError, Dialect, StateKey};
 use sluice_host::clock::Clock;
 use sluice_host::{http, reply, state};
 
@@ -168,20 +168,15 @@ impl HttpContext for AuthenticateStream {
         let Runtime::Authenticate { auth, .. } = &*runtime else {
             return Action::Continue;
         };
-        if body_size as u64 > auth.max_body_bytes {
-            self.model_check = false;
-            let err = ApiError::new(
-                ErrorKind::RequestTooLarge,
-                format!("Request body is over {} bytes.", auth.max_body_bytes),
-            )
-            .with_code("request_too_large");
-            return self.refuse(&err);
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
+        let body = match http::whole_request_body(body_size, end_of_stream, auth.max_body_bytes) {
+            http::BodyRead::Partial => return Action::Pause,
+            http::BodyRead::TooLarge(err) => {
+                self.model_check = false;
+                return self.refuse(&err);
+            }
+            http::BodyRead::Whole(body) => body,
+        };
         self.model_check = false;
-        let body = http::request_body(body_size).unwrap_or_default();
         let model = match sluice_core::openai::model_of(&body) {
             Ok(model) => model,
             Err(err) => return self.refuse(&err),

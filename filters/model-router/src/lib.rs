@@ -19,9 +19,9 @@ use sluice_core::model_router::route::{
 use sluice_core::openai::model_of;
 use sluice_core::translate::{
     chat_to_message, chat_to_messages, error_to_anthropic, error_to_openai, message_to_chat,
-    messages_to_chat, ChatToMessagesStream, MessagesToChatStream, RequestFacts,
+    messages_to_chat, ChatToMessagesStream, MessagesToChatStream, RequestFacts, StreamTranslator,
 };
-use sluice_core::{ApiError, ConfigError, Dialect, ErrorKind, StateKey};
+use sluice_core::{ApiError, ConfigError, Dialect, StateKey};
 use sluice_host::{http, reply, state};
 
 pub struct ModelRouter;
@@ -94,10 +94,8 @@ enum Answer {
     Json {
         error: Option<u16>,
     },
-    /// An Anthropic stream told as OpenAI chunks, event by event.
-    ToOpenAi(Box<MessagesToChatStream>),
-    /// An OpenAI stream told as Anthropic events, event by event.
-    ToAnthropic(Box<ChatToMessagesStream>),
+    /// A stream told in the caller's dialect, event by event.
+    Stream(Box<dyn StreamTranslator>),
 }
 
 impl RouteStream {
@@ -146,20 +144,15 @@ impl HttpContext for RouteStream {
             return Action::Continue;
         }
         let rt = self.runtime.clone();
-        if body_size as u64 > rt.max_body_bytes {
-            self.routing = false;
-            let err = ApiError::new(
-                ErrorKind::RequestTooLarge,
-                format!("Request body is over {} bytes.", rt.max_body_bytes),
-            )
-            .with_code("request_too_large");
-            return self.refuse(&err);
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
+        let body = match http::whole_request_body(body_size, end_of_stream, rt.max_body_bytes) {
+            http::BodyRead::Partial => return Action::Pause,
+            http::BodyRead::TooLarge(err) => {
+                self.routing = false;
+                return self.refuse(&err);
+            }
+            http::BodyRead::Whole(body) => body,
+        };
         self.routing = false;
-        let body = http::request_body(body_size).unwrap_or_default();
         let body_model = match model_of(&body) {
             Ok(m) => m,
             Err(err) => return self.refuse(&err),
@@ -273,14 +266,12 @@ impl RouteStream {
         http::set_response_header("content-length", None);
         let ok = (200..300).contains(&status);
         self.answer = if ok && content_type.starts_with("text/event-stream") {
-            match direction {
+            Answer::Stream(match direction {
                 Direction::OpenAiToAnthropic => {
-                    Answer::ToOpenAi(Box::new(MessagesToChatStream::new(facts, http::now_secs())))
+                    Box::new(MessagesToChatStream::new(facts, http::now_secs()))
                 }
-                Direction::AnthropicToOpenAi => {
-                    Answer::ToAnthropic(Box::new(ChatToMessagesStream::new(facts)))
-                }
-            }
+                Direction::AnthropicToOpenAi => Box::new(ChatToMessagesStream::new(facts)),
+            })
         } else if content_type.starts_with("application/json") {
             Answer::Json {
                 error: (!ok).then_some(status),
@@ -294,14 +285,7 @@ impl RouteStream {
     fn on_translated_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let out = match &mut self.answer {
             Answer::AsIs => return Action::Continue,
-            Answer::ToOpenAi(t) => {
-                let mut out = t.feed(&http::response_body(body_size).unwrap_or_default());
-                if end_of_stream {
-                    out.extend(t.finish());
-                }
-                Some(out)
-            }
-            Answer::ToAnthropic(t) => {
+            Answer::Stream(t) => {
                 let mut out = t.feed(&http::response_body(body_size).unwrap_or_default());
                 if end_of_stream {
                     out.extend(t.finish());

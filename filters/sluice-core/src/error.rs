@@ -131,6 +131,15 @@ impl ApiError {
         self
     }
 
+    /// The refusal for a request body over `max` bytes.
+    pub fn body_too_large(max: u64) -> Self {
+        Self::new(
+            ErrorKind::RequestTooLarge,
+            format!("Request body is over {max} bytes."),
+        )
+        .with_code("request_too_large")
+    }
+
     /// The body a caller would get when the request body is not valid JSON.
     pub fn malformed_json(detail: &str) -> Self {
         Self::invalid_request(format!("request body is not valid JSON: {detail}"))

@@ -266,6 +266,44 @@ pub fn error_to_openai(body: &[u8]) -> Option<Vec<u8>> {
     .ok()
 }
 
+/// An answer stream translated as it arrives: feed it the upstream bytes in any chunks, send
+/// what it returns in their place (maybe nothing, while an event is incomplete).
+pub trait StreamTranslator {
+    /// Upstream bytes in; the caller-dialect bytes to send in their place.
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8>;
+    /// At end of stream: anything left, and a proper ending if the upstream never sent one.
+    fn finish(&mut self) -> Vec<u8>;
+}
+
+/// What a translator does per event; [`StreamTranslator`] is built on it.
+trait EventTranslator {
+    fn parser(&mut self) -> &mut SseParser;
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<u8>);
+    fn ended(&self) -> bool;
+    fn end(&mut self, out: &mut Vec<u8>);
+}
+
+impl<T: EventTranslator> StreamTranslator for T {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for ev in self.parser().feed(chunk) {
+            self.event(&ev, &mut out);
+        }
+        out
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Some(ev) = self.parser().finish() {
+            self.event(&ev, &mut out);
+        }
+        if !self.ended() {
+            self.end(&mut out);
+        }
+        out
+    }
+}
+
 /// Turns an Anthropic SSE stream into OpenAI `chat.completion.chunk` events as it arrives.
 pub struct MessagesToChatStream {
     facts: RequestFacts,
@@ -276,6 +314,24 @@ pub struct MessagesToChatStream {
     /// Anthropic content-block index → OpenAI tool-call index, for tool_use blocks.
     tool_index: Vec<(u64, u64)>,
     done: bool,
+}
+
+impl EventTranslator for MessagesToChatStream {
+    fn parser(&mut self) -> &mut SseParser {
+        &mut self.parser
+    }
+
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
+        self.on_event(ev, out);
+    }
+
+    fn ended(&self) -> bool {
+        self.done
+    }
+
+    fn end(&mut self, out: &mut Vec<u8>) {
+        self.on_end(out);
+    }
 }
 
 impl MessagesToChatStream {
@@ -301,28 +357,7 @@ impl MessagesToChatStream {
         SseEvent::new(None, &v.to_string()).raw
     }
 
-    /// Feeds upstream bytes; returns the OpenAI bytes to send in their place (maybe empty).
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for ev in self.parser.feed(chunk) {
-            self.event(&ev, &mut out);
-        }
-        out
-    }
-
-    /// At end of stream: anything left, and `[DONE]` if the upstream never sent `message_stop`.
-    pub fn finish(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        if let Some(ev) = self.parser.finish() {
-            self.event(&ev, &mut out);
-        }
-        if !self.done {
-            self.end(&mut out);
-        }
-        out
-    }
-
-    fn end(&mut self, out: &mut Vec<u8>) {
+    fn on_end(&mut self, out: &mut Vec<u8>) {
         if self.facts.include_usage {
             let v = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                            "model": self.facts.model, "choices": [], "usage": openai_usage(&self.usage)});
@@ -332,7 +367,7 @@ impl MessagesToChatStream {
         self.done = true;
     }
 
-    fn event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
+    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
         let Some(data) = ev.data.as_deref() else {
             return;
         };
@@ -380,7 +415,7 @@ impl MessagesToChatStream {
                 let stop = v["delta"]["stop_reason"].as_str().unwrap_or("end_turn");
                 out.extend(self.chunk(json!({}), Some(finish_reason(stop))));
             }
-            "message_stop" => self.end(out),
+            "message_stop" => self.on_end(out),
             "error" => {
                 let body = json!({"error": {"message": v["error"]["message"],
                                             "type": v["error"]["type"], "param": null, "code": null}});
@@ -614,6 +649,24 @@ pub struct ChatToMessagesStream {
     done: bool,
 }
 
+impl EventTranslator for ChatToMessagesStream {
+    fn parser(&mut self) -> &mut SseParser {
+        &mut self.parser
+    }
+
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
+        self.on_event(ev, out);
+    }
+
+    fn ended(&self) -> bool {
+        self.done
+    }
+
+    fn end(&mut self, out: &mut Vec<u8>) {
+        self.on_end(out);
+    }
+}
+
 impl ChatToMessagesStream {
     pub fn new(facts: RequestFacts) -> Self {
         ChatToMessagesStream {
@@ -643,25 +696,6 @@ impl ChatToMessagesStream {
         }
     }
 
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for ev in self.parser.feed(chunk) {
-            self.event(&ev, &mut out);
-        }
-        out
-    }
-
-    pub fn finish(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        if let Some(ev) = self.parser.finish() {
-            self.event(&ev, &mut out);
-        }
-        if !self.done {
-            self.end(&mut out);
-        }
-        out
-    }
-
     fn start(&mut self, id: &Value, out: &mut Vec<u8>) {
         if self.started {
             return;
@@ -677,7 +711,7 @@ impl ChatToMessagesStream {
         );
     }
 
-    fn end(&mut self, out: &mut Vec<u8>) {
+    fn on_end(&mut self, out: &mut Vec<u8>) {
         self.start(&Value::Null, out);
         self.close_block(out);
         Self::emit(
@@ -691,13 +725,13 @@ impl ChatToMessagesStream {
         self.done = true;
     }
 
-    fn event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
+    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
         let Some(data) = ev.data.as_deref() else {
             return;
         };
         if ev.is_done_marker() {
             if !self.done {
-                self.end(out);
+                self.on_end(out);
             }
             return;
         }

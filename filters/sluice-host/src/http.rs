@@ -82,6 +82,27 @@ fn buffer(kind: BufferType, len: usize) -> Option<Vec<u8>> {
     })
 }
 
+/// Where reading a whole request body stands, in a body callback.
+pub enum BodyRead {
+    /// More is coming: return `Action::Pause` (Envoy keeps buffering).
+    Partial,
+    /// Over the limit: refuse with this error.
+    TooLarge(sluice_core::ApiError),
+    /// All of it.
+    Whole(Vec<u8>),
+}
+
+/// Reads the request body once it is whole, refusing one over `max` bytes as soon as it is.
+pub fn whole_request_body(body_size: usize, end_of_stream: bool, max: u64) -> BodyRead {
+    if body_size as u64 > max {
+        return BodyRead::TooLarge(sluice_core::ApiError::body_too_large(max));
+    }
+    if !end_of_stream {
+        return BodyRead::Partial;
+    }
+    BodyRead::Whole(request_body(body_size).unwrap_or_default())
+}
+
 /// The first `len` bytes of the (buffered) request body.
 pub fn request_body(len: usize) -> Option<Vec<u8>> {
     buffer(BufferType::HttpRequestBody, len)

@@ -305,20 +305,15 @@ impl HttpContext for TokenCountStream {
             return Action::Continue;
         };
         let rt = self.runtime.clone();
-        if body_size as u64 > rt.max_body_bytes {
-            self.endpoint = None;
-            let err = ApiError::new(
-                ErrorKind::RequestTooLarge,
-                format!("Request body is over {} bytes.", rt.max_body_bytes),
-            )
-            .with_code("request_too_large");
-            return self.refuse(&err);
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
+        let body = match http::whole_request_body(body_size, end_of_stream, rt.max_body_bytes) {
+            http::BodyRead::Partial => return Action::Pause,
+            http::BodyRead::TooLarge(err) => {
+                self.endpoint = None;
+                return self.refuse(&err);
+            }
+            http::BodyRead::Whole(body) => body,
+        };
         self.endpoint = None;
-        let body = http::request_body(body_size).unwrap_or_default();
         let prompt = match count_request(&rt.counter, endpoint, &body, self.path_model.as_deref()) {
             Ok(p) => p,
             Err(err) => return self.refuse(&err),
