@@ -177,6 +177,88 @@ fn mean(values: &[f64]) -> f64 {
     }
 }
 
+/// About `size` bytes of mixed text (the token corpus: many scripts, emoji, code, whitespace).
+fn mixed_text(size: usize) -> String {
+    let corpus = std::fs::read_to_string(
+        paths::repo().join("filters/sluice-core/testdata/tokens/corpus.json"),
+    )
+    .unwrap_or_default();
+    let parsed: serde_json::Value = serde_json::from_str(&corpus).unwrap_or_default();
+    let pieces: Vec<&str> = parsed["entries"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["text"].as_str()).collect())
+        .unwrap_or_default();
+    let mut text = String::with_capacity(size + 1024);
+    while text.len() < size && !pieces.is_empty() {
+        for p in &pieces {
+            text.push_str(p);
+            text.push(' ');
+        }
+    }
+    text
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Counting speed, native `tiktoken-rs` against the token-count filter inside Envoy, on the same
+/// 512 KB chat request: native is timed in this process; in the filter it is the extra latency
+/// of Envoy with token-count over bare Envoy (so it includes reading and parsing the body).
+fn tokenizer_speed(bare: &Envoy, counting: &Envoy) -> Result<String, String> {
+    use sluice_core::token_count::counter::Counter;
+    use sluice_core::token_count::recipe::{count_request, Endpoint};
+    let text = mixed_text(512 * 1024);
+    let mb = text.len() as f64 / 1e6;
+    let config = sluice_core::parse_config(b"{}").map_err(|e| e.to_string())?;
+    let counter = Counter::new(&config).map_err(|e| e.to_string())?;
+    let mut rows = String::from(
+        "\n## Counting speed (512 KB of mixed text, one chat message)\n\n\
+         | encoding (model) | native tiktoken-rs | in the filter | ratio |\n|---|---|---|---|\n",
+    );
+    for (model, encoding) in [("gpt-4o", "o200k_base"), ("gpt-4", "cl100k_base")] {
+        let body =
+            serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+                .to_string();
+        let mut native = Vec::new();
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            count_request(&counter, Endpoint::Chat, body.as_bytes(), None)
+                .map_err(|e| e.to_string())?;
+            native.push(t.elapsed().as_secs_f64());
+        }
+        let headers = [DEMO_AUTH, ("x-mock-reply", "ok"), ("x-mock-count", "words")];
+        let (mut via_bare, mut via_filter) = (Vec::new(), Vec::new());
+        for _ in 0..7 {
+            for (envoy, times) in [(bare, &mut via_bare), (counting, &mut via_filter)] {
+                let t = std::time::Instant::now();
+                let resp = http::post(
+                    &envoy.url("/v1/chat/completions"),
+                    body.as_bytes(),
+                    &headers,
+                )?;
+                if resp.status != 200 {
+                    return Err(format!(
+                        "512 KB request answered {}: {}",
+                        resp.status,
+                        resp.text()
+                    ));
+                }
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        let native_mbs = mb / median(native).max(1e-9);
+        let extra = (median(via_filter) - median(via_bare)).max(1e-9);
+        let filter_mbs = mb / extra;
+        rows.push_str(&format!(
+            "| {encoding} ({model}) | {native_mbs:.1} MB/s | {filter_mbs:.1} MB/s | {:.2}x |\n",
+            filter_mbs / native_mbs
+        ));
+    }
+    Ok(rows)
+}
+
 /// The wrk script for one request body.
 fn wrk_script(dir: &std::path::Path, body: &str) -> Result<std::path::PathBuf, String> {
     let script = dir.join(format!("post-{}.lua", body.len()));
@@ -277,6 +359,18 @@ pub fn run() -> Result<(), String> {
             first_ms.get(i).copied().unwrap_or(0.0),
             mib(idle.get(i).copied().flatten()),
         ));
+    }
+    let bare = configs
+        .iter()
+        .find(|(n, _)| *n == "bare Envoy")
+        .map(|(_, e)| e);
+    let counting = configs
+        .iter()
+        .find(|(n, _)| *n == "token-count alone")
+        .map(|(_, e)| e);
+    if let (Some(bare), Some(counting)) = (bare, counting) {
+        eprintln!("bench: counting speed, native and in the filter");
+        report.push_str(&tokenizer_speed(bare, counting)?);
     }
     for kb in &sizes {
         let script = wrk_script(dir.path(), &chat_body(kb * 1024))?;
