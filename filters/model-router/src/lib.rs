@@ -1,37 +1,45 @@
 //! model-router: route by the body's `model` to an Envoy cluster.
 //!
 //! Host glue only; the logic is `sluice_core::model_router`. The request body is read whole,
-//! its model (or the `x-sluice-model` override header) picks a target; the filter names the
-//! target's cluster in `x-sluice-cluster` (which the route table matches) and has Envoy pick the
-//! route again, renames the model upstream when the target aliases it, and moves an Azure
-//! OpenAI request to its deployment path.
+//! its model (or the `x-sluice-model` override header) picks a target; the request is made
+//! ready for it (translation, alias, Azure path), the filter names the target's cluster in
+//! `x-sluice-cluster` (which the route table matches) and has Envoy pick the route again. The
+//! answer is translated back to the caller's dialect when needed, a stream event by event.
+//!
+//! Fallback: when the target answers one of `fallback_on` before any byte reached the caller,
+//! the filter holds that answer and sends the request, prepared for the next fallback target,
+//! as a call-out through Envoy's internal listener (which runs key-injection's inject role, so
+//! the provider credential is added there); the first answer that is not a failure, or the
+//! last one, goes to the caller in its dialect.
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Duration;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use sluice_core::endpoint::Endpoint;
-use sluice_core::model_router::config::{Kind, ModelRouterConfig, Sticky};
-use sluice_core::model_router::route::{
-    azure_path, model_missing, model_not_found, with_model, Router,
+use sluice_core::metrics::stat_name;
+use sluice_core::model_router::config::{Kind, ModelRouterConfig, Sticky, Target};
+use sluice_core::model_router::prepare::{
+    prepare, stream_translator, translate_answer, Direction, Prepared,
 };
+use sluice_core::model_router::route::{model_missing, model_not_found, upstream_model, Router};
 use sluice_core::openai::model_of;
-use sluice_core::translate::{
-    chat_to_message, chat_to_messages, error_to_anthropic, error_to_openai, message_to_chat,
-    messages_to_chat, ChatToMessagesStream, MessagesToChatStream, RequestFacts, StreamTranslator,
-};
+use sluice_core::translate::{RequestFacts, StreamTranslator};
 use sluice_core::{ApiError, ConfigError, Dialect, StateKey};
+use sluice_host::metrics::Metrics;
 use sluice_host::{http, reply, state};
 
 pub struct ModelRouter;
 
 pub struct Runtime {
     router: Router,
-    max_body_bytes: u64,
-    default_max_tokens: u64,
+    config: ModelRouterConfig,
     /// Spreads requests without a sticky key over a rule's weights (per VM).
     turn: Cell<u64>,
+    metrics: Metrics,
 }
 
 impl sluice_host::Filter for ModelRouter {
@@ -42,9 +50,9 @@ impl sluice_host::Filter for ModelRouter {
     fn prepare(config: ModelRouterConfig) -> Result<Runtime, ConfigError> {
         Ok(Runtime {
             router: Router::new(&config),
-            max_body_bytes: config.max_body_bytes,
-            default_max_tokens: config.default_max_tokens,
+            config,
             turn: Cell::new(0),
+            metrics: Metrics::new(500),
         })
     }
 
@@ -55,15 +63,30 @@ impl sluice_host::Filter for ModelRouter {
             dialect: Dialect::OpenAi,
             path: String::new(),
             override_model: None,
-            sticky_header: Vec::new(),
+            headers: Vec::new(),
             translation: None,
             answer: Answer::AsIs,
+            retry: None,
         })
     }
 }
 
 pub const ROUTE_HEADER: &str = "x-sluice-cluster";
 pub const MODEL_HEADER: &str = "x-sluice-model";
+pub const FALLBACK_HEADER: &str = "x-sluice-fallback";
+
+/// What a fallback needs: the caller's request as it came, and where to go next.
+struct Retry {
+    body: Vec<u8>,
+    body_model: Option<String>,
+    model: String,
+    next: Vec<Target>,
+    /// Clusters tried so far, in order.
+    tried: Vec<String>,
+    /// A call-out is under way; the first target's answer is held meanwhile.
+    holding: bool,
+    translation: Option<(Direction, RequestFacts)>,
+}
 
 struct RouteStream {
     runtime: Rc<Runtime>,
@@ -72,30 +95,30 @@ struct RouteStream {
     path: String,
     override_model: Option<String>,
     /// Request headers, kept for a rule that is sticky by header.
-    sticky_header: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
     /// Set when the request was translated to the target's dialect: the answer goes back.
     translation: Option<(Direction, RequestFacts)>,
     answer: Answer,
-}
-
-/// Which way a request was translated.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    /// An OpenAI caller, an Anthropic target.
-    OpenAiToAnthropic,
-    /// An Anthropic caller, an OpenAI-style target.
-    AnthropicToOpenAi,
+    retry: Option<Retry>,
 }
 
 /// How the answer is passed back.
 enum Answer {
     AsIs,
-    /// A JSON body, translated whole: a success, or an error with this status.
+    /// A JSON body translated whole, with its status.
     Json {
-        error: Option<u16>,
+        status: u16,
     },
     /// A stream told in the caller's dialect, event by event.
     Stream(Box<dyn StreamTranslator>),
+}
+
+fn status_of(headers: &[(String, String)]) -> u16 {
+    headers
+        .iter()
+        .find(|(k, _)| k == ":status")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 impl RouteStream {
@@ -108,15 +131,177 @@ impl RouteStream {
         match sticky {
             Sticky::Consumer => state::get(StateKey::Consumer),
             Sticky::Header(name) => self
-                .sticky_header
+                .headers
                 .iter()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone()),
         }
     }
+
+    fn count(&self, what: &str, labels: &[(&str, &str)]) {
+        let base = format!("sluice_model_router_{what}");
+        self.runtime
+            .metrics
+            .count(&base, &stat_name(&base, labels), 1);
+    }
+
+    /// Sends the request to the next fallback target through the internal listener. False
+    /// when there is none left or the call-out could not start.
+    fn try_next_fallback(&mut self) -> bool {
+        let rt = self.runtime.clone();
+        let Some(retry) = self.retry.as_mut() else {
+            return false;
+        };
+        while !retry.next.is_empty() {
+            let target = retry.next.remove(0);
+            let upstream = upstream_model(&target, &retry.model);
+            let prepared = match prepare(
+                self.dialect,
+                &self.path,
+                &retry.body,
+                retry.body_model.as_deref(),
+                &target,
+                &upstream,
+                rt.config.default_max_tokens,
+            ) {
+                Ok(p) => p,
+                Err(err) => {
+                    log::info!(
+                        "sluice model-router: fallback {} skipped: {err}",
+                        target.cluster
+                    );
+                    continue;
+                }
+            };
+            let body = prepared.body.clone().unwrap_or_else(|| retry.body.clone());
+            let mut headers = vec![
+                (":method", "POST"),
+                (":path", prepared.path.as_str()),
+                (":authority", "sluice.internal"),
+                ("content-type", "application/json"),
+                (ROUTE_HEADER, target.cluster.as_str()),
+            ];
+            if target.kind == Kind::Anthropic {
+                headers.push(("anthropic-version", "2023-06-01"));
+            }
+            let timeout = Duration::from_millis(rt.config.fallback_timeout_ms);
+            match hostcalls::dispatch_http_call(
+                &rt.config.fallback_cluster,
+                headers,
+                Some(&body),
+                Vec::new(),
+                timeout,
+            ) {
+                Ok(_) => {
+                    retry.tried.push(target.cluster.clone());
+                    retry.translation = prepared.translation;
+                    retry.holding = true;
+                    state::set(StateKey::Provider, &target.provider);
+                    state::set(StateKey::Cluster, &target.cluster);
+                    state::set(StateKey::UpstreamModel, &upstream);
+                    return true;
+                }
+                Err(status) => {
+                    log::warn!(
+                        "sluice model-router: cannot call {} for a fallback: {status:?}",
+                        rt.config.fallback_cluster
+                    );
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    fn fallback_summary(&self) -> String {
+        match &self.retry {
+            Some(r) => format!(
+                "attempts={}; answered={}",
+                r.tried.len(),
+                r.tried.last().map(String::as_str).unwrap_or("none")
+            ),
+            None => String::new(),
+        }
+    }
+
+    /// The answer of a fallback call-out goes to the caller, in its dialect.
+    fn answer_with_call_response(&mut self, body_size: usize) {
+        let headers = hostcalls::get_map(proxy_wasm::types::MapType::HttpCallResponseHeaders)
+            .unwrap_or_default();
+        let body = hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::HttpCallResponseBody,
+            0,
+            body_size,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let status = match status_of(&headers) {
+            0 => 502,
+            s => s,
+        };
+        let content_type = headers
+            .iter()
+            .find(|(k, _)| k == "content-type")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| "application/json".to_owned());
+        let event_stream = content_type.starts_with("text/event-stream");
+        let translation = self.retry.as_ref().and_then(|r| r.translation.clone());
+        let body = match &translation {
+            Some((direction, facts)) => translate_answer(
+                *direction,
+                facts,
+                status,
+                event_stream,
+                &body,
+                http::now_secs(),
+            )
+            .unwrap_or(body),
+            None => body,
+        };
+        let summary = self.fallback_summary();
+        state::set(StateKey::Fallback, &summary);
+        let answered = self
+            .retry
+            .as_ref()
+            .and_then(|r| r.tried.last().cloned())
+            .unwrap_or_default();
+        let result = if (200..300).contains(&status) {
+            "answered"
+        } else {
+            "failed"
+        };
+        self.count(
+            "fallback_total",
+            &[("cluster", &answered), ("result", result)],
+        );
+        let mut out_headers: Vec<(&str, &str)> = vec![
+            ("content-type", content_type.as_str()),
+            (FALLBACK_HEADER, summary.as_str()),
+        ];
+        for (k, v) in &headers {
+            if k == "retry-after" || k.starts_with("x-ratelimit-") {
+                out_headers.push((k.as_str(), v.as_str()));
+            }
+        }
+        if let Err(s) = hostcalls::send_http_response(u32::from(status), out_headers, Some(&body)) {
+            log::error!("sluice model-router: cannot send the fallback answer: {s:?}");
+        }
+    }
 }
 
-impl Context for RouteStream {}
+impl Context for RouteStream {
+    fn on_http_call_response(&mut self, _token: u32, _: usize, body_size: usize, _: usize) {
+        let headers = hostcalls::get_map(proxy_wasm::types::MapType::HttpCallResponseHeaders)
+            .unwrap_or_default();
+        let status = status_of(&headers);
+        let failed = status == 0 || self.runtime.config.fallback_on.contains(&status);
+        if failed && self.try_next_fallback() {
+            return; // the next attempt is under way
+        }
+        self.answer_with_call_response(body_size);
+    }
+}
 
 impl HttpContext for RouteStream {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
@@ -134,7 +319,7 @@ impl HttpContext for RouteStream {
         self.dialect = Dialect::from_path(&path);
         self.path = path;
         self.override_model = headers.get(MODEL_HEADER).map(str::to_owned);
-        self.sticky_header = headers.0;
+        self.headers = headers.0;
         self.routing = true;
         Action::Pause // the model is in the body
     }
@@ -144,14 +329,15 @@ impl HttpContext for RouteStream {
             return Action::Continue;
         }
         let rt = self.runtime.clone();
-        let body = match http::whole_request_body(body_size, end_of_stream, rt.max_body_bytes) {
-            http::BodyRead::Partial => return Action::Pause,
-            http::BodyRead::TooLarge(err) => {
-                self.routing = false;
-                return self.refuse(&err);
-            }
-            http::BodyRead::Whole(body) => body,
-        };
+        let body =
+            match http::whole_request_body(body_size, end_of_stream, rt.config.max_body_bytes) {
+                http::BodyRead::Partial => return Action::Pause,
+                http::BodyRead::TooLarge(err) => {
+                    self.routing = false;
+                    return self.refuse(&err);
+                }
+                http::BodyRead::Whole(body) => body,
+            };
         self.routing = false;
         let body_model = match model_of(&body) {
             Ok(m) => m,
@@ -166,71 +352,41 @@ impl HttpContext for RouteStream {
             return self.refuse(&model_not_found(&model));
         };
         let target = choice.target;
-        let caller_anthropic = self.dialect == Dialect::Anthropic;
-        let openai_to_anthropic = !caller_anthropic
-            && target.kind == Kind::Anthropic
-            && Endpoint::from_path(&self.path) == Some(Endpoint::Chat);
-        if openai_to_anthropic {
-            let (new_body, facts) =
-                match chat_to_messages(&body, &choice.upstream_model, rt.default_max_tokens) {
-                    Ok(t) => t,
-                    Err(err) => return self.refuse(&err),
-                };
-            http::set_request_body(body_size, &new_body);
+        let prepared: Prepared = match prepare(
+            self.dialect,
+            &self.path,
+            &body,
+            body_model.as_deref(),
+            target,
+            &choice.upstream_model,
+            rt.config.default_max_tokens,
+        ) {
+            Ok(p) => p,
+            Err(err) => return self.refuse(&err),
+        };
+        if let Some(new_body) = &prepared.body {
+            http::set_request_body(body_size, new_body);
             http::set_request_header("content-length", Some(&new_body.len().to_string()));
-            http::set_request_header(":path", Some("/v1/messages"));
-            if !self
-                .sticky_header
-                .iter()
-                .any(|(k, _)| k == "anthropic-version")
-            {
-                http::set_request_header("anthropic-version", Some("2023-06-01"));
-            }
-            self.translation = Some((Direction::OpenAiToAnthropic, facts));
-        } else if caller_anthropic
-            && target.kind != Kind::Anthropic
-            && Endpoint::from_path(&self.path) == Some(Endpoint::AnthropicMessages)
+        }
+        if prepared.path != self.path {
+            http::set_request_header(":path", Some(&prepared.path));
+        }
+        if target.kind == Kind::Anthropic
+            && !self.headers.iter().any(|(k, _)| k == "anthropic-version")
         {
-            let (new_body, facts) = match messages_to_chat(&body, &choice.upstream_model) {
-                Ok(t) => t,
-                Err(err) => return self.refuse(&err),
-            };
-            http::set_request_body(body_size, &new_body);
-            http::set_request_header("content-length", Some(&new_body.len().to_string()));
-            let path = match (target.kind, target.api_version.as_deref()) {
-                (Kind::AzureOpenai, Some(v)) => {
-                    azure_path("/v1/chat/completions", &choice.upstream_model, v)
-                        .unwrap_or_default()
-                }
-                _ => "/v1/chat/completions".to_owned(),
-            };
-            http::set_request_header(":path", Some(&path));
-            self.translation = Some((Direction::AnthropicToOpenAi, facts));
-        } else if caller_anthropic != (target.kind == Kind::Anthropic) {
-            let err = ApiError::invalid_request(format!(
-                "The model `{model}` is served in the {} dialect; translating between the \
-                 OpenAI and Anthropic dialects is not supported yet.",
-                target.kind.name()
-            ))
-            .with_code("dialect_not_supported")
-            .with_param("model");
-            return self.refuse(&err);
+            http::set_request_header("anthropic-version", Some("2023-06-01"));
         }
-        let translated = self.translation.is_some();
-        if !translated && body_model.as_deref() != Some(choice.upstream_model.as_str()) {
-            match with_model(&body, &choice.upstream_model) {
-                Ok(new_body) => {
-                    http::set_request_body(body_size, &new_body);
-                    http::set_request_header("content-length", Some(&new_body.len().to_string()));
-                }
-                Err(err) => return self.refuse(&err),
-            }
-        }
-        if target.kind == Kind::AzureOpenai && !translated {
-            let version = target.api_version.as_deref().unwrap_or_default();
-            if let Some(p) = azure_path(&self.path, &choice.upstream_model, version) {
-                http::set_request_header(":path", Some(&p));
-            }
+        self.translation = prepared.translation;
+        if !choice.fallback.is_empty() {
+            self.retry = Some(Retry {
+                body,
+                body_model,
+                model: model.clone(),
+                next: choice.fallback.to_vec(),
+                tried: vec![target.cluster.clone()],
+                holding: false,
+                translation: None,
+            });
         }
         http::set_request_header(ROUTE_HEADER, Some(&target.cluster));
         http::set_request_header(MODEL_HEADER, None);
@@ -239,26 +395,25 @@ impl HttpContext for RouteStream {
         state::set(StateKey::Provider, &target.provider);
         state::set(StateKey::Cluster, &target.cluster);
         state::set(StateKey::UpstreamModel, &choice.upstream_model);
+        self.count("requests_total", &[("cluster", &target.cluster)]);
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        self.on_translated_response_headers(end_of_stream)
-    }
-
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.on_translated_response_body(body_size, end_of_stream)
-    }
-}
-
-impl RouteStream {
-    fn on_translated_response_headers(&mut self, end_of_stream: bool) -> Action {
-        let Some((direction, facts)) = self.translation.clone() else {
-            return Action::Continue;
-        };
         let status: u16 = http::response_header(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
+        if self.retry.is_some() && self.runtime.config.fallback_on.contains(&status) {
+            if self.try_next_fallback() {
+                return Action::Pause; // hold this answer; the fallback's replaces it
+            }
+        } else if self.retry.is_some() {
+            // The first target answered: no fallback happened.
+            http::set_response_header(FALLBACK_HEADER, Some("attempts=1; answered=first"));
+        }
+        let Some((direction, facts)) = self.translation.clone() else {
+            return Action::Continue;
+        };
         let content_type = http::response_header("content-type").unwrap_or_default();
         if end_of_stream {
             return Action::Continue;
@@ -266,23 +421,19 @@ impl RouteStream {
         http::set_response_header("content-length", None);
         let ok = (200..300).contains(&status);
         self.answer = if ok && content_type.starts_with("text/event-stream") {
-            Answer::Stream(match direction {
-                Direction::OpenAiToAnthropic => {
-                    Box::new(MessagesToChatStream::new(facts, http::now_secs()))
-                }
-                Direction::AnthropicToOpenAi => Box::new(ChatToMessagesStream::new(facts)),
-            })
+            Answer::Stream(stream_translator(direction, facts, http::now_secs()))
         } else if content_type.starts_with("application/json") {
-            Answer::Json {
-                error: (!ok).then_some(status),
-            }
+            Answer::Json { status }
         } else {
             Answer::AsIs
         };
         Action::Continue
     }
 
-    fn on_translated_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.retry.as_ref().is_some_and(|r| r.holding) {
+            return Action::Pause; // the held first answer is dropped for the fallback's
+        }
         let out = match &mut self.answer {
             Answer::AsIs => return Action::Continue,
             Answer::Stream(t) => {
@@ -292,25 +443,15 @@ impl RouteStream {
                 }
                 Some(out)
             }
-            Answer::Json { error } => {
+            Answer::Json { status } => {
                 if !end_of_stream {
                     return Action::Pause;
                 }
-                let error = *error;
+                let status = *status;
                 let body = http::response_body(body_size).unwrap_or_default();
-                match (&self.translation, error) {
-                    (Some((Direction::OpenAiToAnthropic, _)), Some(_)) => error_to_openai(&body),
-                    (Some((Direction::AnthropicToOpenAi, _)), Some(status)) => {
-                        error_to_anthropic(&body, status)
-                    }
-                    (Some((Direction::OpenAiToAnthropic, facts)), None) => {
-                        message_to_chat(&body, facts, http::now_secs())
-                    }
-                    (Some((Direction::AnthropicToOpenAi, facts)), None) => {
-                        chat_to_message(&body, facts)
-                    }
-                    (None, _) => None,
-                }
+                self.translation.as_ref().and_then(|(direction, facts)| {
+                    translate_answer(*direction, facts, status, false, &body, http::now_secs())
+                })
             }
         };
         if end_of_stream {

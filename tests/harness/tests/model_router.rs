@@ -338,3 +338,91 @@ fn anthropic_sdk_talks_to_an_openai_target_plain_and_streaming() {
     assert_eq!(resp.status, 503);
     assert_eq!(resp.json().unwrap()["error"]["type"], "overloaded_error");
 }
+
+fn fallback_gateway() -> (Gateway, MockProvider) {
+    let second = MockProvider::start().unwrap();
+    let dead = sluice_harness::envoy::free_port().unwrap(); // nothing listens there
+    let mut plugin_configs = BTreeMap::new();
+    plugin_configs.insert(
+        "model_router".to_owned(),
+        json!({"routes": [
+            {"models": ["fb-*"], "targets": [{"provider": "mock", "cluster": "mock", "model": "gpt-4o-mini"}],
+             "fallback": [{"provider": "mock", "kind": "anthropic", "cluster": "mock_b", "model": "claude-fallback"}]},
+            {"models": ["dead-*"], "targets": [{"provider": "mock", "cluster": "mock"}],
+             "fallback": [{"provider": "mock", "cluster": "dead"}]}
+        ]})
+        .to_string(),
+    );
+    let gw = Gateway::start_with(&ChainOptions {
+        plugin_configs,
+        extra_clusters: vec![
+            ("mock_b".to_owned(), second.port),
+            ("dead".to_owned(), dead),
+        ],
+        ..ChainOptions::default()
+    })
+    .unwrap();
+    (gw, second)
+}
+
+#[test]
+fn fallback_on_429_and_503_answers_from_the_next_target_in_the_callers_dialect() {
+    let (gw, b) = fallback_gateway();
+    // No failure: the first target answers.
+    let resp = chat(&gw, "fb-1", &[]);
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.header("x-sluice-fallback"),
+        Some("attempts=1; answered=first")
+    );
+    for status in ["429", "503"] {
+        let resp = chat(&gw, "fb-1", &[("x-mock-status", status)]);
+        assert_eq!(resp.status, 200, "{status}: {}", resp.text());
+        assert_eq!(
+            resp.header("x-sluice-fallback"),
+            Some("attempts=2; answered=mock_b")
+        );
+        let v = resp.json().unwrap();
+        assert_eq!(v["object"], "chat.completion");
+        assert_eq!(v["choices"][0]["message"]["content"], "route me");
+        // The fallback was an Anthropic request, with its own model name.
+        let last = b.last_request().unwrap();
+        assert_eq!(last["path"], "/v1/messages");
+        assert_eq!(upstream_model(&b), "claude-fallback");
+    }
+    // Streaming callers get the fallback's stream in their dialect, ending with [DONE].
+    let body = json!({"model": "fb-1", "stream": true, "messages": [{"role": "user", "content": "route me"}]});
+    let resp = http::post(
+        &gw.url("/v1/chat/completions"),
+        body.to_string().as_bytes(),
+        &[DEMO_AUTH, ("x-mock-status", "429")],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-type"), Some("text/event-stream"));
+    assert!(resp.text().ends_with("data: [DONE]\n\n"), "{}", resp.text());
+    let streamed: String = sluice_core::SseParser::new()
+        .feed(&resp.body)
+        .iter()
+        .filter_map(|e| e.data.as_deref())
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(streamed, "route me");
+}
+
+#[test]
+fn when_every_target_fails_the_caller_gets_the_last_failure() {
+    let (gw, _b) = fallback_gateway();
+    let resp = chat(&gw, "dead-1", &[("x-mock-status", "503")]);
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(
+        resp.header("x-sluice-fallback"),
+        Some("attempts=2; answered=dead")
+    );
+}

@@ -83,6 +83,10 @@ pub struct Rule {
     pub targets: Vec<Target>,
     #[serde(default)]
     pub sticky: Option<Sticky>,
+    /// Tried in order when the chosen target answers one of `fallback_on` (a timeout is Envoy's
+    /// 504) before any byte reached the caller.
+    #[serde(default)]
+    pub fallback: Vec<Target>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
@@ -100,6 +104,28 @@ pub struct ModelRouterConfig {
     /// requires one).
     #[serde(default = "default_max_tokens")]
     pub default_max_tokens: u64,
+    /// Answers that send the request on to the next fallback target.
+    #[serde(default = "default_fallback_on")]
+    pub fallback_on: Vec<u16>,
+    /// The cluster fallback attempts are sent through: Envoy's internal listener running
+    /// key-injection's inject role and the router (see envoy/sluice.yaml).
+    #[serde(default = "default_fallback_cluster")]
+    pub fallback_cluster: String,
+    /// Time limit of one fallback attempt.
+    #[serde(default = "default_fallback_timeout_ms")]
+    pub fallback_timeout_ms: u64,
+}
+
+fn default_fallback_on() -> Vec<u16> {
+    vec![429, 500, 502, 503, 504]
+}
+
+fn default_fallback_cluster() -> String {
+    "sluice_loopback".to_owned()
+}
+
+fn default_fallback_timeout_ms() -> u64 {
+    60_000
 }
 
 fn default_max_tokens() -> u64 {
@@ -149,6 +175,9 @@ impl Validate for ModelRouterConfig {
                 return Err(at
                     .field("targets")
                     .error("at least one target needs a weight above 0"));
+            }
+            for (j, t) in rule.fallback.iter().enumerate() {
+                validate_target(&at.field("fallback").index(j), t)?;
             }
             if let Some(Sticky::Header(h)) = &rule.sticky {
                 require_non_empty(&at.field("sticky").field("header"), h)?;

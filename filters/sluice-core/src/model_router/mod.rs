@@ -2,4 +2,5 @@
 //! pick a target (provider, Envoy cluster, upstream model) for the model a request names.
 
 pub mod config;
+pub mod prepare;
 pub mod route;

@@ -19,6 +19,8 @@ pub struct Choice<'a> {
     pub target: &'a Target,
     /// The model name sent upstream (the target's alias, else the caller's).
     pub upstream_model: String,
+    /// Where to try next if the target fails.
+    pub fallback: &'a [Target],
 }
 
 impl Router {
@@ -53,18 +55,27 @@ impl Router {
             .iter()
             .find(|(globs, _)| globs.iter().any(|g| g.matches(model)))
             .map(|(_, r)| r);
-        let target = match rule {
+        let (target, fallback) = match rule {
             Some(rule) => {
                 let key = rule.sticky.as_ref().and_then(&sticky);
-                pick(&rule.targets, key.as_deref(), turn)?
+                (
+                    pick(&rule.targets, key.as_deref(), turn)?,
+                    rule.fallback.as_slice(),
+                )
             }
-            None => self.default.as_ref()?,
+            None => (self.default.as_ref()?, &[][..]),
         };
         Some(Choice {
             target,
-            upstream_model: target.model.clone().unwrap_or_else(|| model.to_owned()),
+            upstream_model: upstream_model(target, model),
+            fallback,
         })
     }
+}
+
+/// The model name a target is sent: its alias, else the caller's.
+pub fn upstream_model(target: &Target, model: &str) -> String {
+    target.model.clone().unwrap_or_else(|| model.to_owned())
 }
 
 /// A weighted choice: by the hash of `key` when there is one (the same key, the same target),
