@@ -26,13 +26,18 @@ struct Scenario {
     name: &'static str,
     /// `None`: envoy/bare.yaml; `Some(&[])`: the whole chain; else only these entries.
     filters: Option<&'static [&'static str]>,
+    /// The model the requests name (a `claude-*` model makes model-router translate).
+    model: &'static str,
 }
 
-const SCENARIOS: [Scenario; 4] = [
+const OPENAI_MODEL: &str = "gpt-4o-mini";
+
+const SCENARIOS: [Scenario; 6] = [
     Scenario {
         key: "bare",
         name: "bare Envoy",
         filters: None,
+        model: OPENAI_MODEL,
     },
     Scenario {
         key: "key-injection",
@@ -41,16 +46,31 @@ const SCENARIOS: [Scenario; 4] = [
             "sluice.key_injection.authenticate",
             "sluice.key_injection.inject",
         ]),
+        model: OPENAI_MODEL,
     },
     Scenario {
         key: "token-count",
         name: "token-count alone",
         filters: Some(&["sluice.token_count"]),
+        model: OPENAI_MODEL,
+    },
+    Scenario {
+        key: "router",
+        name: "model-router alone (routing only)",
+        filters: Some(&["sluice.model_router"]),
+        model: OPENAI_MODEL,
+    },
+    Scenario {
+        key: "router-anthropic",
+        name: "model-router alone (OpenAI → Anthropic translation)",
+        filters: Some(&["sluice.model_router"]),
+        model: "claude-sonnet-4-5",
     },
     Scenario {
         key: "chain",
         name: "whole Sluice chain",
         filters: Some(&[]),
+        model: OPENAI_MODEL,
     },
 ];
 
@@ -81,7 +101,12 @@ fn env_num(name: &str, default: u64) -> u64 {
 
 /// A chat request of about `size` bytes.
 pub fn chat_body(size: usize) -> String {
-    let head = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":""#;
+    chat_body_for(OPENAI_MODEL, size)
+}
+
+/// A chat request for `model` of about `size` bytes.
+pub fn chat_body_for(model: &str, size: usize) -> String {
+    let head = format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":""#);
     let tail = r#""}]}"#;
     let filler = "The quick brown fox jumps over the lazy dog. ";
     let want = size.saturating_sub(head.len() + tail.len());
@@ -261,7 +286,11 @@ fn tokenizer_speed(bare: &Envoy, counting: &Envoy) -> Result<String, String> {
 
 /// The wrk script for one request body.
 fn wrk_script(dir: &std::path::Path, body: &str) -> Result<std::path::PathBuf, String> {
-    let script = dir.join(format!("post-{}.lua", body.len()));
+    let script = dir.join(format!(
+        "post-{}-{}.lua",
+        body.len(),
+        body.find("claude").is_some()
+    ));
     let lua = format!(
         "wrk.method = \"POST\"\n\
          wrk.headers[\"content-type\"] = \"application/json\"\n\
@@ -317,11 +346,13 @@ pub fn run() -> Result<(), String> {
         .unwrap_or_else(|_| "bare,key-injection,token-count,chain".to_owned());
     let mock = MockProvider::start()?;
     let mut configs = Vec::new();
+    let mut models = Vec::new();
     for scenario in SCENARIOS
         .iter()
         .filter(|s| wanted.split(',').any(|w| w.trim() == s.key))
     {
         configs.push((scenario.name, start(scenario, mock.port)?));
+        models.push(scenario.model);
     }
     if configs.first().map(|(n, _)| *n) != Some("bare Envoy") {
         return Err("SLUICE_BENCH_CONFIGS must include bare (the baseline)".to_owned());
@@ -373,17 +404,20 @@ pub fn run() -> Result<(), String> {
         report.push_str(&tokenizer_speed(bare, counting)?);
     }
     for kb in &sizes {
-        let script = wrk_script(dir.path(), &chat_body(kb * 1024))?;
+        let mut scripts = Vec::new();
+        for model in &models {
+            scripts.push(wrk_script(dir.path(), &chat_body_for(model, kb * 1024))?);
+        }
         eprintln!("bench: {kb} KB body, {rounds} round(s) of {seconds} s per config, {connections} connections");
-        for (_, envoy) in &configs {
-            wrk(&envoy.url("/v1/chat/completions"), &script, 2, connections)?; // warm-up
+        for ((_, envoy), script) in configs.iter().zip(&scripts) {
+            wrk(&envoy.url("/v1/chat/completions"), script, 2, connections)?; // warm-up
         }
         let mut results: Vec<Vec<WrkResult>> = vec![Vec::new(); configs.len()];
         for round in 0..rounds {
-            for (i, (name, envoy)) in configs.iter().enumerate() {
+            for (i, ((name, envoy), script)) in configs.iter().zip(&scripts).enumerate() {
                 let r = wrk(
                     &envoy.url("/v1/chat/completions"),
-                    &script,
+                    script,
                     seconds,
                     connections,
                 )?;
