@@ -389,7 +389,9 @@ impl HttpContext for RouteStream {
             });
         }
         http::set_request_header(ROUTE_HEADER, Some(&target.cluster));
-        http::set_request_header(MODEL_HEADER, None);
+        if self.override_model.is_some() {
+            http::set_request_header(MODEL_HEADER, None);
+        }
         http::clear_route_cache();
         state::set(StateKey::Model, &model);
         state::set(StateKey::Provider, &target.provider);
@@ -400,6 +402,9 @@ impl HttpContext for RouteStream {
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        if self.retry.is_none() && self.translation.is_none() {
+            return Action::Continue; // nothing to do on this answer: spare the host calls
+        }
         let status: u16 = http::response_header(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);

@@ -414,6 +414,37 @@ fn fallback_on_429_and_503_answers_from_the_next_target_in_the_callers_dialect()
         })
         .collect();
     assert_eq!(streamed, "route me");
+    let stats = gw.envoy.prometheus().unwrap();
+    let answered = stats
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                r#"sluice_model_router_fallback_total{cluster="mock_b",result="answered"}"#,
+            )
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert_eq!(answered, Some(3), "{stats}");
+}
+
+#[test]
+fn sticky_consumers_keep_their_target() {
+    let (gw, b) = gateway(
+        json!({"routes": [{"models": ["split"], "sticky": {"header": "x-user"}, "targets": [
+        {"provider": "mock", "cluster": "mock", "model": "gpt-4o-mini"},
+        {"provider": "mock", "cluster": "mock_b", "model": "gpt-4o-mini"}]}]}),
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for user in ["ann", "bob", "cy", "di", "ed", "flo", "gus", "hal"] {
+        let mut targets = std::collections::BTreeSet::new();
+        for _ in 0..4 {
+            let before = count(&b);
+            assert_eq!(chat(&gw, "split", &[("x-user", user)]).status, 200);
+            targets.insert(count(&b) > before);
+        }
+        assert_eq!(targets.len(), 1, "{user} moved between targets");
+        seen.extend(targets);
+    }
+    assert_eq!(seen.len(), 2, "users spread over both targets");
 }
 
 #[test]
