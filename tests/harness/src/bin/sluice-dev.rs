@@ -46,6 +46,11 @@ fn run() -> Result<(), String> {
     println!("Caller key (the demo consumer): {DEMO_KEY}");
     println!("Try:");
     println!("{}", demo_curl(port));
+    println!("Anthropic-style callers and claude-* models work too, e.g.:");
+    println!(
+        "curl -s http://127.0.0.1:{port}/v1/messages -H 'x-api-key: {DEMO_KEY}' \\\n  \
+         -d '{{\"model\":\"claude-sonnet-4-5\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello, Sluice!\"}}]}}'"
+    );
     println!("Ctrl-C stops everything.");
     let (tx, rx) = mpsc::channel();
     ctrlc::set_handler(move || {
