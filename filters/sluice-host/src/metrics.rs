@@ -48,9 +48,13 @@ impl Metrics {
         }
     }
 
-    /// Adds `by` to a counter.
+    /// Adds `by` to a counter (defining it at 0 on first use; Envoy refuses a 0 increment,
+    /// so none is sent).
     pub fn count(&self, base: &str, name: &str, by: u64) {
         if let Some(id) = self.id(MetricType::Counter, name, base) {
+            if by == 0 {
+                return;
+            }
             let by = i64::try_from(by).unwrap_or(i64::MAX);
             if let Err(status) = hostcalls::increment_metric(id, by) {
                 log::warn!("sluice: cannot increment {name}: {status:?}");

@@ -139,6 +139,13 @@ fn filter_state_reaches_the_access_log_and_metrics_reach_prometheus() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(count, Some(1.0));
+    // Ordinary traffic leaves no Wasm warning or error in Envoy's log.
+    let log = gw.envoy.log();
+    let noisy: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("][warning][wasm]") || l.contains("][error][wasm]"))
+        .collect();
+    assert!(noisy.is_empty(), "{noisy:#?}");
 }
 
 #[test]
