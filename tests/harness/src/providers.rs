@@ -10,6 +10,9 @@ struct RealProvider {
     header: &'static str,
     value: &'static str,
     extra_headers: &'static [(&'static str, &'static str)],
+    /// model-router rule sending these models to this provider, and its dialect.
+    models: &'static [&'static str],
+    kind: &'static str,
 }
 
 const REAL_PROVIDERS: [RealProvider; 3] = [
@@ -20,6 +23,15 @@ const REAL_PROVIDERS: [RealProvider; 3] = [
         header: "authorization",
         value: "Bearer {key}",
         extra_headers: &[],
+        models: &[
+            "gpt-*",
+            "o1*",
+            "o3*",
+            "o4*",
+            "chatgpt-*",
+            "text-embedding-*",
+        ],
+        kind: "openai",
     },
     RealProvider {
         name: "anthropic",
@@ -28,6 +40,8 @@ const REAL_PROVIDERS: [RealProvider; 3] = [
         header: "x-api-key",
         value: "{key}",
         extra_headers: &[("anthropic-version", "2023-06-01")],
+        models: &["claude-*"],
+        kind: "anthropic",
     },
     RealProvider {
         name: "azure_openai",
@@ -36,11 +50,15 @@ const REAL_PROVIDERS: [RealProvider; 3] = [
         header: "api-key",
         value: "{key}",
         extra_headers: &[],
+        // Azure routes name deployments: add a rule for yours (kind azure_openai).
+        models: &[],
+        kind: "azure_openai",
     },
 ];
 
-/// Adds envoy/providers.yaml's clusters, and to key-injection's inject config a provider for
-/// each one whose key variable is set (Envoy passes it to the VM through `host_env_keys`).
+/// Adds envoy/providers.yaml's clusters; for each provider whose key variable is set, a
+/// credential in key-injection's inject config (Envoy passes the variable to the VM through
+/// `host_env_keys`) and a model-router rule ahead of the mock's.
 pub fn with_real_providers(
     mut config: String,
     env: impl Fn(&str) -> Option<String>,
@@ -54,6 +72,11 @@ pub fn with_real_providers(
         .ok_or("no key_injection_inject config in envoy/sluice.yaml")?;
     let mut inject: serde_json::Value =
         serde_json::from_str(&inject).map_err(|e| format!("inject config: {e}"))?;
+    let router = render::plugin_config(&config, "model_router")
+        .ok_or("no model_router config in envoy/sluice.yaml")?;
+    let mut router: serde_json::Value =
+        serde_json::from_str(&router).map_err(|e| format!("model_router config: {e}"))?;
+    let mut rules = Vec::new();
     for p in REAL_PROVIDERS {
         let (name, cluster, var) = (p.name, p.cluster, p.key_var);
         if env(var).is_none_or(|v| v.is_empty()) {
@@ -71,10 +94,25 @@ pub fn with_real_providers(
             "clusters": [cluster], "header": p.header, "value": p.value,
             "headers": headers, "keys": [{"env": var}]
         });
-        notes.push(format!(
-            "{name}: key from {var}; send `x-sluice-cluster: {cluster}` to use it"
-        ));
+        if p.models.is_empty() {
+            notes.push(format!(
+                "{name}: key from {var}; add a model-router rule for your deployments"
+            ));
+        } else {
+            rules.push(serde_json::json!({"models": p.models, "targets": [
+                {"provider": name, "kind": p.kind, "cluster": cluster}]}));
+            notes.push(format!(
+                "{name}: key from {var}; models {:?} go there",
+                p.models
+            ));
+        }
     }
-    let config = render::set_plugin_config(&config, "key_injection_inject", &inject.to_string())?;
+    if let Some(existing) = router["routes"].as_array() {
+        rules.extend(existing.iter().cloned());
+    }
+    router["routes"] = serde_json::Value::Array(rules);
+    let config =
+        render::set_plugin_config_everywhere(&config, "key_injection_inject", &inject.to_string())?;
+    let config = render::set_plugin_config(&config, "model_router", &router.to_string())?;
     Ok((config, notes))
 }

@@ -50,6 +50,37 @@ pub fn set_plugin_config(config: &str, plugin: &str, json: &str) -> crate::Resul
     Ok(out)
 }
 
+/// [`set_plugin_config`] for every entry of the plugin named `plugin` (a plugin may be listed in
+/// more than one filter chain, e.g. key-injection's inject role on the internal listener).
+pub fn set_plugin_config_everywhere(
+    config: &str,
+    plugin: &str,
+    json: &str,
+) -> crate::Result<String> {
+    let marker = format!("name: {plugin}\n");
+    let mut out = String::with_capacity(config.len());
+    let mut rest = config;
+    let mut found = false;
+    while let Some(at) = rest.find(&marker) {
+        let (before, from) = rest.split_at(at);
+        // The entry runs to the next `value: '…'` line, which set_plugin_config rewrites.
+        let end = from
+            .find("value: '")
+            .and_then(|v| from.get(v..)?.find('\n').map(|n| v + n + 1))
+            .ok_or_else(|| format!("plugin {plugin} has no inline configuration value"))?;
+        let (entry, after) = from.split_at(end);
+        out.push_str(before);
+        out.push_str(&set_plugin_config(entry, plugin, json)?);
+        rest = after;
+        found = true;
+    }
+    if !found {
+        return Err(format!("no plugin named {plugin} in the config"));
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// The inline JSON config of the plugin named `plugin`, as [`set_plugin_config`] finds it.
 pub fn plugin_config(config: &str, plugin: &str) -> Option<String> {
     let start = config.find(&format!("name: {plugin}\n"))?;
@@ -101,6 +132,16 @@ mod tests {
         assert_eq!(
             render("${A} ${B}", &vars).unwrap_err(),
             "unrendered placeholder ${B}"
+        );
+    }
+
+    #[test]
+    fn replaces_every_entry_of_a_plugin() {
+        let cfg = "name: a\n  value: '{}'\nname: b\n  value: '1'\nname: a\n  value: '{}'\n";
+        let out = set_plugin_config_everywhere(cfg, "a", "2").unwrap();
+        assert_eq!(
+            out,
+            "name: a\n  value: '2'\nname: b\n  value: '1'\nname: a\n  value: '2'\n"
         );
     }
 

@@ -42,6 +42,17 @@ fn chain_with_real_providers_validates() {
         providers::with_real_providers(rendered("envoy/sluice.yaml"), env).unwrap();
     assert_eq!(notes.len(), 3, "{notes:?}");
     assert!(config.contains("name: azure_openai"));
+    assert!(
+        config.contains(r#""provider":"anthropic","cluster":"anthropic""#)
+            || config.contains(r#""cluster":"anthropic""#)
+    );
+    assert_eq!(
+        config
+            .matches(r#""keys":[{"env":"OPENAI_API_KEY"}]"#)
+            .count(),
+        2,
+        "main chain and fallback listener"
+    );
     let log = validate_env(&config, &keys).unwrap_or_else(|log| panic!("{log}"));
     assert!(log.contains("OK"));
     // Without the keys in the VM environment the inject config is refused, naming the variable.
