@@ -290,9 +290,7 @@ impl HttpContext for InjectStream {
             return Action::Continue;
         };
         let injector = &rt.injector;
-        let status: u16 = http::response_header(":status")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let status = http::response_status();
         if status < 400 {
             return Action::Continue; // success answers are not scanned (see README)
         }

@@ -405,9 +405,7 @@ impl HttpContext for RouteStream {
         if self.retry.is_none() && self.translation.is_none() {
             return Action::Continue; // nothing to do on this answer: spare the host calls
         }
-        let status: u16 = http::response_header(":status")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let status = http::response_status();
         if self.retry.is_some() && self.runtime.config.fallback_on.contains(&status) {
             if self.try_next_fallback() {
                 return Action::Pause; // hold this answer; the fallback's replaces it

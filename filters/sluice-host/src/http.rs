@@ -64,6 +64,13 @@ pub fn response_header(name: &str) -> Option<String> {
     get_header(MapType::HttpResponseHeaders, name)
 }
 
+/// The answer's status (0 if the host has none).
+pub fn response_status() -> u16 {
+    response_header(":status")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 pub fn set_response_header(name: &str, value: Option<&str>) {
     set_header(MapType::HttpResponseHeaders, name, value);
 }

@@ -352,9 +352,7 @@ impl HttpContext for TokenCountStream {
                 http::set_response_header(k, Some(&v));
             }
         }
-        let status: u16 = http::response_header(":status")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let status = http::response_status();
         self.status = status;
         if !(200..300).contains(&status) || end_of_stream {
             return Action::Continue; // an error answer has no usage to read

@@ -63,6 +63,19 @@ impl MockProvider {
     }
 }
 
+impl MockProvider {
+    /// A header of the last request the mock received (names are lower-case).
+    pub fn last_header(&self, name: &str) -> crate::Result<Option<String>> {
+        let last = self.last_request()?;
+        Ok(last["headers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|h| h[0] == name)
+            .and_then(|h| h[1].as_str().map(str::to_owned)))
+    }
+}
+
 impl Drop for MockProvider {
     fn drop(&mut self) {
         let _ = self.child.kill();

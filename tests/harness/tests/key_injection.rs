@@ -51,13 +51,7 @@ fn chat(gw: &Gateway, headers: &[(&str, &str)]) -> http::Response {
 
 /// The header values the mock received on its last request.
 fn upstream_header(gw: &Gateway, name: &str) -> Option<String> {
-    let last = gw.mock.last_request().unwrap();
-    last["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h[0] == name)
-        .map(|h| h[1].as_str().unwrap().to_owned())
+    gw.mock.last_header(name).unwrap()
 }
 
 fn upstream_count(gw: &Gateway) -> u64 {
@@ -325,15 +319,7 @@ fn a_config_with_a_missing_secret_is_refused_and_the_previous_one_keeps_serving(
     let demo = bearer(sluice_harness::DEMO_KEY);
     let auth = [("authorization", demo.as_str())];
     let send = || http::post(&url, CHAT.as_bytes(), &auth).unwrap();
-    let upstream_auth = || {
-        let last = mock.last_request().unwrap();
-        last["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|h| h[0] == "authorization")
-            .map(|h| h[1].as_str().unwrap().to_owned())
-    };
+    let upstream_auth = || mock.last_header("authorization").unwrap();
     assert_eq!(send().status, 200);
     assert_eq!(upstream_auth().as_deref(), Some("Bearer sk-ecds-one"));
 

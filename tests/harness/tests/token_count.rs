@@ -16,13 +16,7 @@ fn post(gw: &Gateway, path: &str, body: &Value, extra: &[(&str, &str)]) -> http:
 }
 
 fn upstream_header(gw: &Gateway, name: &str) -> Option<String> {
-    let last = gw.mock.last_request().unwrap();
-    last["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h[0] == name)
-        .map(|h| h[1].as_str().unwrap().to_owned())
+    gw.mock.last_header(name).unwrap()
 }
 
 /// Waits for the access log line of the `n`th request (1-based).

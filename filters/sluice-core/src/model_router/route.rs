@@ -4,7 +4,7 @@ use std::hash::{DefaultHasher, Hasher};
 
 use serde_json::Value;
 
-use super::config::{Kind, ModelRouterConfig, Rule, Sticky, Target};
+use super::config::{ModelRouterConfig, Rule, Sticky, Target};
 use crate::ApiError;
 
 /// The routing rules, compiled.
@@ -140,11 +140,6 @@ pub fn azure_path(path: &str, deployment: &str, api_version: &str) -> Option<Str
     Some(format!(
         "/openai/deployments/{deployment}/{operation}?api-version={api_version}"
     ))
-}
-
-/// Whether a target needs the request changed beyond its model name.
-pub fn needs_path_change(kind: Kind) -> bool {
-    kind == Kind::AzureOpenai
 }
 
 #[cfg(test)]
