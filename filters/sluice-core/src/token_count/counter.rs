@@ -1,8 +1,7 @@
 //! Which encoding a model uses, the loaded encodings, and the prompt limits.
 
-use tiktoken_rs::CoreBPE;
-
 use super::config::{Encoding, TokenCountConfig};
+use super::tokenizer::Tokenizer;
 use crate::ConfigError;
 
 /// OpenAI's own model families, checked after the configured rules.
@@ -30,13 +29,13 @@ fn compile(globs: &[String]) -> Vec<glob::Pattern> {
         .collect()
 }
 
-/// Counts tokens: the encodings the config can reach, built once (at config load, so no
-/// request waits for them), and the rules that pick one per model.
+/// Counts tokens: the encodings the config can reach (their tables laid out at config load, so
+/// no request waits for them), and the rules that pick one per model.
 pub struct Counter {
     rules: Vec<(Vec<glob::Pattern>, Encoding)>,
     default: Encoding,
-    o200k: Option<CoreBPE>,
-    cl100k: Option<CoreBPE>,
+    o200k: Option<Tokenizer>,
+    cl100k: Option<Tokenizer>,
     limits: Vec<(Vec<glob::Pattern>, u64)>,
     max_prompt_tokens: Option<u64>,
 }
@@ -54,13 +53,13 @@ impl Counter {
             }
         }
         let needed = |e: Encoding| config.default_encoding == e || rules.iter().any(|r| r.1 == e);
-        let load = |e: Encoding| -> Result<Option<CoreBPE>, ConfigError> {
+        let load = |e: Encoding| -> Result<Option<Tokenizer>, ConfigError> {
             if !needed(e) {
                 return Ok(None);
             }
             let built = match e {
-                Encoding::O200kBase => tiktoken_rs::o200k_base(),
-                Encoding::Cl100kBase => tiktoken_rs::cl100k_base(),
+                Encoding::O200kBase => Tokenizer::o200k_base(),
+                Encoding::Cl100kBase => Tokenizer::cl100k_base(),
             };
             built
                 .map(Some)
@@ -98,14 +97,11 @@ impl Counter {
         if text.is_empty() {
             return 0;
         }
-        let bpe = match encoding {
+        let tokenizer = match encoding {
             Encoding::O200kBase => self.o200k.as_ref().or(self.cl100k.as_ref()),
             Encoding::Cl100kBase => self.cl100k.as_ref().or(self.o200k.as_ref()),
         };
-        match bpe {
-            Some(bpe) => bpe.encode_ordinary(text).len() as u64,
-            None => 0,
-        }
+        tokenizer.map_or(0, |t| t.count(text))
     }
 
     /// Tokens in raw bytes: invalid UTF-8 is replaced with U+FFFD first, as tiktoken users do.

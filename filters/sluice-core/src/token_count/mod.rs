@@ -6,4 +6,5 @@ pub mod config;
 pub mod cost;
 pub mod counter;
 pub mod recipe;
+pub mod tokenizer;
 pub mod usage;

@@ -1,0 +1,163 @@
+//! Byte-pair merging of one piece, exactly as tiktoken merges: repeatedly join the adjacent
+//! pair whose bytes form the token of lowest rank (the leftmost such pair on ties) until no
+//! pair is a token. Short pieces use tiktoken's own quadratic scan (fast at that size); long
+//! ones a heap, which merges in the same order and is O(n log n), so no input is quadratic.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::table::Table;
+
+/// Longest piece merged by the quadratic scan (on the stack, no allocation).
+const SCAN_MAX: usize = 32;
+
+/// How many tokens `piece` merges into, for a piece of at least two bytes that is not itself a
+/// token.
+pub fn merge_count(table: &Table, piece: &[u8]) -> usize {
+    if piece.len() <= SCAN_MAX {
+        Scan::merge(table, piece).len
+    } else {
+        merge_heap(table, piece).len()
+    }
+}
+
+/// Where the tokens of `piece` start (each a byte offset), for a piece of at least two bytes
+/// that is not itself a token.
+pub fn merge(table: &Table, piece: &[u8]) -> Vec<usize> {
+    if piece.len() <= SCAN_MAX {
+        let scan = Scan::merge(table, piece);
+        scan.parts
+            .iter()
+            .take(scan.len)
+            .map(|(start, _)| usize::from(*start))
+            .collect()
+    } else {
+        merge_heap(table, piece)
+    }
+}
+
+/// The rank of `piece[from..to]` as a token, `u32::MAX` if it is none.
+#[inline]
+fn rank_of(table: &Table, piece: &[u8], from: usize, to: usize) -> u32 {
+    piece
+        .get(from..to)
+        .and_then(|bytes| table.rank(bytes))
+        .unwrap_or(u32::MAX)
+}
+
+/// tiktoken's scan: parts as (start, rank of the pair that starts there), plus an end sentinel.
+struct Scan {
+    parts: [(u8, u32); SCAN_MAX + 1],
+    len: usize,
+}
+
+impl Scan {
+    fn merge(table: &Table, piece: &[u8]) -> Scan {
+        let n = piece.len().min(SCAN_MAX);
+        let mut scan = Scan {
+            parts: [(0, u32::MAX); SCAN_MAX + 1],
+            len: n,
+        };
+        for (i, part) in scan.parts.iter_mut().enumerate().take(n + 1) {
+            // Offsets are at most SCAN_MAX, so they fit a byte.
+            part.0 = i as u8;
+            if i + 2 <= n {
+                part.1 = rank_of(table, piece, i, i + 2);
+            }
+        }
+        // Live parts are parts[..len], parts[len] is the end sentinel.
+        loop {
+            let mut min = (u32::MAX, 0);
+            for (i, &(_, rank)) in scan.parts.iter().enumerate().take(scan.len) {
+                if rank < min.0 {
+                    min = (rank, i);
+                }
+            }
+            if min.0 == u32::MAX {
+                break;
+            }
+            let i = min.1;
+            // Part i absorbs part i + 1: the pairs that start at parts i - 1 and i now end
+            // where parts i + 2 and i + 3 start (parts[len] is the end sentinel).
+            if i > 0 {
+                let rank = scan.pair_rank(i - 1, i + 2, table, piece);
+                scan.set_rank(i - 1, rank);
+            }
+            let rank = scan.pair_rank(i, i + 3, table, piece);
+            scan.set_rank(i, rank);
+            if i + 2 <= scan.len {
+                scan.parts.copy_within(i + 2..=scan.len, i + 1);
+            }
+            scan.len -= 1;
+        }
+        scan
+    }
+
+    /// The rank of the bytes from part `from` up to part `to`.
+    fn pair_rank(&self, from: usize, to: usize, table: &Table, piece: &[u8]) -> u32 {
+        if to > self.len {
+            return u32::MAX;
+        }
+        match (self.parts.get(from), self.parts.get(to)) {
+            (Some(a), Some(b)) => rank_of(table, piece, usize::from(a.0), usize::from(b.0)),
+            _ => u32::MAX,
+        }
+    }
+
+    fn set_rank(&mut self, i: usize, rank: u32) {
+        if let Some(part) = self.parts.get_mut(i) {
+            part.1 = rank;
+        }
+    }
+}
+
+fn merge_heap(table: &Table, piece: &[u8]) -> Vec<usize> {
+    let n = piece.len();
+    // Parts as a linked list over their start offsets: next[start] is where the part ends.
+    let mut next: Vec<usize> = (1..=n).collect();
+    let mut prev: Vec<usize> = (0..n).map(|i| i.saturating_sub(1)).collect();
+    let mut alive = vec![true; n];
+    // (rank, start of the pair, end of the pair); stale entries are skipped when popped.
+    let mut heap: BinaryHeap<Reverse<(u32, usize, usize)>> = (0..n.saturating_sub(1))
+        .filter_map(|i| {
+            let rank = rank_of(table, piece, i, i + 2);
+            (rank != u32::MAX).then_some(Reverse((rank, i, i + 2)))
+        })
+        .collect();
+    let get = |v: &[usize], i: usize| v.get(i).copied().unwrap_or(n);
+    while let Some(Reverse((_, start, end))) = heap.pop() {
+        let mid = get(&next, start);
+        // Still a pair of two live parts with the same bytes as when it was pushed?
+        if !alive.get(start).copied().unwrap_or(false) || mid >= n || get(&next, mid) != end {
+            continue;
+        }
+        if let Some(a) = alive.get_mut(mid) {
+            *a = false;
+        }
+        if let Some(x) = next.get_mut(start) {
+            *x = end;
+        }
+        if end < n {
+            if let Some(x) = prev.get_mut(end) {
+                *x = start;
+            }
+        }
+        if start > 0 {
+            let before = get(&prev, start);
+            let rank = rank_of(table, piece, before, end);
+            if rank != u32::MAX {
+                heap.push(Reverse((rank, before, end)));
+            }
+        }
+        if end < n {
+            let after = get(&next, end);
+            let rank = rank_of(table, piece, start, after);
+            if rank != u32::MAX {
+                heap.push(Reverse((rank, start, after)));
+            }
+        }
+    }
+    (0..n)
+        .filter(|&i| alive.get(i).copied().unwrap_or(false))
+        .collect()
+}

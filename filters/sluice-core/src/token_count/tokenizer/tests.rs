@@ -1,0 +1,153 @@
+//! The tokenizer against tiktoken-rs (token ids on random and tricky text, host only) and
+//! against Python tiktoken (the corpus, host and wasm32: in `counter.rs`).
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use std::sync::OnceLock;
+
+use super::*;
+
+fn o200k() -> &'static Tokenizer {
+    static T: OnceLock<Tokenizer> = OnceLock::new();
+    T.get_or_init(|| Tokenizer::o200k_base().unwrap())
+}
+
+fn cl100k() -> &'static Tokenizer {
+    static T: OnceLock<Tokenizer> = OnceLock::new();
+    T.get_or_init(|| Tokenizer::cl100k_base().unwrap())
+}
+
+#[test]
+fn every_single_byte_is_a_token() {
+    for tok in [o200k(), cl100k()] {
+        for b in 0..=255u8 {
+            assert!(tok.table.rank(&[b]).is_some(), "{b}");
+        }
+    }
+    // A list that does not hold the tokens it should, or is cut short, is refused.
+    assert!(Table::build(O200K_TOKENS, o200k::RAW_BYTES, o200k::TOKENS + 1).is_err());
+    assert!(Table::build(&O200K_TOKENS[..1000], o200k::RAW_BYTES, o200k::TOKENS).is_err());
+}
+
+#[test]
+fn known_ids() {
+    assert_eq!(o200k().encode("hello world"), vec![24912, 2375]);
+    assert_eq!(cl100k().encode("hello world"), vec![15339, 1917]);
+    assert_eq!(o200k().count(""), 0);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod against_tiktoken_rs {
+    use super::*;
+
+    fn reference() -> [(&'static Tokenizer, tiktoken_rs::CoreBPE, &'static str); 2] {
+        [
+            (o200k(), tiktoken_rs::o200k_base().unwrap(), "o200k"),
+            (cl100k(), tiktoken_rs::cl100k_base().unwrap(), "cl100k"),
+        ]
+    }
+
+    /// tiktoken's cl100k split pattern (tiktoken-rs has it inline, not as a constant).
+    const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
+
+    fn patterns() -> [(Split, fancy_regex::Regex); 2] {
+        [
+            (
+                Split::O200k,
+                fancy_regex::Regex::new(tiktoken_rs::O200K_BASE_PAT_STR).unwrap(),
+            ),
+            (
+                Split::Cl100k,
+                fancy_regex::Regex::new(CL100K_PATTERN).unwrap(),
+            ),
+        ]
+    }
+
+    fn check_pieces(patterns: &[(Split, fancy_regex::Regex)], text: &str) {
+        for (split, regex) in patterns {
+            let want: Vec<&str> = regex.find_iter(text).map(|m| m.unwrap().as_str()).collect();
+            let got: Vec<&str> = split.pieces(text).collect();
+            assert_eq!(got, want, "{split:?} pieces of {text:?}");
+        }
+    }
+
+    fn check(refs: &[(&'static Tokenizer, tiktoken_rs::CoreBPE, &'static str)], text: &str) {
+        for (ours, theirs, name) in refs {
+            let want = theirs.encode_ordinary(text);
+            assert_eq!(ours.encode(text), want, "{name} on {text:?}");
+            assert_eq!(
+                ours.count(text),
+                want.len() as u64,
+                "{name} count on {text:?}"
+            );
+        }
+    }
+
+    /// Characters from every class the split patterns distinguish, and the bytes around them.
+    const ALPHABET: &[&str] = &[
+        "a", "b", "s", "t", "d", "m", "l", "e", "r", "v", "A", "S", "T", "L", "R", "E", "V", "D",
+        "M", "x", "Z", "ſ", "ǅ", "é", "É", "ß", "ж", "Ж", "中", "文", "ʰ", "\u{301}", "\u{94d}",
+        "क", "ا", "1", "2", "9", "٣", "७", "½", "Ⅻ", " ", " ", " ", "\t", "\n", "\r", "\u{a0}",
+        "\u{2028}", "\u{3000}", "\u{b}", "'", "'", "’", "/", ".", ",", "!", "?", "-", "_", "(",
+        "{", "\"", "#", "<", "=", "😀", "👍🏽", "\u{200d}", "\u{0}", "\u{7f}", "\u{feff}",
+    ];
+
+    #[test]
+    fn pieces_equal_the_split_regexes_on_random_text() {
+        let patterns = patterns();
+        let mut rng = fastrand::Rng::with_seed(11);
+        for _ in 0..50_000 {
+            let len = rng.usize(1..16);
+            let text: String = (0..len)
+                .map(|_| ALPHABET[rng.usize(..ALPHABET.len())])
+                .collect();
+            check_pieces(&patterns, &text);
+        }
+    }
+
+    #[test]
+    fn ids_equal_tiktoken_rs_on_random_text() {
+        let refs = reference();
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..20_000 {
+            let len = rng.usize(1..24);
+            let text: String = (0..len)
+                .map(|_| ALPHABET[rng.usize(..ALPHABET.len())])
+                .collect();
+            check(&refs, &text);
+        }
+    }
+
+    #[test]
+    fn ids_equal_tiktoken_rs_on_tricky_text() {
+        let refs = reference();
+        let long_word = "abc".repeat(400);
+        let long_digits = "1234567890".repeat(50);
+        let long_symbols = "=-+*".repeat(300);
+        let long_space = " ".repeat(500) + "x";
+        let base64 = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0123456789+/".repeat(40);
+        for text in [
+            "Hello, world!",
+            "don't you're we've I'm they'll he'd IT'S DON'T 'sup 'S 'ſ",
+            "CamelCaseWord HTTPServer XMLHttpRequest iPhone ÉCOLE école",
+            "  leading and trailing  ",
+            "line\r\nbreaks\n\n\n  indented\n\t\ttabs \n ",
+            "url https://example.com/a/b?c=d&e=f#g //comment\n/* block */",
+            "numbers 1 12 123 1234 12345 3.14159 -42 1e10 ٣٤٥٦",
+            "emoji 😀👍🏽👨‍👩‍👧 flags 🇺🇸",
+            "中文测试，日本語のテキスト、한국어 텍스트",
+            "Ελληνικά русский עברית العربية हिन्दी",
+            "def f(x):\n    return x ** 2  # comment\n",
+            "<|endoftext|> special text counts as plain",
+            &long_word,
+            &long_digits,
+            &long_symbols,
+            &long_space,
+            &base64,
+        ] {
+            check_pieces(&patterns(), text);
+            check(&refs, text);
+        }
+    }
+}
