@@ -161,10 +161,39 @@ fn lower_like(c: Class) -> bool {
     matches!(c, Class::Lower | Class::Letter | Class::Mark)
 }
 
+/// The end of the run of ASCII bytes from `i` that pass `keep`.
+#[inline]
+fn ascii_run(bytes: &[u8], mut i: usize, keep: impl Fn(&u8) -> bool) -> usize {
+    while bytes.get(i).is_some_and(&keep) {
+        i += 1;
+    }
+    i
+}
+
+/// Whether the character at `i` is ASCII (or the text ends there).
+#[inline]
+fn ascii_or_end(bytes: &[u8], i: usize) -> bool {
+    bytes.get(i).is_none_or(u8::is_ascii)
+}
+
 /// `U*L+` from `s`. U* takes its whole run; if a lowercase letter follows, L+ takes the run from
 /// there. Otherwise U* gives back characters until the last one it gave back is in L too
 /// (a caseless letter or mark), and L+ is that one character.
 fn word_upper_then_lower(text: &str, s: usize) -> Option<usize> {
+    // ASCII first (most text): no ASCII character is caseless or a mark.
+    let bytes = text.as_bytes();
+    let q = ascii_run(bytes, s, u8::is_ascii_uppercase);
+    if ascii_or_end(bytes, q) {
+        if !bytes.get(q).is_some_and(u8::is_ascii_lowercase) {
+            return None;
+        }
+        let r = ascii_run(bytes, q, u8::is_ascii_lowercase);
+        return Some(if ascii_or_end(bytes, r) {
+            r
+        } else {
+            run(text, r, lower_like)
+        });
+    }
     let q = run(text, s, upper_like);
     if let Some((Class::Lower, _, _)) = at(text, q) {
         return Some(run(text, q, lower_like));
@@ -185,6 +214,9 @@ fn word_upper_run(text: &str, s: usize) -> Option<usize> {
 
 /// `'s|'t|'re|'ve|'m|'ll|'d`, any case (`ſ` folds to `s`), at `i`: where it ends.
 fn contraction(text: &str, i: usize) -> Option<usize> {
+    if text.as_bytes().get(i) != Some(&b'\'') {
+        return None;
+    }
     let rest = text.get(i..)?;
     let mut chars = rest.chars();
     if chars.next()? != '\'' {
@@ -252,11 +284,23 @@ fn cl100k(text: &str, p: usize, class: Class, c: char, len: usize) -> usize {
     if class.may_lead_word() {
         if let Some((next, _, _)) = at(text, p + len) {
             if next.is_letter() {
-                return run(text, p + len, Class::is_letter);
+                let bytes = text.as_bytes();
+                let end = ascii_run(bytes, p + len, u8::is_ascii_alphabetic);
+                return if ascii_or_end(bytes, end) {
+                    end
+                } else {
+                    run(text, end, Class::is_letter)
+                };
             }
         }
     } else if class.is_letter() {
-        return run(text, p, Class::is_letter);
+        let bytes = text.as_bytes();
+        let end = ascii_run(bytes, p, u8::is_ascii_alphabetic);
+        return if ascii_or_end(bytes, end) {
+            end
+        } else {
+            run(text, end, Class::is_letter)
+        };
     }
     if class == Class::Number {
         return digits(text, p);

@@ -3,12 +3,14 @@
 //! deflated token list that `build.rs` put in the module.
 //!
 //! `entries` holds each token as `[len: u8][rank: u24 LE][bytes]`; each slot is `EMPTY` or
-//! `tag << 22 | entry offset`, at the index given by the low bits of `xxh3_64(bytes)` (linear
+//! `tag << 22 | entry offset`, at the index given by the low bits of `hash_of(bytes)` (linear
 //! probing), with `tag` the hash's top 10 bits so that most probes never touch `entries`.
 
 use miniz_oxide::inflate::stream::{inflate, InflateState};
 use miniz_oxide::{DataFormat, MZFlush, MZStatus};
-use xxhash_rust::xxh3::xxh3_64;
+use std::hash::{BuildHasher, Hasher};
+
+use foldhash::fast::FixedState;
 
 const OFFSET_BITS: u32 = 22;
 const OFFSET_MASK: u32 = (1 << OFFSET_BITS) - 1;
@@ -79,7 +81,7 @@ impl Table {
             .extend_from_slice(rank.to_le_bytes().get(..3).unwrap_or_default());
         self.entries.extend_from_slice(bytes);
         self.longest = self.longest.max(bytes.len());
-        let hash = xxh3_64(bytes);
+        let hash = hash_of(bytes);
         let tag = (hash >> TAG_SHIFT) as u32;
         let mut at = hash as usize & self.mask;
         for _ in 0..=self.mask {
@@ -100,7 +102,7 @@ impl Table {
         if bytes.len() > self.longest {
             return None;
         }
-        let hash = xxh3_64(bytes);
+        let hash = hash_of(bytes);
         let tag = (hash >> TAG_SHIFT) as u32;
         let mut at = hash as usize & self.mask;
         // The table is at most 40% full, so an empty slot ends every search; the bound only
@@ -139,4 +141,13 @@ impl Table {
     pub fn heap_bytes(&self) -> usize {
         self.slots.len() * 4 + self.entries.len()
     }
+}
+
+/// The table's hash of a token's bytes. The table is laid out in the same VM that reads it, so
+/// any fast, well-mixed hash will do; foldhash is hashbrown's.
+#[inline]
+fn hash_of(bytes: &[u8]) -> u64 {
+    let mut hasher = FixedState::with_seed(0).build_hasher();
+    hasher.write(bytes);
+    hasher.finish()
 }
