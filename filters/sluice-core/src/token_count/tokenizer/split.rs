@@ -132,23 +132,30 @@ fn o200k(text: &str, p: usize, class: Class, c: char, len: usize) -> usize {
     run_end
 }
 
-/// o200k's two word alternatives, each tried with a leading non-letter and then without.
+/// o200k's two word alternatives, each tried with a leading non-letter and then without
+/// (without is only worth trying when the first character can start a word itself).
 fn o200k_word(text: &str, p: usize, class: Class, len: usize) -> Option<usize> {
     let lead = class.may_lead_word();
+    let alone = upper_like(class) || lower_like(class);
     if lead {
         if let Some(end) = word_upper_then_lower(text, p + len) {
             return Some(end);
         }
     }
-    if let Some(end) = word_upper_then_lower(text, p) {
-        return Some(end);
+    if alone {
+        if let Some(end) = word_upper_then_lower(text, p) {
+            return Some(end);
+        }
     }
     if lead {
         if let Some(end) = word_upper_run(text, p + len) {
             return Some(end);
         }
     }
-    word_upper_run(text, p)
+    if alone {
+        return word_upper_run(text, p);
+    }
+    None
 }
 
 /// `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]`
@@ -208,6 +215,13 @@ fn word_upper_then_lower(text: &str, s: usize) -> Option<usize> {
 
 /// `U+L*` from `s`.
 fn word_upper_run(text: &str, s: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    if bytes
+        .get(s)
+        .is_some_and(|b| b.is_ascii() && !b.is_ascii_uppercase())
+    {
+        return None; // an ASCII character that is not upper case cannot start U+
+    }
     let q = run(text, s, upper_like);
     (q > s).then(|| run(text, q, lower_like))
 }
