@@ -287,6 +287,17 @@ fn last_char_start(text: &str, s: usize, e: usize) -> usize {
         .map_or(s, |(i, _)| s + i)
 }
 
+/// `\p{L}+` from `s` (ASCII letters first).
+fn letters(text: &str, s: usize) -> usize {
+    let bytes = text.as_bytes();
+    let end = ascii_run(bytes, s, u8::is_ascii_alphabetic);
+    if ascii_or_end(bytes, end) {
+        end
+    } else {
+        run(text, end, Class::is_letter)
+    }
+}
+
 fn cl100k(text: &str, p: usize, class: Class, c: char, len: usize) -> usize {
     // '(?i:[sdmt]|ll|ve|re)
     if c == '\'' {
@@ -298,23 +309,11 @@ fn cl100k(text: &str, p: usize, class: Class, c: char, len: usize) -> usize {
     if class.may_lead_word() {
         if let Some((next, _, _)) = at(text, p + len) {
             if next.is_letter() {
-                let bytes = text.as_bytes();
-                let end = ascii_run(bytes, p + len, u8::is_ascii_alphabetic);
-                return if ascii_or_end(bytes, end) {
-                    end
-                } else {
-                    run(text, end, Class::is_letter)
-                };
+                return letters(text, p + len);
             }
         }
     } else if class.is_letter() {
-        let bytes = text.as_bytes();
-        let end = ascii_run(bytes, p, u8::is_ascii_alphabetic);
-        return if ascii_or_end(bytes, end) {
-            end
-        } else {
-            run(text, end, Class::is_letter)
-        };
+        return letters(text, p);
     }
     if class == Class::Number {
         return digits(text, p);

@@ -93,16 +93,20 @@ mod against_tiktoken_rs {
         "{", "\"", "#", "<", "=", "😀", "👍🏽", "\u{200d}", "\u{0}", "\u{7f}", "\u{feff}",
     ];
 
+    /// A random string of up to `max` characters of `ALPHABET`.
+    fn random_text(rng: &mut fastrand::Rng, max: usize) -> String {
+        let len = rng.usize(1..max);
+        (0..len)
+            .map(|_| ALPHABET[rng.usize(..ALPHABET.len())])
+            .collect()
+    }
+
     #[test]
     fn pieces_equal_the_split_regexes_on_random_text() {
         let patterns = patterns();
         let mut rng = fastrand::Rng::with_seed(11);
         for _ in 0..50_000 {
-            let len = rng.usize(1..16);
-            let text: String = (0..len)
-                .map(|_| ALPHABET[rng.usize(..ALPHABET.len())])
-                .collect();
-            check_pieces(&patterns, &text);
+            check_pieces(&patterns, &random_text(&mut rng, 16));
         }
     }
 
@@ -111,11 +115,7 @@ mod against_tiktoken_rs {
         let refs = reference();
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..20_000 {
-            let len = rng.usize(1..24);
-            let text: String = (0..len)
-                .map(|_| ALPHABET[rng.usize(..ALPHABET.len())])
-                .collect();
-            check(&refs, &text);
+            check(&refs, &random_text(&mut rng, 24));
         }
     }
 
