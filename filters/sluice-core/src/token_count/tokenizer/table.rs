@@ -19,6 +19,9 @@ const EMPTY: u32 = u32::MAX;
 
 /// Bytes → rank.
 pub struct Table {
+    /// Ranks of the two-byte tokens, indexed by the two bytes (`u32::MAX`: none): merging
+    /// starts by looking up every adjacent byte pair of a piece, and this spares those hashes.
+    pairs: Vec<u32>,
     slots: Vec<u32>,
     entries: Vec<u8>,
     mask: usize,
@@ -32,6 +35,7 @@ impl Table {
         // Slots for at most 40% load: a miss (most lookups while merging) probes about two.
         let size = (tokens * 5 / 2).next_power_of_two();
         let mut table = Table {
+            pairs: vec![u32::MAX; 1 << 16],
             slots: vec![EMPTY; size],
             entries: Vec::with_capacity(raw_len + 3 * tokens),
             mask: size - 1,
@@ -81,6 +85,11 @@ impl Table {
             .extend_from_slice(rank.to_le_bytes().get(..3).unwrap_or_default());
         self.entries.extend_from_slice(bytes);
         self.longest = self.longest.max(bytes.len());
+        if let [b0, b1] = bytes {
+            if let Some(pair) = self.pairs.get_mut(usize::from(*b0) << 8 | usize::from(*b1)) {
+                *pair = rank;
+            }
+        }
         let hash = hash_of(bytes);
         let tag = (hash >> TAG_SHIFT) as u32;
         let mut at = hash as usize & self.mask;
@@ -99,6 +108,10 @@ impl Table {
     /// The rank of the token whose bytes are `bytes`, if there is one.
     #[inline]
     pub fn rank(&self, bytes: &[u8]) -> Option<u32> {
+        if let [b0, b1] = bytes {
+            let rank = self.pairs.get(usize::from(*b0) << 8 | usize::from(*b1))?;
+            return (*rank != u32::MAX).then_some(*rank);
+        }
         if bytes.len() > self.longest {
             return None;
         }
@@ -139,7 +152,7 @@ impl Table {
 
     /// Bytes held (for logs and memory accounting).
     pub fn heap_bytes(&self) -> usize {
-        self.slots.len() * 4 + self.entries.len()
+        (self.pairs.len() + self.slots.len()) * 4 + self.entries.len()
     }
 }
 
