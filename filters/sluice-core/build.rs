@@ -130,6 +130,14 @@ fn write_tokens(out: &Path, name: &str) -> Result<(), Box<dyn Error>> {
     let mut src = String::new();
     writeln!(src, "pub(super) const TOKENS: usize = {};", tokens.len())?;
     writeln!(src, "pub(super) const RAW_BYTES: usize = {};", raw.len())?;
+    // The table keeps tokens of up to 7 bytes (but 2) by value, longer ones by reference.
+    let short = tokens
+        .iter()
+        .filter(|t| t.len() <= 7 && t.len() != 2)
+        .count();
+    let long = tokens.iter().filter(|t| t.len() > 7).count();
+    writeln!(src, "pub(super) const SHORT_TOKENS: usize = {short};")?;
+    writeln!(src, "pub(super) const LONG_TOKENS: usize = {long};")?;
     std::fs::write(out.join(format!("{name}.rs")), src)?;
     Ok(())
 }

@@ -1,13 +1,15 @@
 //! `make bench`: bare Envoy against Envoy with Sluice filters, in the same run, on 127.0.0.1.
 //!
-//! The Envoys (`--concurrency 2`) front the same mock provider: bare, key-injection alone (its
-//! two entries of the shipped chain), and the whole chain. `wrk` drives each in turn with a
-//! 1 KB chat request carrying the demo key at 16 connections, for a bounded time, in interleaved
-//! rounds (bare, key-injection, chain, bare, …) so drift on the machine hits all alike. The report gives throughput and
-//! p50/p99 latency as ratios to bare Envoy, and each Envoy's RSS idle and after load. It is a
+//! The Envoys (`--concurrency 2`) front the same mock provider: bare, one pass-through Wasm
+//! entry (the floor any filter starts from), each filter alone, and the whole chain. `wrk`
+//! drives each in turn with chat requests carrying the demo key at 16 connections, for a
+//! bounded time, in interleaved rounds (bare, floor, …, bare, …) so drift on the machine hits
+//! all alike. The report gives throughput and p50/p99 latency as ratios to bare Envoy, each
+//! Envoy's RSS idle and after load, and counting speed against native tiktoken-rs. It is a
 //! measurement, not a test: nothing here passes or fails on a number.
 //!
-//! Settings (environment): `SLUICE_BENCH_CONFIGS` (default `bare,key-injection,chain`),
+//! Settings (environment): `SLUICE_BENCH_CONFIGS` (default
+//! `bare,floor,key-injection,token-count,router,chain`; also `router-anthropic`),
 //! `SLUICE_BENCH_SECONDS` per run (default 10), `SLUICE_BENCH_ROUNDS`
 //! (default 2), `SLUICE_BENCH_CONNECTIONS` (default 16), `SLUICE_BENCH_OUT` (default
 //! `bench/out/report.md`).
@@ -32,11 +34,20 @@ struct Scenario {
 
 const OPENAI_MODEL: &str = "gpt-4o-mini";
 
-const SCENARIOS: [Scenario; 6] = [
+const SCENARIOS: [Scenario; 7] = [
     Scenario {
         key: "bare",
         name: "bare Envoy",
         filters: None,
+        model: OPENAI_MODEL,
+    },
+    // The floor: one Wasm filter entry that does nothing on traffic (moderation is config-only
+    // today; a no-op plugin still gets every stream callback from Envoy). Replace it with
+    // another pass-through entry once moderation acts on traffic.
+    Scenario {
+        key: "floor",
+        name: "one pass-through Wasm entry (the floor)",
+        filters: Some(&["sluice.moderation"]),
         model: OPENAI_MODEL,
     },
     Scenario {
@@ -363,7 +374,7 @@ pub fn run() -> Result<(), String> {
         .unwrap_or_else(|_| paths::repo().join("bench/out/report.md"));
 
     let wanted = std::env::var("SLUICE_BENCH_CONFIGS")
-        .unwrap_or_else(|_| "bare,key-injection,token-count,chain".to_owned());
+        .unwrap_or_else(|_| "bare,floor,key-injection,token-count,router,chain".to_owned());
     let mock = MockProvider::start()?;
     let mut configs = Vec::new();
     let mut models = Vec::new();

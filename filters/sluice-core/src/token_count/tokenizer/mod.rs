@@ -14,13 +14,25 @@ mod split;
 mod table;
 
 use split::Split;
-use table::Table;
+use table::{Sizes, Table};
 
 mod o200k {
     include!(concat!(env!("OUT_DIR"), "/o200k_base.rs"));
+    pub(super) const SIZES: super::Sizes = super::Sizes {
+        raw_bytes: RAW_BYTES,
+        tokens: TOKENS,
+        short: SHORT_TOKENS,
+        long: LONG_TOKENS,
+    };
 }
 mod cl100k {
     include!(concat!(env!("OUT_DIR"), "/cl100k_base.rs"));
+    pub(super) const SIZES: super::Sizes = super::Sizes {
+        raw_bytes: RAW_BYTES,
+        tokens: TOKENS,
+        short: SHORT_TOKENS,
+        long: LONG_TOKENS,
+    };
 }
 
 /// One encoding: its rank table and its split pattern.
@@ -37,7 +49,7 @@ impl Tokenizer {
     /// `o200k_base` (gpt-4o, gpt-4.1, o-series, gpt-5).
     pub fn o200k_base() -> Result<Tokenizer, String> {
         Ok(Tokenizer {
-            table: Table::build(O200K_TOKENS, o200k::RAW_BYTES, o200k::TOKENS)?,
+            table: Table::build(O200K_TOKENS, &o200k::SIZES)?,
             split: Split::O200k,
         })
     }
@@ -45,7 +57,7 @@ impl Tokenizer {
     /// `cl100k_base` (gpt-4, gpt-3.5, embeddings).
     pub fn cl100k_base() -> Result<Tokenizer, String> {
         Ok(Tokenizer {
-            table: Table::build(CL100K_TOKENS, cl100k::RAW_BYTES, cl100k::TOKENS)?,
+            table: Table::build(CL100K_TOKENS, &cl100k::SIZES)?,
             split: Split::Cl100k,
         })
     }

@@ -1,44 +1,69 @@
-//! An encoding's byte-pair ranks as a flat open-addressing hash table, laid out when a config
-//! asks for the encoding (a few milliseconds, at config load, never on a request) from the
-//! deflated token list that `build.rs` put in the module.
+//! An encoding's byte-pair ranks, laid out when a config asks for the encoding (a few
+//! milliseconds, at config load, never on a request) from the deflated token list that
+//! `build.rs` put in the module. Three parts, by token length:
 //!
-//! `entries` holds each token as `[len: u8][rank: u24 LE][bytes]`; each slot is `EMPTY` or
-//! `tag << 22 | entry offset`, at the index given by the low bits of `hash_of(bytes)` (linear
-//! probing), with `tag` the hash's top 10 bits so that most probes never touch `entries`.
+//! - two bytes: a direct table indexed by the two bytes (merging starts by looking up every
+//!   adjacent byte pair of a piece);
+//! - up to seven bytes (most tokens, most lookups): open addressing over the bytes packed in a
+//!   `u64` with the length in the top byte, so a probe compares one word;
+//! - longer: open addressing over `tag << 22 | entry offset` slots, where `entries` holds each
+//!   token as `[len: u8][rank: u24 LE][bytes]` and `tag` is the hash's top 10 bits, so that most
+//!   probes never touch `entries`.
+//!
+//! Both hashed parts are at most 60% full and probe linearly.
 
-use miniz_oxide::inflate::stream::{inflate, InflateState};
-use miniz_oxide::{DataFormat, MZFlush, MZStatus};
 use std::hash::{BuildHasher, Hasher};
 
 use foldhash::fast::FixedState;
+use miniz_oxide::inflate::stream::{inflate, InflateState};
+use miniz_oxide::{DataFormat, MZFlush, MZStatus};
 
 const OFFSET_BITS: u32 = 22;
 const OFFSET_MASK: u32 = (1 << OFFSET_BITS) - 1;
 const TAG_SHIFT: u32 = 64 - (32 - OFFSET_BITS);
 const EMPTY: u32 = u32::MAX;
+const SHORT_MAX: usize = 7;
+
+/// Sizes of an encoding's token list (from `build.rs`).
+pub(super) struct Sizes {
+    pub raw_bytes: usize,
+    pub tokens: usize,
+    pub short: usize,
+    pub long: usize,
+}
 
 /// Bytes → rank.
 pub struct Table {
-    /// Ranks of the two-byte tokens, indexed by the two bytes (`u32::MAX`: none): merging
-    /// starts by looking up every adjacent byte pair of a piece, and this spares those hashes.
     pairs: Vec<u32>,
+    short_keys: Vec<u64>,
+    short_ranks: Vec<u32>,
+    short_mask: usize,
     slots: Vec<u32>,
     entries: Vec<u8>,
     mask: usize,
     longest: usize,
 }
 
+/// Slots for `n` keys, at most 60% full (a miss, most lookups while merging, probes two or
+/// three).
+fn slots_for(n: usize) -> usize {
+    (n * 5 / 3).next_power_of_two().max(2)
+}
+
 impl Table {
     /// Lays out the table from `[len][bytes]` records in rank order, deflated. Inflated a
     /// chunk at a time, so the whole list is never held twice.
-    pub(super) fn build(deflated: &[u8], raw_len: usize, tokens: usize) -> Result<Table, String> {
-        // Slots for at most 40% load: a miss (most lookups while merging) probes about two.
-        let size = (tokens * 5 / 2).next_power_of_two();
+    pub(super) fn build(deflated: &[u8], sizes: &Sizes) -> Result<Table, String> {
+        let short = slots_for(sizes.short);
+        let long = slots_for(sizes.long);
         let mut table = Table {
             pairs: vec![u32::MAX; 1 << 16],
-            slots: vec![EMPTY; size],
-            entries: Vec::with_capacity(raw_len + 3 * tokens),
-            mask: size - 1,
+            short_keys: vec![0; short],
+            short_ranks: vec![u32::MAX; short],
+            short_mask: short - 1,
+            slots: vec![EMPTY; long],
+            entries: Vec::with_capacity(sizes.raw_bytes + 3 * sizes.long),
+            mask: long - 1,
             longest: 0,
         };
         let mut state = InflateState::new_boxed(DataFormat::Raw);
@@ -68,28 +93,51 @@ impl Table {
                 other => return Err(format!("cannot inflate the token list: {other:?}")),
             }
         }
-        if rank as usize != tokens || !pending.is_empty() {
-            return Err(format!("the token list has {rank} tokens, not {tokens}"));
+        if rank as usize != sizes.tokens || !pending.is_empty() {
+            return Err(format!(
+                "the token list has {rank} tokens, not {}",
+                sizes.tokens
+            ));
         }
         Ok(table)
     }
 
     fn insert(&mut self, bytes: &[u8], rank: u32) -> Result<(), String> {
+        if rank >= 1 << 24 {
+            return Err("the token list is too long for the table".to_owned());
+        }
+        self.longest = self.longest.max(bytes.len());
+        if let [b0, b1] = bytes {
+            if let Some(pair) = self.pairs.get_mut(pair_index(*b0, *b1)) {
+                *pair = rank;
+            }
+            return Ok(());
+        }
+        if let Some(key) = short_key(bytes) {
+            let mut at = hash_of(bytes) as usize & self.short_mask;
+            for _ in 0..=self.short_mask {
+                match self.short_keys.get_mut(at) {
+                    Some(slot) if *slot == 0 => {
+                        *slot = key;
+                        if let Some(r) = self.short_ranks.get_mut(at) {
+                            *r = rank;
+                        }
+                        return Ok(());
+                    }
+                    _ => at = (at + 1) & self.short_mask,
+                }
+            }
+            return Err("the short-token table is full".to_owned());
+        }
         let offset = u32::try_from(self.entries.len()).map_err(|e| e.to_string())?;
         let len = u8::try_from(bytes.len()).map_err(|e| e.to_string())?;
-        if offset >= OFFSET_MASK || rank >= 1 << 24 {
+        if offset >= OFFSET_MASK {
             return Err("the token list is too long for the table".to_owned());
         }
         self.entries.push(len);
         self.entries
             .extend_from_slice(rank.to_le_bytes().get(..3).unwrap_or_default());
         self.entries.extend_from_slice(bytes);
-        self.longest = self.longest.max(bytes.len());
-        if let [b0, b1] = bytes {
-            if let Some(pair) = self.pairs.get_mut(usize::from(*b0) << 8 | usize::from(*b1)) {
-                *pair = rank;
-            }
-        }
         let hash = hash_of(bytes);
         let tag = (hash >> TAG_SHIFT) as u32;
         let mut at = hash as usize & self.mask;
@@ -109,8 +157,11 @@ impl Table {
     #[inline]
     pub fn rank(&self, bytes: &[u8]) -> Option<u32> {
         if let [b0, b1] = bytes {
-            let rank = self.pairs.get(usize::from(*b0) << 8 | usize::from(*b1))?;
-            return (*rank != u32::MAX).then_some(*rank);
+            let rank = *self.pairs.get(pair_index(*b0, *b1))?;
+            return (rank != u32::MAX).then_some(rank);
+        }
+        if let Some(key) = short_key(bytes) {
+            return self.short_rank(key, hash_of(bytes));
         }
         if bytes.len() > self.longest {
             return None;
@@ -118,7 +169,7 @@ impl Table {
         let hash = hash_of(bytes);
         let tag = (hash >> TAG_SHIFT) as u32;
         let mut at = hash as usize & self.mask;
-        // The table is at most 40% full, so an empty slot ends every search; the bound only
+        // The table is at most 60% full, so an empty slot ends every search; the bound only
         // guards the loop.
         for _ in 0..=self.mask {
             let slot = self.slots.get(at).copied().unwrap_or(EMPTY);
@@ -131,6 +182,19 @@ impl Table {
                 }
             }
             at = (at + 1) & self.mask;
+        }
+        None
+    }
+
+    #[inline]
+    fn short_rank(&self, key: u64, hash: u64) -> Option<u32> {
+        let mut at = hash as usize & self.short_mask;
+        for _ in 0..=self.short_mask {
+            match self.short_keys.get(at).copied() {
+                Some(k) if k == key => return self.short_ranks.get(at).copied(),
+                Some(0) | None => return None,
+                Some(_) => at = (at + 1) & self.short_mask,
+            }
         }
         None
     }
@@ -152,12 +216,32 @@ impl Table {
 
     /// Bytes held (for logs and memory accounting).
     pub fn heap_bytes(&self) -> usize {
-        (self.pairs.len() + self.slots.len()) * 4 + self.entries.len()
+        (self.pairs.len() + self.slots.len() + self.short_ranks.len()) * 4
+            + self.short_keys.len() * 8
+            + self.entries.len()
     }
 }
 
-/// The table's hash of a token's bytes. The table is laid out in the same VM that reads it, so
-/// any fast, well-mixed hash will do; foldhash is hashbrown's.
+fn pair_index(b0: u8, b1: u8) -> usize {
+    usize::from(b0) << 8 | usize::from(b1)
+}
+
+/// A token of at most seven bytes as one word: the bytes, and the length in the top byte (so
+/// no key is 0, the empty slot).
+#[inline]
+fn short_key(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() > SHORT_MAX {
+        return None;
+    }
+    let packed = bytes
+        .iter()
+        .rev()
+        .fold(0u64, |word, b| word << 8 | u64::from(*b));
+    Some(packed | (bytes.len() as u64) << 56)
+}
+
+/// The tables' hashes. The table is laid out in the same VM that reads it, so any fast,
+/// well-mixed hash will do; foldhash is hashbrown's.
 #[inline]
 fn hash_of(bytes: &[u8]) -> u64 {
     let mut hasher = FixedState::with_seed(0).build_hasher();

@@ -26,8 +26,12 @@ fn every_single_byte_is_a_token() {
         }
     }
     // A list that does not hold the tokens it should, or is cut short, is refused.
-    assert!(Table::build(O200K_TOKENS, o200k::RAW_BYTES, o200k::TOKENS + 1).is_err());
-    assert!(Table::build(&O200K_TOKENS[..1000], o200k::RAW_BYTES, o200k::TOKENS).is_err());
+    let more = Sizes {
+        tokens: o200k::TOKENS + 1,
+        ..o200k::SIZES
+    };
+    assert!(Table::build(O200K_TOKENS, &more).is_err());
+    assert!(Table::build(&O200K_TOKENS[..1000], &o200k::SIZES).is_err());
 }
 
 #[test]
