@@ -116,48 +116,65 @@ fn merge_heap(table: &Table, piece: &[u8]) -> Vec<usize> {
     // Parts as a linked list over their start offsets: next[start] is where the part ends.
     let mut next: Vec<usize> = (1..=n).collect();
     let mut prev: Vec<usize> = (0..n).map(|i| i.saturating_sub(1)).collect();
-    let mut alive = vec![true; n];
-    // (rank, start of the pair, end of the pair); stale entries are skipped when popped.
-    let mut heap: BinaryHeap<Reverse<(u32, usize, usize)>> = (0..n.saturating_sub(1))
-        .filter_map(|i| {
-            let rank = rank_of(table, piece, i, i + 2);
-            (rank != u32::MAX).then_some(Reverse((rank, i, i + 2)))
-        })
+    // The rank of the pair that starts at each live part (`u32::MAX`: none, or a dead part).
+    let mut pair: Vec<u32> = (0..n).map(|i| rank_of(table, piece, i, i + 2)).collect();
+    // Heap keys are (rank, start) in one word; a key whose rank is no longer its start's
+    // pair rank is stale and skipped. Smallest rank first, then leftmost: tiktoken's order.
+    let key = |rank: u32, start: usize| Reverse(u64::from(rank) << 32 | start as u64);
+    let mut heap: BinaryHeap<Reverse<u64>> = pair
+        .iter()
+        .enumerate()
+        .filter(|(_, rank)| **rank != u32::MAX)
+        .map(|(start, rank)| key(*rank, start))
         .collect();
     let get = |v: &[usize], i: usize| v.get(i).copied().unwrap_or(n);
-    while let Some(Reverse((_, start, end))) = heap.pop() {
-        let mid = get(&next, start);
-        // Still a pair of two live parts with the same bytes as when it was pushed?
-        if !alive.get(start).copied().unwrap_or(false) || mid >= n || get(&next, mid) != end {
+    while let Some(Reverse(k)) = heap.pop() {
+        let (rank, start) = ((k >> 32) as u32, (k & u64::from(u32::MAX)) as usize);
+        if pair.get(start) != Some(&rank) {
             continue;
         }
-        if let Some(a) = alive.get_mut(mid) {
-            *a = false;
+        // Part `start` absorbs the part after it.
+        let mid = get(&next, start);
+        if mid >= n {
+            continue; // cannot happen: a live pair has a part after it
+        }
+        let end = get(&next, mid);
+        if let Some(p) = pair.get_mut(mid) {
+            *p = u32::MAX;
         }
         if let Some(x) = next.get_mut(start) {
             *x = end;
         }
-        if end < n {
-            if let Some(x) = prev.get_mut(end) {
-                *x = start;
-            }
+        if let Some(x) = prev.get_mut(end) {
+            *x = start;
+        }
+        let after = if end < n {
+            rank_of(table, piece, start, get(&next, end))
+        } else {
+            u32::MAX
+        };
+        if let Some(p) = pair.get_mut(start) {
+            *p = after;
+        }
+        if after != u32::MAX {
+            heap.push(key(after, start));
         }
         if start > 0 {
             let before = get(&prev, start);
             let rank = rank_of(table, piece, before, end);
-            if rank != u32::MAX {
-                heap.push(Reverse((rank, before, end)));
+            if let Some(p) = pair.get_mut(before) {
+                *p = rank;
             }
-        }
-        if end < n {
-            let after = get(&next, end);
-            let rank = rank_of(table, piece, start, after);
             if rank != u32::MAX {
-                heap.push(Reverse((rank, start, after)));
+                heap.push(key(rank, before));
             }
         }
     }
-    (0..n)
-        .filter(|&i| alive.get(i).copied().unwrap_or(false))
-        .collect()
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while at < n {
+        starts.push(at);
+        at = get(&next, at);
+    }
+    starts
 }
