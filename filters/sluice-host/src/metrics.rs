@@ -3,6 +3,11 @@
 //! Names come from `sluice_core::metrics::stat_name`. Each distinct name is a separate Envoy
 //! stat, so label values that callers control (a model name) could grow the set without bound:
 //! past `max_series` names per VM, new ones are folded into the base name's `overflow` series.
+//!
+//! Each increment is a host call, and host calls are a Wasm filter's main per-request cost. A
+//! filter with a tick can make its counters batched: increments add up in the VM and go to
+//! Envoy once per tick ([`Metrics::flush`]), so Envoy's counters trail by at most one tick (a
+//! VM torn down between ticks loses at most that much). Histograms record each value at once.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,13 +18,35 @@ use proxy_wasm::types::MetricType;
 pub struct Metrics {
     ids: RefCell<HashMap<String, u32>>,
     max_series: usize,
+    /// Counter increments not yet sent, by metric id (`None`: sent at once).
+    pending: Option<RefCell<HashMap<u32, u64>>>,
 }
 
 impl Metrics {
+    /// Counters sent to Envoy at each increment.
     pub fn new(max_series: usize) -> Self {
         Metrics {
             ids: RefCell::new(HashMap::new()),
             max_series,
+            pending: None,
+        }
+    }
+
+    /// Counters added up in the VM until [`Metrics::flush`] (call it on every tick).
+    pub fn batched(max_series: usize) -> Self {
+        Metrics {
+            pending: Some(RefCell::new(HashMap::new())),
+            ..Metrics::new(max_series)
+        }
+    }
+
+    /// Sends the batched counter increments.
+    pub fn flush(&self) {
+        let Some(pending) = &self.pending else {
+            return;
+        };
+        for (id, by) in pending.borrow_mut().drain() {
+            increment(id, by);
         }
     }
 
@@ -55,9 +82,13 @@ impl Metrics {
             if by == 0 {
                 return;
             }
-            let by = i64::try_from(by).unwrap_or(i64::MAX);
-            if let Err(status) = hostcalls::increment_metric(id, by) {
-                log::warn!("sluice: cannot increment {name}: {status:?}");
+            match &self.pending {
+                Some(pending) => {
+                    let mut pending = pending.borrow_mut();
+                    let sum = pending.entry(id).or_insert(0);
+                    *sum = sum.saturating_add(by);
+                }
+                None => increment(id, by),
             }
         }
     }
@@ -69,5 +100,12 @@ impl Metrics {
                 log::warn!("sluice: cannot record {name}: {status:?}");
             }
         }
+    }
+}
+
+fn increment(id: u32, by: u64) {
+    let by = i64::try_from(by).unwrap_or(i64::MAX);
+    if let Err(status) = hostcalls::increment_metric(id, by) {
+        log::warn!("sluice: cannot increment metric {id}: {status:?}");
     }
 }

@@ -70,7 +70,7 @@ impl sluice_host::Filter for TokenCount {
             counter,
             max_body_bytes: config.max_body_bytes,
             consumer_header: config.consumer_header,
-            metrics: Metrics::new(2000),
+            metrics: Metrics::batched(2000),
             budgets: config.budgets,
             default_max_completion: config.default_max_completion_tokens,
             clock: Clock::new(),
@@ -78,11 +78,13 @@ impl sluice_host::Filter for TokenCount {
         })
     }
 
-    /// Budget windows need second resolution; the clock is read once a second per worker.
+    /// Budget windows need second resolution; the clock is read once a second per worker, and
+    /// the counters, added up in the VM, go to Envoy then.
     const TICK: Option<Duration> = Some(Duration::from_secs(1));
 
     fn on_tick(runtime: &Runtime) {
         runtime.clock.refresh();
+        runtime.metrics.flush();
     }
 
     fn http_context(runtime: Rc<Runtime>, _context_id: u32) -> Box<dyn HttpContext> {

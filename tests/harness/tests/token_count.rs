@@ -44,6 +44,19 @@ fn metric(gw: &Gateway, prefix: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// A metric once it reaches `want` (counters reach Envoy on the filter's 1 s tick, histograms
+/// on Envoy's 5 s stats flush), or what it was at the deadline.
+fn metric_reaching(gw: &Gateway, prefix: &str, want: f64) -> Option<f64> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let value = metric(gw, prefix);
+        if value.is_some_and(|v| v >= want) || Instant::now() > deadline {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn prompt_counts_equal_python_tiktoken_through_the_openai_sdk() {
     let gw = Gateway::start().unwrap();
@@ -105,33 +118,33 @@ fn filter_state_reaches_the_access_log_and_metrics_reach_prometheus() {
     assert_eq!(line["token_source"], "provider");
 
     let labels = r#"{token_type="input",model="gpt-4_1",consumer="demo"}"#;
-    let input = metric(&gw, &format!("sluice_token_count_tokens_total{labels}")).unwrap();
-    assert_eq!(input, usage["prompt_tokens"].as_f64().unwrap());
-    let output = metric(
+    let prompt = usage["prompt_tokens"].as_f64().unwrap();
+    let input = metric_reaching(
+        &gw,
+        &format!("sluice_token_count_tokens_total{labels}"),
+        prompt,
+    );
+    assert_eq!(input, Some(prompt));
+    let completion = usage["completion_tokens"].as_f64().unwrap();
+    let output = metric_reaching(
         &gw,
         r#"sluice_token_count_tokens_total{token_type="output",model="gpt-4_1",consumer="demo"}"#,
-    )
-    .unwrap();
-    assert_eq!(output, usage["completion_tokens"].as_f64().unwrap());
+        completion,
+    );
+    assert_eq!(output, Some(completion));
     assert_eq!(
-        metric(
+        metric_reaching(
             &gw,
-            r#"sluice_token_count_requests_total{model="gpt-4_1",consumer="demo"}"#
+            r#"sluice_token_count_requests_total{model="gpt-4_1",consumer="demo"}"#,
+            1.0
         ),
         Some(1.0)
     );
-    // The OpenTelemetry-style histogram is flushed on Envoy's stats interval (5 s).
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let count = loop {
-        let c = metric(
-            &gw,
-            r#"gen_ai_client_token_usage_count{consumer="demo",gen_ai_token_type="input",gen_ai_request_model="gpt-4_1"}"#,
-        );
-        if c.is_some_and(|c| c >= 1.0) || Instant::now() > deadline {
-            break c;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let count = metric_reaching(
+        &gw,
+        r#"gen_ai_client_token_usage_count{consumer="demo",gen_ai_token_type="input",gen_ai_request_model="gpt-4_1"}"#,
+        1.0,
+    );
     assert_eq!(count, Some(1.0));
     // Ordinary traffic leaves no Wasm warning or error in Envoy's log.
     let log = gw.envoy.log();
