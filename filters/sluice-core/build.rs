@@ -4,11 +4,11 @@
 //!   (`\p{Lu}`, `\p{Ll}`, `\p{M}`, `\s`, …), taken from `regex-syntax` (the Unicode data the
 //!   `regex` engine under tiktoken uses) as a two-level table of one byte per code point.
 //! - `<encoding>.tokens.deflate`: each encoding's tokens in rank order, `[len: u8][bytes]`
-//!   each, deflated; `<encoding>.rs`: how many tokens and the longest. The ranks come from the
-//!   `.tiktoken` files inside the `tiktoken-rs` crate. Why compressed and not a ready-made hash
-//!   table: V8 under Envoy keeps several copies of a module's bytes, so every MB of module data
-//!   costs several MB of RSS; `tokenizer/table.rs` lays out the table from these bytes when a
-//!   config asks for the encoding.
+//!   each, deflated; `<encoding>.rs`: its sizes (`tokenizer::table::Sizes`). The ranks come
+//!   from the `.tiktoken` files inside the `tiktoken-rs` crate. Why compressed and not a
+//!   ready-made hash table: V8 under Envoy keeps several copies of a module's bytes, so every
+//!   MB of module data costs several MB of RSS; `tokenizer/table.rs` lays out the table from
+//!   these bytes when a config asks for the encoding.
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -128,16 +128,19 @@ fn write_tokens(out: &Path, name: &str) -> Result<(), Box<dyn Error>> {
     let deflated = miniz_oxide::deflate::compress_to_vec(&raw, 10);
     std::fs::write(out.join(format!("{name}.tokens.deflate")), deflated)?;
     let mut src = String::new();
-    writeln!(src, "pub(super) const TOKENS: usize = {};", tokens.len())?;
-    writeln!(src, "pub(super) const RAW_BYTES: usize = {};", raw.len())?;
     // The table keeps tokens of up to 7 bytes (but 2) by value, longer ones by reference.
     let short = tokens
         .iter()
         .filter(|t| t.len() <= 7 && t.len() != 2)
         .count();
     let long = tokens.iter().filter(|t| t.len() > 7).count();
-    writeln!(src, "pub(super) const SHORT_TOKENS: usize = {short};")?;
-    writeln!(src, "pub(super) const LONG_TOKENS: usize = {long};")?;
+    writeln!(
+        src,
+        "pub(super) const SIZES: super::Sizes = super::Sizes {{ raw_bytes: {}, tokens: {}, \
+         short: {short}, long: {long} }};",
+        raw.len(),
+        tokens.len()
+    )?;
     std::fs::write(out.join(format!("{name}.rs")), src)?;
     Ok(())
 }

@@ -18,21 +18,9 @@ use table::{Sizes, Table};
 
 mod o200k {
     include!(concat!(env!("OUT_DIR"), "/o200k_base.rs"));
-    pub(super) const SIZES: super::Sizes = super::Sizes {
-        raw_bytes: RAW_BYTES,
-        tokens: TOKENS,
-        short: SHORT_TOKENS,
-        long: LONG_TOKENS,
-    };
 }
 mod cl100k {
     include!(concat!(env!("OUT_DIR"), "/cl100k_base.rs"));
-    pub(super) const SIZES: super::Sizes = super::Sizes {
-        raw_bytes: RAW_BYTES,
-        tokens: TOKENS,
-        short: SHORT_TOKENS,
-        long: LONG_TOKENS,
-    };
 }
 
 /// One encoding: its rank table and its split pattern.

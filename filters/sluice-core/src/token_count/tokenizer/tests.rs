@@ -27,7 +27,7 @@ fn every_single_byte_is_a_token() {
     }
     // A list that does not hold the tokens it should, or is cut short, is refused.
     let more = Sizes {
-        tokens: o200k::TOKENS + 1,
+        tokens: o200k::SIZES.tokens + 1,
         ..o200k::SIZES
     };
     assert!(Table::build(O200K_TOKENS, &more).is_err());
