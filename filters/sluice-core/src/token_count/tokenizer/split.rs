@@ -59,6 +59,9 @@ fn run_of(text: &str, i: usize, set: &[u8]) -> usize {
 impl Split {
     /// Where the piece that starts at `start` ends (always after `start` while text is left).
     pub fn piece_end(self, text: &str, start: usize) -> usize {
+        if let Some(end) = lowercase_word(text.as_bytes(), start) {
+            return end;
+        }
         let Some((class, c, len)) = at(text, start) else {
             return text.len();
         };
@@ -77,6 +80,28 @@ impl Split {
             text,
             at: 0,
         }
+    }
+}
+
+/// The most common piece, found without the general scanners: an optional space and ASCII
+/// lower-case letters, ended by the text's end or by an ASCII character that neither continues
+/// a word nor starts a contraction. Both encodings' word alternatives give exactly this piece
+/// then (the space leads the word, nothing before them matches at a space or a letter).
+#[inline]
+fn lowercase_word(bytes: &[u8], start: usize) -> Option<usize> {
+    let s = if bytes.get(start) == Some(&b' ') {
+        start + 1
+    } else {
+        start
+    };
+    if !bytes.get(s)?.is_ascii_lowercase() {
+        return None;
+    }
+    let end = ascii_run(bytes, s + 1, u8::is_ascii_lowercase);
+    match bytes.get(end) {
+        None => Some(end),
+        Some(b) if b.is_ascii() && !b.is_ascii_alphabetic() && *b != b'\'' => Some(end),
+        Some(_) => None,
     }
 }
 
