@@ -134,11 +134,11 @@ fn write_tokens(out: &Path, name: &str) -> Result<(), Box<dyn Error>> {
         .filter(|t| t.len() <= 7 && t.len() != 2)
         .count();
     let long = tokens.iter().filter(|t| t.len() > 7).count();
+    let long_bytes: usize = tokens.iter().filter(|t| t.len() > 7).map(Vec::len).sum();
     writeln!(
         src,
-        "pub(super) const SIZES: super::Sizes = super::Sizes {{ raw_bytes: {}, tokens: {}, \
-         short: {short}, long: {long} }};",
-        raw.len(),
+        "pub(super) const SIZES: super::Sizes = super::Sizes {{ tokens: {}, short: {short}, \
+         long: {long}, long_bytes: {long_bytes} }};",
         tokens.len()
     )?;
     std::fs::write(out.join(format!("{name}.rs")), src)?;

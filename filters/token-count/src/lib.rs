@@ -59,12 +59,13 @@ impl sluice_host::Filter for TokenCount {
     fn prepare(config: TokenCountConfig) -> Result<Runtime, ConfigError> {
         let counter = Counter::new(&config)?;
         log::info!(
-            "sluice token-count: encodings loaded: {:?}",
+            "sluice token-count: encodings loaded: {:?} ({} KB of tables in this VM)",
             counter
                 .loaded()
                 .iter()
                 .map(|e| e.name())
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>(),
+            counter.table_bytes() / 1024
         );
         Ok(Runtime {
             counter,

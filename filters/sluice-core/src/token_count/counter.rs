@@ -121,6 +121,15 @@ impl Counter {
             .or(self.max_prompt_tokens)
     }
 
+    /// Bytes of rank tables this counter holds (for the load log).
+    pub fn table_bytes(&self) -> usize {
+        [&self.o200k, &self.cl100k]
+            .into_iter()
+            .flatten()
+            .map(Tokenizer::heap_bytes)
+            .sum()
+    }
+
     /// Which encodings are loaded (for logs and memory accounting).
     pub fn loaded(&self) -> Vec<Encoding> {
         let mut out = Vec::new();
@@ -191,6 +200,8 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(c.loaded(), vec![Encoding::O200kBase]);
+        // Only o200k's table is held: less than both, and more than nothing.
+        assert!(c.table_bytes() > 1_000_000 && c.table_bytes() < counter().table_bytes());
         assert_eq!(c.encoding_for(Some("gpt-4")), Encoding::O200kBase);
     }
 

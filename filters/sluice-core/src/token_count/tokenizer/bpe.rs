@@ -23,6 +23,7 @@ pub fn merge_count(table: &Table, piece: &[u8]) -> usize {
 
 /// Where the tokens of `piece` start (each a byte offset), for a piece of at least two bytes
 /// that is not itself a token.
+#[cfg(test)]
 pub fn merge(table: &Table, piece: &[u8]) -> Vec<usize> {
     if piece.len() <= SCAN_MAX {
         let scan = Scan::merge(table, piece);

@@ -26,10 +26,12 @@ const SHORT_MAX: usize = 7;
 
 /// Sizes of an encoding's token list (from `build.rs`).
 pub(super) struct Sizes {
-    pub raw_bytes: usize,
     pub tokens: usize,
+    /// Tokens kept by value (up to seven bytes, but two).
     pub short: usize,
+    /// Tokens kept by reference (longer), and their bytes.
     pub long: usize,
+    pub long_bytes: usize,
 }
 
 /// Bytes → rank.
@@ -62,7 +64,7 @@ impl Table {
             short_ranks: vec![u32::MAX; short],
             short_mask: short - 1,
             slots: vec![EMPTY; long],
-            entries: Vec::with_capacity(sizes.raw_bytes + 3 * sizes.long),
+            entries: Vec::with_capacity(sizes.long_bytes + 4 * sizes.long),
             mask: long - 1,
             longest: 0,
         };
