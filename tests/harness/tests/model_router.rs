@@ -196,16 +196,21 @@ fn unknown_and_missing_models_are_refused_before_upstream() {
     assert_eq!((count(&gw.mock), count(&b)), before);
 }
 
-/// The shipped chain: claude-* goes to the mock's Anthropic endpoint through translation.
-#[test]
-fn openai_sdk_talks_to_an_anthropic_target_plain_and_streaming() {
-    let gw = Gateway::start().unwrap();
-    let prompt = "Ünïcödé 🦀 translated, both ways";
+/// Runs an official-SDK client (`tests/clients/<script>`) against the gateway at `base` with the
+/// demo key; returns its output (which must hold no error), and the path and JSON body the
+/// provider received.
+fn sdk_call(
+    gw: &Gateway,
+    script: &str,
+    base: &str,
+    model: &str,
+    prompt: &str,
+) -> (Value, String, Value) {
     let out = sluice_harness::python::run_client(
-        "openai_chat.py",
+        script,
         &[
-            &gw.url("/v1"),
-            "claude-sonnet-4-5",
+            &gw.url(base),
+            model,
             prompt,
             "--api-key",
             sluice_harness::DEMO_KEY,
@@ -213,10 +218,19 @@ fn openai_sdk_talks_to_an_anthropic_target_plain_and_streaming() {
     )
     .unwrap();
     assert!(out.get("error").is_none(), "{out}");
-    // What reached the provider was an Anthropic Messages request.
     let last = gw.mock.last_request().unwrap();
-    assert_eq!(last["path"], "/v1/messages");
     let sent: Value = serde_json::from_str(last["body"].as_str().unwrap()).unwrap();
+    (out, last["path"].as_str().unwrap().to_owned(), sent)
+}
+
+/// The shipped chain: claude-* goes to the mock's Anthropic endpoint through translation.
+#[test]
+fn openai_sdk_talks_to_an_anthropic_target_plain_and_streaming() {
+    let gw = Gateway::start().unwrap();
+    let prompt = "Ünïcödé 🦀 translated, both ways";
+    let (out, path, sent) = sdk_call(&gw, "openai_chat.py", "/v1", "claude-sonnet-4-5", prompt);
+    // What reached the provider was an Anthropic Messages request.
+    assert_eq!(path, "/v1/messages");
     assert_eq!(sent["max_tokens"], 4096);
     assert_eq!(sent["messages"][0]["content"][0]["text"], prompt);
     // The SDK got OpenAI objects back.
@@ -291,21 +305,8 @@ fn a_translated_stream_split_at_odd_bytes_arrives_whole_and_errors_keep_their_st
 fn anthropic_sdk_talks_to_an_openai_target_plain_and_streaming() {
     let gw = Gateway::start().unwrap();
     let prompt = "Ünïcödé 🦀 the other way";
-    let out = sluice_harness::python::run_client(
-        "anthropic_chat.py",
-        &[
-            &gw.url(""),
-            "gpt-4o-mini",
-            prompt,
-            "--api-key",
-            sluice_harness::DEMO_KEY,
-        ],
-    )
-    .unwrap();
-    assert!(out.get("error").is_none(), "{out}");
-    let last = gw.mock.last_request().unwrap();
-    assert_eq!(last["path"], "/v1/chat/completions");
-    let sent: Value = serde_json::from_str(last["body"].as_str().unwrap()).unwrap();
+    let (out, path, sent) = sdk_call(&gw, "anthropic_chat.py", "", "gpt-4o-mini", prompt);
+    assert_eq!(path, "/v1/chat/completions");
     assert_eq!(sent["messages"][0]["content"], prompt);
     assert_eq!(sent["stream_options"]["include_usage"], true);
     let plain = &out["plain"];

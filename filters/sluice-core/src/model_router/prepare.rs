@@ -151,14 +151,33 @@ mod tests {
 
     const CHAT: &[u8] = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
 
+    /// `prepare` for a body whose model is `m`, to a target of `kind` as `upstream`.
+    fn prep(
+        caller: Dialect,
+        path: &str,
+        body: &[u8],
+        kind: Kind,
+        upstream: &str,
+        default_max_tokens: u64,
+    ) -> Result<Prepared, ApiError> {
+        prepare(
+            caller,
+            path,
+            body,
+            Some("m"),
+            &target(kind),
+            upstream,
+            default_max_tokens,
+        )
+    }
+
     #[test]
     fn same_dialect_only_renames_and_moves() {
-        let p = prepare(
+        let p = prep(
             Dialect::OpenAi,
             "/v1/chat/completions",
             CHAT,
-            Some("m"),
-            &target(Kind::Openai),
+            Kind::Openai,
             "m",
             1,
         )
@@ -167,12 +186,11 @@ mod tests {
             (p.path.as_str(), p.body.is_none(), p.translation.is_none()),
             ("/v1/chat/completions", true, true)
         );
-        let p = prepare(
+        let p = prep(
             Dialect::OpenAi,
             "/v1/chat/completions",
             CHAT,
-            Some("m"),
-            &target(Kind::AzureOpenai),
+            Kind::AzureOpenai,
             "dep",
             1,
         )
@@ -188,12 +206,11 @@ mod tests {
 
     #[test]
     fn cross_dialect_translates_or_refuses() {
-        let p = prepare(
+        let p = prep(
             Dialect::OpenAi,
             "/v1/chat/completions",
             CHAT,
-            Some("m"),
-            &target(Kind::Anthropic),
+            Kind::Anthropic,
             "claude",
             100,
         )
@@ -204,12 +221,11 @@ mod tests {
             Some(Direction::OpenAiToAnthropic)
         );
         let msgs = br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
-        let p = prepare(
+        let p = prep(
             Dialect::Anthropic,
             "/v1/messages",
             msgs,
-            Some("m"),
-            &target(Kind::AzureOpenai),
+            Kind::AzureOpenai,
             "dep",
             1,
         )
@@ -218,12 +234,11 @@ mod tests {
             p.path,
             "/openai/deployments/dep/chat/completions?api-version=2024-10-21"
         );
-        let err = prepare(
+        let err = prep(
             Dialect::OpenAi,
             "/v1/embeddings",
             CHAT,
-            Some("m"),
-            &target(Kind::Anthropic),
+            Kind::Anthropic,
             "c",
             1,
         )
