@@ -309,7 +309,7 @@ impl HttpContext for InjectStream {
             }
         }
         let secrets = injector.secrets();
-        for (name, value) in http::response_headers() {
+        for (name, value) in http::response_headers().0 {
             if let Some(clean) = scrub_str(&value, &secrets) {
                 http::set_response_header(&name, Some(&clean));
             }

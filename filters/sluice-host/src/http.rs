@@ -58,6 +58,13 @@ impl Headers {
     pub fn contains(&self, name: &str) -> bool {
         self.0.iter().any(|(k, _)| k == name)
     }
+
+    /// An answer's `:status` (0 if absent or not a number).
+    pub fn status(&self) -> u16 {
+        self.get(":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
 }
 
 pub fn response_header(name: &str) -> Option<String> {
@@ -75,11 +82,14 @@ pub fn set_response_header(name: &str, value: Option<&str>) {
     set_header(MapType::HttpResponseHeaders, name, value);
 }
 
-pub fn response_headers() -> Vec<(String, String)> {
-    hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_else(|s| {
-        warn("get response headers", s);
-        Vec::new()
-    })
+/// All of the answer's headers in one host call (cheaper than two single reads).
+pub fn response_headers() -> Headers {
+    Headers(
+        hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_else(|s| {
+            warn("get response headers", s);
+            Vec::new()
+        }),
+    )
 }
 
 fn buffer(kind: BufferType, len: usize) -> Option<Vec<u8>> {

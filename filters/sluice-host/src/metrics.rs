@@ -12,21 +12,27 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use foldhash::fast::FixedState;
+
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
+/// Looked up on every request: foldhash, not std's SipHash (no untrusted flood to resist here,
+/// the series count is capped).
+type Map<K, V> = HashMap<K, V, FixedState>;
+
 pub struct Metrics {
-    ids: RefCell<HashMap<String, u32>>,
+    ids: RefCell<Map<String, u32>>,
     max_series: usize,
     /// Counter increments not yet sent, by metric id (`None`: sent at once).
-    pending: Option<RefCell<HashMap<u32, u64>>>,
+    pending: Option<RefCell<Map<u32, u64>>>,
 }
 
 impl Metrics {
     /// Counters sent to Envoy at each increment.
     pub fn new(max_series: usize) -> Self {
         Metrics {
-            ids: RefCell::new(HashMap::new()),
+            ids: RefCell::new(Map::default()),
             max_series,
             pending: None,
         }
@@ -35,7 +41,7 @@ impl Metrics {
     /// Counters added up in the VM until [`Metrics::flush`] (call it on every tick).
     pub fn batched(max_series: usize) -> Self {
         Metrics {
-            pending: Some(RefCell::new(HashMap::new())),
+            pending: Some(RefCell::new(Map::default())),
             ..Metrics::new(max_series)
         }
     }

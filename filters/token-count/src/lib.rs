@@ -355,19 +355,20 @@ impl HttpContext for TokenCountStream {
                 http::set_response_header(k, Some(&v));
             }
         }
-        let status = http::response_status();
+        let headers = http::response_headers();
+        let status = headers.status();
         self.status = status;
         if !(200..300).contains(&status) || end_of_stream {
             return Action::Continue; // an error answer has no usage to read
         }
-        let content_type = http::response_header("content-type").unwrap_or_default();
+        let content_type = headers.get("content-type").unwrap_or_default();
         if content_type.starts_with("text/event-stream") {
             self.answer = Answer::Stream(Box::new(StreamUsage::new(self.dialect)));
             Action::Continue
         } else if content_type.starts_with("application/json") {
-            // Hold the headers until the body's usage gives the completion count.
+            // Hold the headers until the body's usage gives the completion count. The body
+            // passes unchanged, so its content-length stays true.
             self.answer = Answer::Json;
-            http::set_response_header("content-length", None);
             Action::Pause
         } else {
             Action::Continue

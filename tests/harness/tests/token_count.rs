@@ -103,6 +103,12 @@ fn filter_state_reaches_the_access_log_and_metrics_reach_prometheus() {
     let resp = post(&gw, "/v1/chat/completions", &body, &[]);
     assert_eq!(resp.status, 200);
     let usage = &resp.json().unwrap()["usage"];
+    // Held for its usage, the JSON answer still goes out as it came: framed by its length.
+    assert_eq!(
+        resp.header("content-length"),
+        Some(resp.body.len().to_string().as_str())
+    );
+    assert!(resp.header("x-sluice-completion-tokens").is_some());
     let line = access_line(&gw, 1);
     assert_eq!(line["consumer"], "demo");
     assert_eq!(line["tenant"], "demo");
