@@ -3,6 +3,7 @@ ship inside the `tiktoken-rs` crate source, each named by the SHA-1 of the URL t
 from (tiktoken still checks their SHA-256). Import this before `tiktoken`.
 """
 
+import atexit
 import glob
 import hashlib
 import os
@@ -20,13 +21,15 @@ def _fill_cache() -> str:
     if not assets:
         raise SystemExit("tiktoken-rs crate source not found: run `cargo fetch` first")
     cache = tempfile.mkdtemp(prefix="tiktoken-cache-")
+    atexit.register(shutil.rmtree, cache, ignore_errors=True)  # ~5 MB a run otherwise left behind
     for name, url in URLS.items():
         key = hashlib.sha1(url.encode()).hexdigest()
         shutil.copy(os.path.join(assets[-1], f"{name}.tiktoken"), os.path.join(cache, key))
     return cache
 
 
-os.environ.setdefault("TIKTOKEN_CACHE_DIR", _fill_cache())
+if "TIKTOKEN_CACHE_DIR" not in os.environ:
+    os.environ["TIKTOKEN_CACHE_DIR"] = _fill_cache()
 
 import tiktoken  # noqa: E402
 
