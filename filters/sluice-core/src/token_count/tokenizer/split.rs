@@ -83,17 +83,22 @@ impl Split {
     }
 }
 
-/// The most common piece, found without the general scanners: an optional space and ASCII
-/// lower-case letters, ended by the text's end or by an ASCII character that neither continues
-/// a word nor starts a contraction. Both encodings' word alternatives give exactly this piece
-/// then (the space leads the word, nothing before them matches at a space or a letter).
+/// The most common piece, found without the general scanners: an optional space, an optional
+/// ASCII capital and ASCII lower-case letters, ended by the text's end or by an ASCII character
+/// that neither continues a word nor starts a contraction. Both encodings' word alternatives
+/// give exactly this piece then (the space leads the word; o200k's capitals-then-lower-case
+/// and cl100k's letters both take `The` whole; nothing before them matches at a space or a
+/// letter).
 #[inline]
 fn lowercase_word(bytes: &[u8], start: usize) -> Option<usize> {
-    let s = if bytes.get(start) == Some(&b' ') {
+    let mut s = if bytes.get(start) == Some(&b' ') {
         start + 1
     } else {
         start
     };
+    if bytes.get(s)?.is_ascii_uppercase() {
+        s += 1;
+    }
     if !bytes.get(s)?.is_ascii_lowercase() {
         return None;
     }

@@ -40,6 +40,8 @@ pub struct Table {
     short_keys: Vec<u64>,
     short_ranks: Vec<u32>,
     short_mask: usize,
+    /// `64 - log2(short_keys.len())`: a key's hash, shifted by it, is where its search starts.
+    short_shift: u32,
     slots: Vec<u32>,
     entries: Vec<u8>,
     mask: usize,
@@ -63,6 +65,7 @@ impl Table {
             short_keys: vec![0; short],
             short_ranks: vec![u32::MAX; short],
             short_mask: short - 1,
+            short_shift: 64 - short.trailing_zeros(),
             slots: vec![EMPTY; long],
             entries: Vec::with_capacity(sizes.long_bytes + 4 * sizes.long),
             mask: long - 1,
@@ -116,7 +119,7 @@ impl Table {
             return Ok(());
         }
         if let Some(key) = short_key(bytes) {
-            let mut at = hash_of(bytes) as usize & self.short_mask;
+            let mut at = self.short_start(key);
             for _ in 0..=self.short_mask {
                 match self.short_keys.get_mut(at) {
                     Some(slot) if *slot == 0 => {
@@ -163,7 +166,7 @@ impl Table {
             return (rank != u32::MAX).then_some(rank);
         }
         if let Some(key) = short_key(bytes) {
-            return self.short_rank(key, hash_of(bytes));
+            return self.short_rank(key);
         }
         if bytes.len() > self.longest {
             return None;
@@ -189,8 +192,8 @@ impl Table {
     }
 
     #[inline]
-    fn short_rank(&self, key: u64, hash: u64) -> Option<u32> {
-        let mut at = hash as usize & self.short_mask;
+    fn short_rank(&self, key: u64) -> Option<u32> {
+        let mut at = self.short_start(key);
         for _ in 0..=self.short_mask {
             match self.short_keys.get(at).copied() {
                 Some(k) if k == key => return self.short_ranks.get(at).copied(),
@@ -199,6 +202,14 @@ impl Table {
             }
         }
         None
+    }
+
+    /// Where a short key's search starts. The packed key is its own hash input: multiplied by
+    /// 2^64/φ, whose top bits depend on every byte (Fibonacci hashing), far cheaper than
+    /// hashing the bytes again.
+    #[inline]
+    fn short_start(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.short_shift) as usize
     }
 
     /// The rank stored at entry `offset` if its bytes are `bytes`.
