@@ -61,8 +61,7 @@ impl Tokenizer {
     /// `encode_ordinary`).
     pub fn count(&self, text: &str) -> u64 {
         let mut n = 0u64;
-        for piece in self.split.pieces(text) {
-            let bytes = piece.as_bytes();
+        for bytes in self.split.pieces(text) {
             n += if bytes.len() == 1 || self.table.rank(bytes).is_some() {
                 1
             } else {
@@ -77,8 +76,7 @@ impl Tokenizer {
     #[cfg(test)]
     pub fn encode(&self, text: &str) -> Vec<u32> {
         let mut out = Vec::new();
-        for piece in self.split.pieces(text) {
-            let bytes = piece.as_bytes();
+        for bytes in self.split.pieces(text) {
             if let Some(rank) = self.table.rank(bytes) {
                 out.push(rank);
                 continue;

@@ -58,6 +58,7 @@ fn run_of(text: &str, i: usize, set: &[u8]) -> usize {
 
 impl Split {
     /// Where the piece that starts at `start` ends (always after `start` while text is left).
+    #[inline]
     pub fn piece_end(self, text: &str, start: usize) -> usize {
         if let Some(end) = lowercase_word(text.as_bytes(), start) {
             return end;
@@ -110,7 +111,8 @@ fn lowercase_word(bytes: &[u8], start: usize) -> Option<usize> {
     }
 }
 
-/// Iterator over the pieces of a text.
+/// Iterator over the pieces of a text, as bytes (each a whole number of characters: the
+/// scanners end pieces on character boundaries, so no check is spent on it).
 pub struct Pieces<'a> {
     split: Split,
     text: &'a str,
@@ -118,15 +120,15 @@ pub struct Pieces<'a> {
 }
 
 impl<'a> Iterator for Pieces<'a> {
-    type Item = &'a str;
+    type Item = &'a [u8];
 
     #[inline]
-    fn next(&mut self) -> Option<&'a str> {
+    fn next(&mut self) -> Option<&'a [u8]> {
         if self.at >= self.text.len() {
             return None;
         }
         let end = self.split.piece_end(self.text, self.at);
-        let piece = self.text.get(self.at..end);
+        let piece = self.text.as_bytes().get(self.at..end);
         self.at = end;
         piece
     }
