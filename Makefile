@@ -4,6 +4,8 @@ SHELL := /bin/bash
 
 FILTERS      := token-count prompt-template moderation key-injection model-router
 FILTER_PKGS  := $(addprefix -p ,$(FILTERS))
+# Not a product filter: the floor rows of `make bench` (tests/floor-filter).
+BENCH_PKGS   := -p floor-filter
 WASM_TARGET  := wasm32-wasip1
 WASM_DIR     := target/$(WASM_TARGET)/release
 VENV         := .venv
@@ -40,7 +42,7 @@ $(WBG_RUNNER).$(WASM_BINDGEN_VERSION):
 
 # ---- build ----
 wasm: .rust-targets
-	cargo build --release --target $(WASM_TARGET) $(FILTER_PKGS)
+	cargo build --release --target $(WASM_TARGET) $(FILTER_PKGS) $(BENCH_PKGS)
 
 build: wasm
 	cargo build -p mock-provider -p sluice-harness --bins
@@ -52,7 +54,7 @@ test: setup lint unit-test wasm-unit-test build integration-test
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy --target $(WASM_TARGET) $(FILTER_PKGS) -p sluice-core -p sluice-host -- -D warnings
+	cargo clippy --target $(WASM_TARGET) $(FILTER_PKGS) $(BENCH_PKGS) -p sluice-core -p sluice-host -- -D warnings
 
 unit-test:
 	cargo test --workspace --exclude sluice-harness

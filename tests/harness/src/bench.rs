@@ -1,7 +1,9 @@
 //! `make bench`: bare Envoy against Envoy with Sluice filters, in the same run, on 127.0.0.1.
 //!
-//! The Envoys (`--concurrency 2`) front the same mock provider: bare, one pass-through Wasm
-//! entry (the floor any filter starts from), each filter alone, and the whole chain. `wrk`
+//! The Envoys (`--concurrency 2`) front the same mock provider: bare; the floors any filter
+//! starts from (`tests/floor-filter`: one Wasm entry that does nothing, one that also reads the
+//! request body, one that also holds the answer until its body is read); each filter alone; and
+//! the whole chain. `wrk`
 //! drives each in turn with chat requests carrying the demo key at 16 connections, for a
 //! bounded time, in interleaved rounds (bare, floor, …, bare, …) so drift on the machine hits
 //! all alike. The report gives throughput and p50/p99 latency as ratios to bare Envoy, each
@@ -9,7 +11,8 @@
 //! measurement, not a test: nothing here passes or fails on a number.
 //!
 //! Settings (environment): `SLUICE_BENCH_CONFIGS` (default
-//! `bare,floor,key-injection,token-count,router,chain`; also `router-anthropic`),
+//! `bare,floor,floor-body,floor-hold,key-injection,token-count,router,chain`; also
+//! `router-anthropic`),
 //! `SLUICE_BENCH_SECONDS` per run (default 10), `SLUICE_BENCH_ROUNDS`
 //! (default 2), `SLUICE_BENCH_CONNECTIONS` (default 16), `SLUICE_BENCH_OUT` (default
 //! `bench/out/report.md`).
@@ -30,25 +33,47 @@ struct Scenario {
     filters: Option<&'static [&'static str]>,
     /// The model the requests name (a `claude-*` model makes model-router translate).
     model: &'static str,
+    /// A floor row: the one entry kept runs `tests/floor-filter` in this mode instead.
+    floor: Option<&'static str>,
 }
 
 const OPENAI_MODEL: &str = "gpt-4o-mini";
 
-const SCENARIOS: [Scenario; 7] = [
+/// The shipped chain's entry whose place a floor row takes (any one entry would do).
+const FLOOR_ENTRY: &str = "sluice.moderation";
+
+const SCENARIOS: [Scenario; 9] = [
     Scenario {
         key: "bare",
         name: "bare Envoy",
         filters: None,
         model: OPENAI_MODEL,
+        floor: None,
     },
-    // The floor: one Wasm filter entry that does nothing on traffic (moderation is config-only
-    // today; a no-op plugin still gets every stream callback from Envoy). Replace it with
-    // another pass-through entry once moderation acts on traffic.
+    // The floors (tests/floor-filter): one Wasm entry that does nothing on traffic, though
+    // Envoy still calls it for every stream event; then one that also waits for the request
+    // body and copies it in (every body-reading filter's first step); then one that also holds
+    // the answer until its body is whole (what a filter pays to set headers from the body).
     Scenario {
         key: "floor",
         name: "one pass-through Wasm entry (the floor)",
-        filters: Some(&["sluice.moderation"]),
+        filters: Some(&[FLOOR_ENTRY]),
         model: OPENAI_MODEL,
+        floor: Some("pass"),
+    },
+    Scenario {
+        key: "floor-body",
+        name: "floor + request body read",
+        filters: Some(&[FLOOR_ENTRY]),
+        model: OPENAI_MODEL,
+        floor: Some("read-body"),
+    },
+    Scenario {
+        key: "floor-hold",
+        name: "floor + body read + answer held",
+        filters: Some(&[FLOOR_ENTRY]),
+        model: OPENAI_MODEL,
+        floor: Some("hold-answer"),
     },
     Scenario {
         key: "key-injection",
@@ -58,32 +83,46 @@ const SCENARIOS: [Scenario; 7] = [
             "sluice.key_injection.inject",
         ]),
         model: OPENAI_MODEL,
+        floor: None,
     },
     Scenario {
         key: "token-count",
         name: "token-count alone",
         filters: Some(&["sluice.token_count"]),
         model: OPENAI_MODEL,
+        floor: None,
     },
     Scenario {
         key: "router",
         name: "model-router alone (routing only)",
         filters: Some(&["sluice.model_router"]),
         model: OPENAI_MODEL,
+        floor: None,
     },
     Scenario {
         key: "router-anthropic",
         name: "model-router alone (OpenAI → Anthropic translation)",
         filters: Some(&["sluice.model_router"]),
         model: "claude-sonnet-4-5",
+        floor: None,
     },
     Scenario {
         key: "chain",
         name: "whole Sluice chain",
         filters: Some(&[]),
         model: OPENAI_MODEL,
+        floor: None,
     },
 ];
+
+/// Starts the Envoy of the scenario named `key` (e.g. `floor-body`) in front of the mock.
+pub fn start_scenario(key: &str, mock_port: u16) -> Result<Envoy, String> {
+    let scenario = SCENARIOS
+        .iter()
+        .find(|s| s.key == key)
+        .ok_or_else(|| format!("no bench scenario {key}"))?;
+    start(scenario, mock_port)
+}
 
 fn start(scenario: &Scenario, mock_port: u16) -> Result<Envoy, String> {
     match scenario.filters {
@@ -94,13 +133,31 @@ fn start(scenario: &Scenario, mock_port: u16) -> Result<Envoy, String> {
                 &template_vars(port, admin, mock_port),
                 &BTreeMap::new(),
             )?;
-            Ok(if keep.is_empty() {
+            let config = if keep.is_empty() {
                 config
             } else {
                 only_filters(&config, keep)
+            };
+            Ok(match scenario.floor {
+                Some(mode) => floor_entry(&config, mode)?,
+                None => config,
             })
         }),
     }
+}
+
+/// The config with its moderation entry running `tests/floor-filter` in `mode` instead.
+fn floor_entry(config: &str, mode: &str) -> Result<String, String> {
+    let (code, value) = ("/moderation.wasm\"", "value: '{\"deny\":[]}'");
+    if !config.contains(code) || !config.contains(value) {
+        return Err(
+            "envoy/sluice.yaml's moderation entry changed: update bench::floor_entry".into(),
+        );
+    }
+    Ok(config
+        .replace(code, "/floor_filter.wasm\"")
+        .replace("vm_id: moderation", "vm_id: floor")
+        .replace(value, &format!("value: '{mode}'")))
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -382,8 +439,9 @@ pub fn run() -> Result<(), String> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| paths::repo().join("bench/out/report.md"));
 
-    let wanted = std::env::var("SLUICE_BENCH_CONFIGS")
-        .unwrap_or_else(|_| "bare,floor,key-injection,token-count,router,chain".to_owned());
+    let wanted = std::env::var("SLUICE_BENCH_CONFIGS").unwrap_or_else(|_| {
+        "bare,floor,floor-body,floor-hold,key-injection,token-count,router,chain".to_owned()
+    });
     let mock = MockProvider::start()?;
     let mut configs = Vec::new();
     let mut models = Vec::new();

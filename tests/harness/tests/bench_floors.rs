@@ -1,0 +1,47 @@
+//! The bench's floor rows measure a Wasm entry that does only what its mode says: here each one
+//! loads in Envoy and gives the caller exactly what bare Envoy gives, so a floor is never
+//! cheap because it dropped or cut something.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use sluice_harness::{bench, http, MockProvider, DEMO_AUTH};
+
+#[test]
+fn every_floor_answers_as_bare_envoy_does() {
+    let mock = MockProvider::start().unwrap();
+    let bare = bench::start_scenario("bare", mock.port).unwrap();
+    let body = bench::chat_body(32 * 1024);
+    let want = http::post(
+        &bare.url("/v1/chat/completions"),
+        body.as_bytes(),
+        &[DEMO_AUTH],
+    )
+    .unwrap();
+    assert_eq!(want.status, 200, "{}", want.text());
+    for (key, mode) in [
+        ("floor", "pass"),
+        ("floor-body", "read-body"),
+        ("floor-hold", "hold-answer"),
+    ] {
+        let envoy = bench::start_scenario(key, mock.port).unwrap();
+        let got = http::post(
+            &envoy.url("/v1/chat/completions"),
+            body.as_bytes(),
+            &[DEMO_AUTH],
+        )
+        .unwrap();
+        assert_eq!(got.status, 200, "{key}: {}", got.text());
+        assert_eq!(got.text(), want.text(), "{key}");
+        assert_eq!(
+            got.header("content-length"),
+            want.header("content-length"),
+            "{key}"
+        );
+        let log = envoy.log();
+        assert!(
+            log.contains(&format!("floor-filter: mode {mode}")),
+            "{key}: {log}"
+        );
+        assert!(!log.contains("][error][wasm]"), "{key}: {log}");
+    }
+}
