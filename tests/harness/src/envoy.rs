@@ -213,6 +213,28 @@ impl Envoy {
         Ok(crate::http::get(&self.admin_url("/stats/prometheus"))?.text())
     }
 
+    /// The value of the first Prometheus line starting with `prefix` (name and labels).
+    pub fn metric(&self, prefix: &str) -> Option<f64> {
+        self.prometheus()
+            .ok()?
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    /// A metric once it reaches `want` (filters send counters on their 1 s tick, histograms
+    /// reach Prometheus on Envoy's 5 s stats flush), or what it was after 15 s.
+    pub fn metric_reaching(&self, prefix: &str, want: f64) -> Option<f64> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let value = self.metric(prefix);
+            if value.is_some_and(|v| v >= want) || Instant::now() > deadline {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Resident memory of the Envoy process, in KiB.
     pub fn rss_kib(&self) -> Option<u64> {
         rss_kib(self.child.id())

@@ -415,16 +415,11 @@ fn fallback_on_429_and_503_answers_from_the_next_target_in_the_callers_dialect()
         })
         .collect();
     assert_eq!(streamed, "route me");
-    let stats = gw.envoy.prometheus().unwrap();
-    let answered = stats
-        .lines()
-        .find(|l| {
-            l.starts_with(
-                r#"sluice_model_router_fallback_total{cluster="mock_b",result="answered"}"#,
-            )
-        })
-        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
-    assert_eq!(answered, Some(3), "{stats}");
+    let answered = gw.envoy.metric_reaching(
+        r#"sluice_model_router_fallback_total{cluster="mock_b",result="answered"}"#,
+        3.0,
+    );
+    assert_eq!(answered, Some(3.0), "{}", gw.envoy.prometheus().unwrap());
 }
 
 #[test]

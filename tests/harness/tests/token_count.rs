@@ -35,28 +35,6 @@ fn access_line(gw: &Gateway, n: usize) -> Value {
     }
 }
 
-fn metric(gw: &Gateway, prefix: &str) -> Option<f64> {
-    gw.envoy
-        .prometheus()
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
-/// A metric once it reaches `want` (counters reach Envoy on the filter's 1 s tick, histograms
-/// on Envoy's 5 s stats flush), or what it was at the deadline.
-fn metric_reaching(gw: &Gateway, prefix: &str, want: f64) -> Option<f64> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let value = metric(gw, prefix);
-        if value.is_some_and(|v| v >= want) || Instant::now() > deadline {
-            return value;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn prompt_counts_equal_python_tiktoken_through_the_openai_sdk() {
     let gw = Gateway::start().unwrap();
@@ -125,30 +103,24 @@ fn filter_state_reaches_the_access_log_and_metrics_reach_prometheus() {
 
     let labels = r#"{token_type="input",model="gpt-4_1",consumer="demo"}"#;
     let prompt = usage["prompt_tokens"].as_f64().unwrap();
-    let input = metric_reaching(
-        &gw,
-        &format!("sluice_token_count_tokens_total{labels}"),
-        prompt,
-    );
+    let input = gw
+        .envoy
+        .metric_reaching(&format!("sluice_token_count_tokens_total{labels}"), prompt);
     assert_eq!(input, Some(prompt));
     let completion = usage["completion_tokens"].as_f64().unwrap();
-    let output = metric_reaching(
-        &gw,
+    let output = gw.envoy.metric_reaching(
         r#"sluice_token_count_tokens_total{token_type="output",model="gpt-4_1",consumer="demo"}"#,
         completion,
     );
     assert_eq!(output, Some(completion));
     assert_eq!(
-        metric_reaching(
-            &gw,
+        gw.envoy.metric_reaching(
             r#"sluice_token_count_requests_total{model="gpt-4_1",consumer="demo"}"#,
             1.0
         ),
         Some(1.0)
     );
-    let count = metric_reaching(
-        &gw,
-        r#"gen_ai_client_token_usage_count{consumer="demo",gen_ai_token_type="input",gen_ai_request_model="gpt-4_1"}"#,
+    let count = gw.envoy.metric_reaching(r#"gen_ai_client_token_usage_count{consumer="demo",gen_ai_token_type="input",gen_ai_request_model="gpt-4_1"}"#,
         1.0,
     );
     assert_eq!(count, Some(1.0));
