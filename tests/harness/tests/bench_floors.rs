@@ -4,19 +4,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-use sluice_harness::{bench, http, MockProvider, DEMO_AUTH};
+use sluice_harness::{bench, http, Envoy, MockProvider, DEMO_AUTH};
 
 #[test]
 fn every_floor_answers_as_bare_envoy_does() {
     let mock = MockProvider::start().unwrap();
     let bare = bench::start_scenario("bare", mock.port).unwrap();
     let body = bench::chat_body(32 * 1024);
-    let want = http::post(
-        &bare.url("/v1/chat/completions"),
-        body.as_bytes(),
-        &[DEMO_AUTH],
-    )
-    .unwrap();
+    let chat = |envoy: &Envoy| {
+        http::post(
+            &envoy.url("/v1/chat/completions"),
+            body.as_bytes(),
+            &[DEMO_AUTH],
+        )
+        .unwrap()
+    };
+    let want = chat(&bare);
     assert_eq!(want.status, 200, "{}", want.text());
     for (key, mode) in [
         ("floor", "pass"),
@@ -24,12 +27,7 @@ fn every_floor_answers_as_bare_envoy_does() {
         ("floor-hold", "hold-answer"),
     ] {
         let envoy = bench::start_scenario(key, mock.port).unwrap();
-        let got = http::post(
-            &envoy.url("/v1/chat/completions"),
-            body.as_bytes(),
-            &[DEMO_AUTH],
-        )
-        .unwrap();
+        let got = chat(&envoy);
         assert_eq!(got.status, 200, "{key}: {}", got.text());
         assert_eq!(got.text(), want.text(), "{key}");
         assert_eq!(
