@@ -6,19 +6,23 @@
 //! - `read-body`: the request is paused until its body is whole, which is then copied into the
 //!   VM (what a filter pays to look at the body before it leaves);
 //! - `hold-answer`: `read-body`, and the answer is held until its body is whole and copied in
-//!   (what a filter pays to change the answer's headers after reading its body).
+//!   (what a filter pays to change the answer's headers after reading its body);
+//! - `ten-calls`: `hold-answer`, and ten more host calls per request (one header read each):
+//!   what a filter pays per host call, the unit its other work (headers set, filter state
+//!   written, metrics) is counted in.
 //!
 //! Used by `make bench` only (`sluice_harness::bench`); nothing is counted, parsed or changed.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Pass,
     ReadBody,
     HoldAnswer,
+    TenCalls,
 }
 
 impl Mode {
@@ -27,6 +31,7 @@ impl Mode {
             Mode::Pass => "pass",
             Mode::ReadBody => "read-body",
             Mode::HoldAnswer => "hold-answer",
+            Mode::TenCalls => "ten-calls",
         }
     }
 
@@ -35,6 +40,7 @@ impl Mode {
             "" | "pass" => Some(Mode::Pass),
             "read-body" => Some(Mode::ReadBody),
             "hold-answer" => Some(Mode::HoldAnswer),
+            "ten-calls" => Some(Mode::TenCalls),
             _ => None,
         }
     }
@@ -59,7 +65,7 @@ impl RootContext for Root {
                 true
             }
             None => {
-                log::error!("floor-filter: mode must be pass, read-body or hold-answer");
+                log::error!("floor-filter: mode must be pass, read-body, hold-answer or ten-calls");
                 false
             }
         }
@@ -78,6 +84,12 @@ struct Stream {
     mode: Mode,
 }
 
+impl Stream {
+    fn holds_answer(&self) -> bool {
+        matches!(self.mode, Mode::HoldAnswer | Mode::TenCalls)
+    }
+}
+
 impl Context for Stream {}
 
 /// Pauses until the body is whole, then copies it into the VM.
@@ -91,6 +103,11 @@ fn whole_body(kind: BufferType, size: usize, end_of_stream: bool) -> Action {
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        if self.mode == Mode::TenCalls {
+            for _ in 0..10 {
+                let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path");
+            }
+        }
         if self.mode == Mode::Pass || end_of_stream {
             Action::Continue
         } else {
@@ -106,7 +123,7 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        if self.mode == Mode::HoldAnswer && !end_of_stream {
+        if self.holds_answer() && !end_of_stream {
             Action::Pause
         } else {
             Action::Continue
@@ -114,7 +131,7 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
-        if self.mode != Mode::HoldAnswer {
+        if !self.holds_answer() {
             return Action::Continue;
         }
         whole_body(BufferType::HttpResponseBody, size, end_of_stream)

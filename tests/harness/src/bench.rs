@@ -2,7 +2,8 @@
 //!
 //! The Envoys (`--concurrency 2`) front the same mock provider: bare; the floors any filter
 //! starts from (`tests/floor-filter`: one Wasm entry that does nothing, one that also reads the
-//! request body, one that also holds the answer until its body is read); each filter alone; and
+//! request body, one that also holds the answer until its body is read, one that also makes ten
+//! host calls); each filter alone; and
 //! the whole chain. `wrk`
 //! drives each in turn with chat requests carrying the demo key at 16 connections, for a
 //! bounded time, in interleaved rounds (bare, floor, …, bare, …) so drift on the machine hits
@@ -11,7 +12,7 @@
 //! measurement, not a test: nothing here passes or fails on a number.
 //!
 //! Settings (environment): `SLUICE_BENCH_CONFIGS` (default
-//! `bare,floor,floor-body,floor-hold,key-injection,token-count,router,chain`; also
+//! `bare,floor,floor-body,floor-hold,floor-calls,key-injection,token-count,router,chain`; also
 //! `router-anthropic`),
 //! `SLUICE_BENCH_SECONDS` per run (default 10), `SLUICE_BENCH_ROUNDS`
 //! (default 2), `SLUICE_BENCH_CONNECTIONS` (default 16), `SLUICE_BENCH_OUT` (default
@@ -42,7 +43,7 @@ const OPENAI_MODEL: &str = "gpt-4o-mini";
 /// The shipped chain's entry whose place a floor row takes (any one entry would do).
 const FLOOR_ENTRY: &str = "sluice.moderation";
 
-const SCENARIOS: [Scenario; 9] = [
+const SCENARIOS: [Scenario; 10] = [
     Scenario {
         key: "bare",
         name: "bare Envoy",
@@ -74,6 +75,14 @@ const SCENARIOS: [Scenario; 9] = [
         filters: Some(&[FLOOR_ENTRY]),
         model: OPENAI_MODEL,
         floor: Some("hold-answer"),
+    },
+    // The unit the filters' other work costs: ten host calls more than floor-hold.
+    Scenario {
+        key: "floor-calls",
+        name: "floor + body read + answer held + 10 host calls",
+        filters: Some(&[FLOOR_ENTRY]),
+        model: OPENAI_MODEL,
+        floor: Some("ten-calls"),
     },
     Scenario {
         key: "key-injection",

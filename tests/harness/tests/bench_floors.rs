@@ -25,6 +25,7 @@ fn every_floor_answers_as_bare_envoy_does() {
         ("floor", "pass"),
         ("floor-body", "read-body"),
         ("floor-hold", "hold-answer"),
+        ("floor-calls", "ten-calls"),
     ] {
         let envoy = bench::start_scenario(key, mock.port).unwrap();
         let got = chat(&envoy);
