@@ -449,7 +449,8 @@ pub fn run() -> Result<(), String> {
         .unwrap_or_else(|_| paths::repo().join("bench/out/report.md"));
 
     let wanted = std::env::var("SLUICE_BENCH_CONFIGS").unwrap_or_else(|_| {
-        "bare,floor,floor-body,floor-hold,key-injection,token-count,router,chain".to_owned()
+        "bare,floor,floor-body,floor-hold,floor-calls,key-injection,token-count,router,chain"
+            .to_owned()
     });
     let mock = MockProvider::start()?;
     let mut configs = Vec::new();
