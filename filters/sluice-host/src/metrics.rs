@@ -17,8 +17,9 @@ use foldhash::fast::FixedState;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-/// Looked up on every request: foldhash, not std's SipHash (no untrusted flood to resist here,
-/// the series count is capped).
+/// Looked up on every request: foldhash, not std's SipHash. Label values callers choose (a
+/// model name) could be made to collide, but at most `max_series` names are ever kept, which
+/// bounds the worst lookup.
 type Map<K, V> = HashMap<K, V, FixedState>;
 
 pub struct Metrics {

@@ -3,11 +3,9 @@
 //! The Envoys (`--concurrency 2`) front the same mock provider: bare; the floors any filter
 //! starts from (`tests/floor-filter`: one Wasm entry that does nothing, one that also reads the
 //! request body, one that also holds the answer until its body is read, one that also makes ten
-//! host calls); each filter alone; and
-//! the whole chain. `wrk`
-//! drives each in turn with chat requests carrying the demo key at 16 connections, for a
-//! bounded time, in interleaved rounds (bare, floor, …, bare, …) so drift on the machine hits
-//! all alike. The report gives throughput and p50/p99 latency as ratios to bare Envoy, each
+//! host calls); each filter alone; and the whole chain. `wrk` drives each in turn with chat
+//! requests carrying the demo key at 16 connections, for a bounded time, in interleaved rounds
+//! (bare, floor, …, bare, …) so drift on the machine hits all alike. The report gives throughput and p50/p99 latency as ratios to bare Envoy, each
 //! Envoy's RSS idle and after load, and counting speed against native tiktoken-rs. It is a
 //! measurement, not a test: nothing here passes or fails on a number.
 //!
