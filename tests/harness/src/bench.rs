@@ -486,7 +486,10 @@ pub fn run() -> Result<(), String> {
         "# Sluice benchmark\n\nChat requests (`POST /v1/chat/completions`, demo key, one user message of \
          the given size), `wrk -t2 -c{connections}`, {rounds} interleaved round(s) of {seconds} s per \
          config, all on 127.0.0.1; Envoy `--concurrency 2`; the mock provider answers `ok` and counts \
-         usage by words so that it stays cheap. Ratios are to bare Envoy in the same run.\n\n\
+         usage by words so that it stays cheap. Ratios are to bare Envoy in the same run. The floor \
+         rows run `tests/floor-filter`, which does only what its row says: read one against the \
+         next to see what Envoy charges for a Wasm entry, for reading the body, for holding the \
+         answer, and for ten host calls.\n\n\
          | config | ready after start | first request | RSS idle |\n|---|---|---|---|\n"
     );
     for (i, (name, envoy)) in configs.iter().enumerate() {
