@@ -70,7 +70,7 @@ impl sluice_host::Filter for ModelRouter {
             dialect: Dialect::OpenAi,
             path: String::new(),
             override_model: None,
-            headers: Vec::new(),
+            headers: http::Headers::default(),
             translation: None,
             answer: Answer::AsIs,
             retry: None,
@@ -102,7 +102,7 @@ struct RouteStream {
     path: String,
     override_model: Option<String>,
     /// Request headers, kept for a rule that is sticky by header.
-    headers: Vec<(String, String)>,
+    headers: http::Headers,
     /// Set when the request was translated to the target's dialect: the answer goes back.
     translation: Option<(Direction, RequestFacts)>,
     answer: Answer,
@@ -120,14 +120,6 @@ enum Answer {
     Stream(Box<dyn StreamTranslator>),
 }
 
-fn status_of(headers: &[(String, String)]) -> u16 {
-    headers
-        .iter()
-        .find(|(k, _)| k == ":status")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0)
-}
-
 impl RouteStream {
     fn refuse(&self, err: &ApiError) -> Action {
         reply::send_error(err, self.dialect);
@@ -137,11 +129,7 @@ impl RouteStream {
     fn sticky_value(&self, sticky: &Sticky) -> Option<String> {
         match sticky {
             Sticky::Consumer => state::get(StateKey::Consumer),
-            Sticky::Header(name) => self
-                .headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone()),
+            Sticky::Header(name) => self.headers.get(name).map(str::to_owned),
         }
     }
 
@@ -233,8 +221,7 @@ impl RouteStream {
 
     /// The answer of a fallback call-out goes to the caller, in its dialect.
     fn answer_with_call_response(&mut self, body_size: usize) {
-        let headers = hostcalls::get_map(proxy_wasm::types::MapType::HttpCallResponseHeaders)
-            .unwrap_or_default();
+        let headers = http::call_response_headers();
         let body = hostcalls::get_buffer(
             proxy_wasm::types::BufferType::HttpCallResponseBody,
             0,
@@ -243,15 +230,11 @@ impl RouteStream {
         .ok()
         .flatten()
         .unwrap_or_default();
-        let status = match status_of(&headers) {
+        let status = match headers.status() {
             0 => 502,
             s => s,
         };
-        let content_type = headers
-            .iter()
-            .find(|(k, _)| k == "content-type")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| "application/json".to_owned());
+        let content_type = headers.get("content-type").unwrap_or("application/json");
         let event_stream = content_type.starts_with("text/event-stream");
         let translation = self.retry.as_ref().and_then(|r| r.translation.clone());
         let body = match &translation {
@@ -283,10 +266,10 @@ impl RouteStream {
             &[("cluster", &answered), ("result", result)],
         );
         let mut out_headers: Vec<(&str, &str)> = vec![
-            ("content-type", content_type.as_str()),
+            ("content-type", content_type),
             (FALLBACK_HEADER, summary.as_str()),
         ];
-        for (k, v) in &headers {
+        for (k, v) in &headers.0 {
             if k == "retry-after" || k.starts_with("x-ratelimit-") {
                 out_headers.push((k.as_str(), v.as_str()));
             }
@@ -299,9 +282,7 @@ impl RouteStream {
 
 impl Context for RouteStream {
     fn on_http_call_response(&mut self, _token: u32, _: usize, body_size: usize, _: usize) {
-        let headers = hostcalls::get_map(proxy_wasm::types::MapType::HttpCallResponseHeaders)
-            .unwrap_or_default();
-        let status = status_of(&headers);
+        let status = http::call_response_headers().status();
         let failed = status == 0 || self.runtime.config.fallback_on.contains(&status);
         if failed && self.try_next_fallback() {
             return; // the next attempt is under way
@@ -326,7 +307,7 @@ impl HttpContext for RouteStream {
         self.dialect = Dialect::from_path(&path);
         self.path = path;
         self.override_model = headers.get(MODEL_HEADER).map(str::to_owned);
-        self.headers = headers.0;
+        self.headers = headers;
         self.routing = true;
         Action::Pause // the model is in the body
     }
@@ -378,9 +359,7 @@ impl HttpContext for RouteStream {
         if prepared.path != self.path {
             http::set_request_header(":path", Some(&prepared.path));
         }
-        if target.kind == Kind::Anthropic
-            && !self.headers.iter().any(|(k, _)| k == "anthropic-version")
-        {
+        if target.kind == Kind::Anthropic && !self.headers.contains("anthropic-version") {
             http::set_request_header("anthropic-version", Some("2023-06-01"));
         }
         self.translation = prepared.translation;

@@ -45,6 +45,7 @@ pub fn request_headers() -> Headers {
 }
 
 /// A snapshot of a header map; names are lower-case as Envoy stores them.
+#[derive(Default)]
 pub struct Headers(pub Vec<(String, String)>);
 
 impl Headers {
@@ -61,10 +62,23 @@ impl Headers {
 
     /// An answer's `:status` (0 if absent or not a number).
     pub fn status(&self) -> u16 {
-        self.get(":status")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
+        status_number(self.get(":status"))
     }
+}
+
+/// A `:status` value as a number (0 if absent or not one).
+fn status_number(value: Option<&str>) -> u16 {
+    value.and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// The headers of the answer to this VM's HTTP call-out, in one host call.
+pub fn call_response_headers() -> Headers {
+    Headers(
+        hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_else(|s| {
+            warn("get call-out response headers", s);
+            Vec::new()
+        }),
+    )
 }
 
 pub fn response_header(name: &str) -> Option<String> {
@@ -73,9 +87,7 @@ pub fn response_header(name: &str) -> Option<String> {
 
 /// The answer's status (0 if the host has none).
 pub fn response_status() -> u16 {
-    response_header(":status")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    status_number(response_header(":status").as_deref())
 }
 
 pub fn set_response_header(name: &str, value: Option<&str>) {
