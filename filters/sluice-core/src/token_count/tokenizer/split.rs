@@ -138,16 +138,10 @@ fn o200k(text: &str, p: usize, class: Class, c: char, len: usize) -> usize {
     if let Some(end) = o200k_word(text, p, class, len) {
         return contraction(text, end).unwrap_or(end);
     }
-    if class == Class::Number {
-        return digits(text, p);
-    }
-    if let Some(end) = symbols(text, p, c, len, b"\r\n/") {
-        return end;
-    }
-    if !class.is_space() {
-        return p + len;
-    }
-    let run_end = run(text, p, Class::is_space);
+    let run_end = match after_words(text, p, class, c, len, b"\r\n/") {
+        Ok(end) => return end,
+        Err(run_end) => run_end,
+    };
     // \s*[\r\n]+ : \s* gives back until a newline follows; the match ends after the last one.
     if let Some(nl) = last_newline(text, p, run_end) {
         return nl + 1;
@@ -156,12 +150,44 @@ fn o200k(text: &str, p: usize, class: Class, c: char, len: usize) -> usize {
     if run_end == text.len() {
         return run_end;
     }
+    // \s+ : ...unless that leaves nothing; then the one character.
+    all_but_last_char(text, p, run_end)
+}
+
+/// What both patterns try after their words, in the same order: `\p{N}{1,3}`; a symbol run
+/// (`[^\s\p{L}\p{N}]+`, a space before it, then any of the `tail` bytes); a lone character no
+/// alternative takes more of. `Err(run_end)` at whitespace: the run up to `run_end`, for each
+/// pattern to split by its own whitespace rules.
+#[inline]
+fn after_words(
+    text: &str,
+    p: usize,
+    class: Class,
+    c: char,
+    len: usize,
+    tail: &[u8],
+) -> Result<usize, usize> {
+    if class == Class::Number {
+        return Ok(digits(text, p));
+    }
+    if let Some(end) = symbols(text, p, c, len, tail) {
+        return Ok(end);
+    }
+    if !class.is_space() {
+        return Ok(p + len);
+    }
+    Err(run(text, p, Class::is_space))
+}
+
+/// The whitespace run `p..run_end` less its last character (`\s+(?!\S)`), or the whole run
+/// when that would leave nothing (then `\s` takes the one character).
+fn all_but_last_char(text: &str, p: usize, run_end: usize) -> usize {
     let last = last_char_start(text, p, run_end);
     if last > p {
-        return last;
+        last
+    } else {
+        run_end
     }
-    // \s+ : ...unless that leaves nothing; then the one character.
-    run_end
 }
 
 /// o200k's two word alternatives, each tried with a leading non-letter and then without
@@ -347,16 +373,10 @@ fn cl100k(text: &str, p: usize, class: Class, c: char, len: usize) -> usize {
     } else if class.is_letter() {
         return letters(text, p);
     }
-    if class == Class::Number {
-        return digits(text, p);
-    }
-    if let Some(end) = symbols(text, p, c, len, b"\r\n") {
-        return end;
-    }
-    if !class.is_space() {
-        return p + len;
-    }
-    let run_end = run(text, p, Class::is_space);
+    let run_end = match after_words(text, p, class, c, len, b"\r\n") {
+        Ok(end) => return end,
+        Err(run_end) => run_end,
+    };
     // \s++$
     if run_end == text.len() {
         return run_end;
@@ -366,10 +386,5 @@ fn cl100k(text: &str, p: usize, class: Class, c: char, len: usize) -> usize {
         return nl + 1;
     }
     // \s+(?!\S), else \s
-    let last = last_char_start(text, p, run_end);
-    if last > p {
-        last
-    } else {
-        run_end
-    }
+    all_but_last_char(text, p, run_end)
 }
