@@ -3,13 +3,14 @@
 //! tiktoken-rs inside a Wasm filter was slower than native, held each encoding as a hash map
 //! built per VM from base64 text (about 100 MB of Envoy RSS per encoding at two workers), and
 //! stalled the first request while building it. Here the token lists are deflated into the
-//! module at compile time (`build.rs`), an encoding's table is laid out only when a config uses
-//! it, at config load ([`table`]), the split patterns are hand-written scanners ([`split`]), and
-//! merging is [`bpe`]. The counts must stay exact: the tests compare them with Python
+//! module at compile time (`build.rs`) with the perfect hash that places them ([`place`]), an
+//! encoding's table is laid out only when a config uses it, at config load ([`table`]), the
+//! split patterns are hand-written scanners ([`split`]), and merging is [`bpe`]. The counts must stay exact: the tests compare them with Python
 //! tiktoken's (the corpus) and with tiktoken-rs's token ids and regex pieces on random text.
 
 mod bpe;
 mod classes;
+mod place;
 mod split;
 mod table;
 
@@ -32,12 +33,14 @@ pub struct Tokenizer {
 static O200K_TOKENS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.tokens.deflate"));
 static CL100K_TOKENS: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.tokens.deflate"));
+static O200K_PILOTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.pilots"));
+static CL100K_PILOTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.pilots"));
 
 impl Tokenizer {
     /// `o200k_base` (gpt-4o, gpt-4.1, o-series, gpt-5).
     pub fn o200k_base() -> Result<Tokenizer, String> {
         Ok(Tokenizer {
-            table: Table::build(O200K_TOKENS, &o200k::SIZES)?,
+            table: Table::build(O200K_TOKENS, O200K_PILOTS, &o200k::SIZES)?,
             split: Split::O200k,
         })
     }
@@ -45,7 +48,7 @@ impl Tokenizer {
     /// `cl100k_base` (gpt-4, gpt-3.5, embeddings).
     pub fn cl100k_base() -> Result<Tokenizer, String> {
         Ok(Tokenizer {
-            table: Table::build(CL100K_TOKENS, &cl100k::SIZES)?,
+            table: Table::build(CL100K_TOKENS, CL100K_PILOTS, &cl100k::SIZES)?,
             split: Split::Cl100k,
         })
     }

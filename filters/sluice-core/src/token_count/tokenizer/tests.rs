@@ -30,8 +30,12 @@ fn every_single_byte_is_a_token() {
         tokens: o200k::SIZES.tokens + 1,
         ..o200k::SIZES
     };
-    assert!(Table::build(O200K_TOKENS, &more).is_err());
-    assert!(Table::build(&O200K_TOKENS[..1000], &o200k::SIZES).is_err());
+    assert!(Table::build(O200K_TOKENS, O200K_PILOTS, &more).is_err());
+    assert!(Table::build(&O200K_TOKENS[..1000], O200K_PILOTS, &o200k::SIZES).is_err());
+    // Pilots that are not this list's put two tokens in one slot, or are too few.
+    let shuffled: Vec<u8> = O200K_PILOTS.iter().rev().copied().collect();
+    assert!(Table::build(O200K_TOKENS, shuffled.leak(), &o200k::SIZES).is_err());
+    assert!(Table::build(O200K_TOKENS, CL100K_PILOTS, &o200k::SIZES).is_err());
 }
 
 #[test]
