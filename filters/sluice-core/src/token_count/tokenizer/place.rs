@@ -64,7 +64,6 @@ pub fn bucket(hash: u64, buckets: u32) -> u32 {
 /// The slot of a key whose hash is `hash`, when its bucket's pilot is `pilot`.
 #[inline]
 pub fn slot(hash: u64, pilot: u16, slots: u32) -> u32 {
-    let x = (hash ^ (u64::from(pilot) + 1).wrapping_mul(0x517C_C1B7_2722_0A95))
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let x = (hash ^ u64::from(pilot)).wrapping_mul(0x517C_C1B7_2722_0A95);
     scale(x, slots)
 }
