@@ -3,8 +3,8 @@
 //! - `char_classes.rs`: the Unicode character classes the tiktoken split patterns use
 //!   (`\p{Lu}`, `\p{Ll}`, `\p{M}`, `\s`, …), taken from `regex-syntax` (the Unicode data the
 //!   `regex` engine under tiktoken uses) as a two-level table of one byte per code point.
-//! - `<encoding>.tokens.deflate`: each encoding's tokens in rank order, `[len: u8][bytes]`
-//!   each, deflated; `<encoding>.pilots`: the pilots of its perfect hash (`tokenizer/place.rs`),
+//! - `<encoding>.lengths.deflate`, `<encoding>.bytes.deflate`: each encoding's tokens in rank
+//!   order, their lengths (a byte each) and their bytes, deflated apart; `<encoding>.pilots`: the pilots of its perfect hash (`tokenizer/place.rs`),
 //!   one `u16` per bucket, little-endian, the short tokens' buckets then the long ones';
 //!   `<encoding>.rs`: its sizes (`tokenizer::table::Sizes`). The ranks come from the
 //!   `.tiktoken` files inside the `tiktoken-rs` crate. Why compressed and not a ready-made
@@ -81,7 +81,8 @@ fn write_classes(out: &Path) -> Result<(), Box<dyn Error>> {
             *c = NEWLINE;
         }
     }
-    // Two levels: blocks of 128 code points, identical blocks stored once.
+    // Two levels: blocks of 128 code points, identical blocks stored once (fewer than 256, so
+    // the index is a byte per block).
     let block = 1usize << BLOCK_BITS;
     let mut blocks: Vec<&[u8]> = Vec::new();
     let mut index = Vec::new();
@@ -93,13 +94,13 @@ fn write_classes(out: &Path) -> Result<(), Box<dyn Error>> {
                 blocks.len() - 1
             }
         };
-        index.push(u16::try_from(at)?);
+        index.push(u8::try_from(at)?);
     }
     let mut src = String::new();
     writeln!(src, "pub(super) const BLOCK_BITS: u32 = {BLOCK_BITS};")?;
     writeln!(
         src,
-        "pub(super) static BLOCK_INDEX: [u16; {}] = {index:?};",
+        "pub(super) static BLOCK_INDEX: [u8; {}] = {index:?};",
         index.len()
     )?;
     let flat: Vec<u8> = blocks.concat();
@@ -130,13 +131,19 @@ fn ranks(name: &str) -> Result<Vec<Vec<u8>>, Box<dyn Error>> {
 
 fn write_tokens(out: &Path, name: &str) -> Result<(), Box<dyn Error>> {
     let tokens = ranks(name)?;
-    let mut raw = Vec::new();
+    let mut lengths = Vec::new();
     for bytes in &tokens {
-        raw.push(u8::try_from(bytes.len())?);
-        raw.extend_from_slice(bytes);
+        lengths.push(u8::try_from(bytes.len())?);
     }
-    let deflated = miniz_oxide::deflate::compress_to_vec(&raw, 10);
-    std::fs::write(out.join(format!("{name}.tokens.deflate")), deflated)?;
+    let deflate = |raw: &[u8]| miniz_oxide::deflate::compress_to_vec(raw, 10);
+    std::fs::write(
+        out.join(format!("{name}.lengths.deflate")),
+        deflate(&lengths),
+    )?;
+    std::fs::write(
+        out.join(format!("{name}.bytes.deflate")),
+        deflate(&tokens.concat()),
+    )?;
     // The table keeps tokens of two bytes in a direct table, up to 7 bytes by value, longer
     // ones by reference; the last two kinds each where their perfect hash puts them.
     let mut short = Vec::new();

@@ -12,10 +12,11 @@ mod bpe;
 mod classes;
 mod place;
 mod split;
+mod stream;
 mod table;
 
 use split::Split;
-use table::{Sizes, Table};
+use table::{Packed, Sizes, Table};
 
 mod o200k {
     include!(concat!(env!("OUT_DIR"), "/o200k_base.rs"));
@@ -30,17 +31,26 @@ pub struct Tokenizer {
     split: Split,
 }
 
-static O200K_TOKENS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.tokens.deflate"));
-static CL100K_TOKENS: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.tokens.deflate"));
-static O200K_PILOTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.pilots"));
-static CL100K_PILOTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.pilots"));
+/// What `build.rs` packed for an encoding (see [`table::Packed`]).
+macro_rules! packed {
+    ($name:literal, $sizes:expr) => {
+        Packed {
+            lengths: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".lengths.deflate")),
+            bytes: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".bytes.deflate")),
+            pilots: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".pilots")),
+            sizes: $sizes,
+        }
+    };
+}
+
+static O200K: Packed = packed!("o200k_base", o200k::SIZES);
+static CL100K: Packed = packed!("cl100k_base", cl100k::SIZES);
 
 impl Tokenizer {
     /// `o200k_base` (gpt-4o, gpt-4.1, o-series, gpt-5).
     pub fn o200k_base() -> Result<Tokenizer, String> {
         Ok(Tokenizer {
-            table: Table::build(O200K_TOKENS, O200K_PILOTS, &o200k::SIZES)?,
+            table: Table::build(&O200K)?,
             split: Split::O200k,
         })
     }
@@ -48,7 +58,7 @@ impl Tokenizer {
     /// `cl100k_base` (gpt-4, gpt-3.5, embeddings).
     pub fn cl100k_base() -> Result<Tokenizer, String> {
         Ok(Tokenizer {
-            table: Table::build(CL100K_TOKENS, CL100K_PILOTS, &cl100k::SIZES)?,
+            table: Table::build(&CL100K)?,
             split: Split::Cl100k,
         })
     }

@@ -26,16 +26,35 @@ fn every_single_byte_is_a_token() {
         }
     }
     // A list that does not hold the tokens it should, or is cut short, is refused.
-    let more = Sizes {
-        tokens: o200k::SIZES.tokens + 1,
-        ..o200k::SIZES
+    let more = Packed {
+        sizes: Sizes {
+            tokens: O200K.sizes.tokens + 1,
+            ..O200K.sizes
+        },
+        ..O200K
     };
-    assert!(Table::build(O200K_TOKENS, O200K_PILOTS, &more).is_err());
-    assert!(Table::build(&O200K_TOKENS[..1000], O200K_PILOTS, &o200k::SIZES).is_err());
+    assert!(Table::build(&more).is_err());
+    for cut in [
+        Packed {
+            lengths: &O200K.lengths[..1000],
+            ..O200K
+        },
+        Packed {
+            bytes: &O200K.bytes[..1000],
+            ..O200K
+        },
+        Packed {
+            lengths: CL100K.lengths,
+            ..O200K
+        },
+    ] {
+        assert!(Table::build(&cut).is_err());
+    }
     // Pilots that are not this list's put two tokens in one slot, or are too few.
-    let shuffled: Vec<u8> = O200K_PILOTS.iter().rev().copied().collect();
-    assert!(Table::build(O200K_TOKENS, shuffled.leak(), &o200k::SIZES).is_err());
-    assert!(Table::build(O200K_TOKENS, CL100K_PILOTS, &o200k::SIZES).is_err());
+    let shuffled: Vec<u8> = O200K.pilots.iter().rev().copied().collect();
+    for pilots in [shuffled.leak() as &'static [u8], CL100K.pilots] {
+        assert!(Table::build(&Packed { pilots, ..O200K }).is_err());
+    }
 }
 
 #[test]
