@@ -4,9 +4,10 @@
 //!   (`\p{Lu}`, `\p{Ll}`, `\p{M}`, `\s`, …), taken from `regex-syntax` (the Unicode data the
 //!   `regex` engine under tiktoken uses) as a two-level table of one byte per code point.
 //! - `<encoding>.lengths.deflate`, `<encoding>.bytes.deflate`: each encoding's tokens in rank
-//!   order, their lengths (a byte each) and their bytes, deflated apart; `<encoding>.pilots`: the pilots of its perfect hash (`tokenizer/place.rs`),
-//!   one `u16` per bucket, little-endian, the short tokens' buckets then the long ones';
-//!   `<encoding>.rs`: its sizes (`tokenizer::table::Sizes`). The ranks come from the
+//!   order, their lengths (a byte each) and their bytes, deflated apart; `<encoding>.pilots`:
+//!   the pilots of its perfect hashes (`tokenizer/place.rs`), one `u16` per bucket,
+//!   little-endian, the short tokens' buckets then the long ones'; `<encoding>.rs`: its sizes
+//!   (`tokenizer::table::Sizes`). The ranks come from the
 //!   `.tiktoken` files inside the `tiktoken-rs` crate. Why compressed and not a ready-made
 //!   table: V8 under Envoy keeps several copies of a module's bytes (measured: 1.5 MB of
 //!   module data, 12 MB of Envoy RSS), so `tokenizer/table.rs` lays out the table from these
@@ -43,6 +44,7 @@ const KEYS_PER_BUCKET: u64 = 5;
 
 fn main() -> Result<(), Box<dyn Error>> {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/token_count/tokenizer/place.rs");
     let out = std::env::var("OUT_DIR")?;
     let out = Path::new(&out);
     write_classes(out)?;

@@ -12,7 +12,7 @@
 //!
 //! The last two are 99% full: each token's slot is given by a perfect hash whose pilots
 //! `build.rs` chose ([`super::place`]), so a lookup reads one slot and never probes, and the
-//! table needs no empty half (a probed table did: 7.3 MB per VM for both encodings, now 4.7).
+//! table needs no empty half (a probed table did: 7.3 MB per VM for both encodings, now 4.6).
 
 use super::place::{bucket, long_hash, short_hash, short_key, slot};
 use super::stream::Inflater;
