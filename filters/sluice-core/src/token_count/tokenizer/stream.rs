@@ -31,6 +31,8 @@ impl<'a> Inflater<'a> {
 
     /// The next `n` bytes (at most the window), or `None` where the stream ends first.
     pub fn take(&mut self, n: usize) -> Result<Option<&[u8]>, String> {
+        // Always start <= end <= WINDOW: end grows by what inflate wrote into the room left,
+        // start by what was taken of what was there.
         while self.end - self.start < n && !self.finished {
             self.window.copy_within(self.start..self.end, 0);
             self.end -= self.start;
