@@ -5,14 +5,15 @@
 //! request body, one that also holds the answer until its body is read, one that also makes ten
 //! host calls); each filter alone; and the whole chain. `wrk` drives each in turn with chat
 //! requests carrying the demo key at 16 connections, for a bounded time, in interleaved rounds
-//! (bare, floor, …, bare, …) so drift on the machine hits all alike. The report gives throughput and p50/p99 latency as ratios to bare Envoy, each
-//! Envoy's RSS idle and after load, and counting speed against native tiktoken-rs. It is a
-//! measurement, not a test: nothing here passes or fails on a number.
+//! (bare, floor, …, bare, …) so drift on the machine hits all alike. The report gives
+//! throughput and p50/p99 latency as ratios to bare Envoy; each Envoy's RSS idle and after
+//! load, and from Envoy's admin `/memory` how much of its heap is allocated and how much its
+//! allocator keeps freed; and counting speed against native tiktoken-rs. It is a measurement,
+//! not a test: nothing here passes or fails on a number.
 //!
 //! Settings (environment): `SLUICE_BENCH_CONFIGS` (default
 //! `bare,floor,floor-body,floor-hold,floor-calls,key-injection,token-count,router,chain`; also
-//! `router-anthropic`),
-//! `SLUICE_BENCH_SECONDS` per run (default 10), `SLUICE_BENCH_ROUNDS`
+//! `router-anthropic`), `SLUICE_BENCH_SECONDS` per run (default 10), `SLUICE_BENCH_ROUNDS`
 //! (default 2), `SLUICE_BENCH_CONNECTIONS` (default 16), `SLUICE_BENCH_OUT` (default
 //! `bench/out/report.md`).
 
@@ -20,7 +21,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::envoy::{render_template, template_vars};
+use crate::envoy::{render_template, template_vars, Allocator};
 use crate::render::only_filters;
 use crate::{http, paths, Envoy, MockProvider, DEMO_AUTH};
 
@@ -480,6 +481,7 @@ pub fn run() -> Result<(), String> {
     }
     std::thread::sleep(Duration::from_secs(1));
     let idle: Vec<Option<u64>> = configs.iter().map(|(_, e)| e.rss_kib()).collect();
+    let heaps: Vec<Option<Allocator>> = configs.iter().map(|(_, e)| e.allocator()).collect();
     let dir = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
 
     let mut report = format!(
@@ -490,14 +492,20 @@ pub fn run() -> Result<(), String> {
          rows run `tests/floor-filter`, which does only what its row says: read one against the \
          next to see what Envoy charges for a Wasm entry, for reading the body, for holding the \
          answer, and for ten host calls.\n\n\
-         | config | ready after start | first request | RSS idle |\n|---|---|---|---|\n"
+         RSS idle is after the first request; of it, Envoy's heap (its allocator's own figures, \
+         admin `/memory`): what is allocated, and what the allocator keeps freed without giving it \
+         back (already there before the first request: left from loading the modules).\n\n\
+         | config | ready after start | first request | RSS idle | Envoy heap allocated | Envoy heap kept free |\n|---|---|---|---|---|---|\n"
     );
     for (i, (name, envoy)) in configs.iter().enumerate() {
+        let heap = heaps.get(i).copied().flatten();
         report.push_str(&format!(
-            "| {name} | {} ms | {:.1} ms | {} |\n",
+            "| {name} | {} ms | {:.1} ms | {} | {} | {} |\n",
             envoy.ready_after.as_millis(),
             first_ms.get(i).copied().unwrap_or(0.0),
             mib(idle.get(i).copied().flatten()),
+            mib(heap.map(|h| h.allocated / 1024)),
+            mib(heap.map(|h| h.held_free / 1024)),
         ));
     }
     let bare = configs

@@ -239,6 +239,26 @@ impl Envoy {
     pub fn rss_kib(&self) -> Option<u64> {
         rss_kib(self.child.id())
     }
+
+    /// Envoy's own heap (its allocator's figures from the admin `/memory`): what is allocated,
+    /// and what the allocator holds freed without returning it to the system.
+    pub fn allocator(&self) -> Option<Allocator> {
+        let text = crate::http::get(&self.admin_url("/memory")).ok()?.text();
+        let memory: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let bytes = |field: &str| memory[field].as_str()?.parse::<u64>().ok();
+        Some(Allocator {
+            allocated: bytes("allocated")?,
+            held_free: bytes("pageheap_free")? + bytes("total_thread_cache")?,
+        })
+    }
+}
+
+/// Envoy's heap, in bytes (see [`Envoy::allocator`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Allocator {
+    pub allocated: u64,
+    /// Free pages and per-thread caches the allocator keeps: resident, but nobody's data.
+    pub held_free: u64,
 }
 
 impl Drop for Envoy {
