@@ -69,6 +69,12 @@ impl JsonPath {
 }
 
 /// Parses and validates a filter config. Empty or all-whitespace input means `{}`.
+///
+/// Never inlined: V8 under the proxy-wasm host compiles every function with its optimising
+/// compiler at load, and the memory that leaves behind in Envoy grows with the largest
+/// function; inlined into `on_configure` with the filter's `prepare`, this made the largest
+/// (measured: key-injection's RSS 4 MB lower with the two kept apart).
+#[inline(never)]
 pub fn parse_config<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, ConfigError> {
     let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()

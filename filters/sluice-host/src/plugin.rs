@@ -45,6 +45,12 @@ pub struct PluginRoot<F: Filter> {
 
 impl<F: Filter> Context for PluginRoot<F> {}
 
+/// `F::prepare`, kept out of `on_configure` (see `sluice_core::parse_config` for why).
+#[inline(never)]
+fn prepare<F: Filter>(config: F::Config) -> Result<F::Runtime, sluice_core::ConfigError> {
+    F::prepare(config)
+}
+
 impl<F: Filter> RootContext for PluginRoot<F> {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
@@ -54,7 +60,7 @@ impl<F: Filter> RootContext for PluginRoot<F> {
                 return false;
             }
         };
-        match parse_config::<F::Config>(&bytes).and_then(F::prepare) {
+        match parse_config::<F::Config>(&bytes).and_then(prepare::<F>) {
             Ok(runtime) => {
                 self.runtime = Some(Rc::new(runtime));
                 if let Some(period) = F::TICK {
