@@ -22,7 +22,9 @@ fn every_floor_answers_as_bare_envoy_does() {
     let want = chat(&bare);
     assert_eq!(want.status, 200, "{}", want.text());
     // The bench's heap columns read Envoy's admin `/memory`: it must still answer in that form.
-    let heap = bare.allocator().expect("admin /memory as the bench reads it");
+    let heap = bare
+        .allocator()
+        .expect("admin /memory as the bench reads it");
     assert!(heap.allocated > 1 << 20, "{heap:?}");
     for (key, mode) in [
         ("floor", "pass"),
