@@ -38,8 +38,8 @@ const BLOCK_BITS: u32 = 7;
 const ENCODINGS: &[&str] = &["o200k_base", "cl100k_base"];
 
 /// Keys per bucket of the perfect hashes, on average: fewer buckets, fewer pilots in the
-/// module, but harder to place (at 99% full, five per bucket needs pilots up to about 36,000
-/// on o200k's short tokens: they fit a `u16`).
+/// module, but harder to place (at 99% full, five per bucket needs pilots up to about 38,000
+/// on o200k's long tokens: they fit a `u16`).
 const KEYS_PER_BUCKET: u64 = 5;
 
 fn main() -> Result<(), Box<dyn Error>> {
