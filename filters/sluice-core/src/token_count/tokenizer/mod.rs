@@ -75,7 +75,7 @@ impl Tokenizer {
     pub fn count(&self, text: &str) -> u64 {
         let mut n = 0u64;
         for bytes in self.split.pieces(text) {
-            n += if bytes.len() == 1 || self.table.rank(bytes).is_some() {
+            n += if bytes.len() == 1 || self.table.contains(bytes) {
                 1
             } else {
                 bpe::merge_count(&self.table, bytes) as u64

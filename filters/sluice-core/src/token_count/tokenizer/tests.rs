@@ -58,6 +58,30 @@ fn every_single_byte_is_a_token() {
 }
 
 #[test]
+fn contains_agrees_with_rank_cold_and_warm() {
+    // Words and near-words: tokens and non-tokens that share the cache's slots over the run.
+    let mut pieces: Vec<Vec<u8>> = Vec::new();
+    for word in [
+        "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "zzqx", "qqq",
+    ] {
+        for prefix in ["", " ", "  "] {
+            for suffix in ["", "s", "ed", "x", "\u{e9}"] {
+                pieces.push(format!("{prefix}{word}{suffix}").into_bytes());
+            }
+        }
+    }
+    pieces.extend((0..=255u8).map(|b| vec![b, b'a', b'b']));
+    for tok in [o200k(), cl100k()] {
+        for _ in 0..2 {
+            for piece in &pieces {
+                let want = tok.table.rank(piece).is_some();
+                assert_eq!(tok.table.contains(piece), want, "{piece:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn known_ids() {
     assert_eq!(o200k().encode("hello world"), vec![24912, 2375]);
     assert_eq!(cl100k().encode("hello world"), vec![15339, 1917]);
