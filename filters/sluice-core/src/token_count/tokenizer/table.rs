@@ -79,7 +79,9 @@ pub struct Table {
     entries: Vec<u8>,
     longest: usize,
     /// Short tokens lately found whole, by the top bits of their hash (0: none): a piece that is
-    /// a token is most often a common word, and one word-sized load answers for it.
+    /// a token is most often a common word, and one word-sized load answers for it. Atomic only
+    /// so that a table shared between threads (the host tests) is `Sync`: relaxed loads and
+    /// stores, plain ones on wasm32.
     seen: Box<[AtomicU64]>,
 }
 
@@ -256,7 +258,7 @@ impl Table {
     /// Bytes held (for logs and memory accounting).
     pub fn heap_bytes(&self) -> usize {
         (self.pairs.len() + self.slots.len() + self.short_ranks.len()) * 4
-            + self.short_keys.len() * 8
+            + (self.short_keys.len() + self.seen.len()) * 8
             + self.entries.len()
     }
 }
