@@ -5,8 +5,9 @@
 //! stalled the first request while building it. Here the token lists are deflated into the
 //! module at compile time (`build.rs`) with the perfect hash that places them ([`place`]), an
 //! encoding's table is laid out only when a config uses it, at config load ([`table`]), the
-//! split patterns are hand-written scanners ([`split`]), and merging is [`bpe`]. The counts must stay exact: the tests compare them with Python
-//! tiktoken's (the corpus) and with tiktoken-rs's token ids and regex pieces on random text.
+//! split patterns are hand-written scanners ([`split`]), and merging is [`bpe`]. The counts
+//! must stay exact: the tests compare them with Python tiktoken's (the corpus) and with
+//! tiktoken-rs's token ids and regex pieces on random text.
 
 mod bpe;
 mod classes;
