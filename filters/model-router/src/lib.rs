@@ -222,14 +222,7 @@ impl RouteStream {
     /// The answer of a fallback call-out goes to the caller, in its dialect.
     fn answer_with_call_response(&mut self, body_size: usize) {
         let headers = http::call_response_headers();
-        let body = hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::HttpCallResponseBody,
-            0,
-            body_size,
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        let body = http::call_response_body(body_size).unwrap_or_default();
         let status = match headers.status() {
             0 => 502,
             s => s,

@@ -34,14 +34,17 @@ pub fn set_request_header(name: &str, value: Option<&str>) {
     set_header(MapType::HttpRequestHeaders, name, value);
 }
 
-/// All request headers in one host call (cheaper than several single lookups).
+/// A whole header map in one host call (cheaper than two or more single lookups).
+fn header_map(map: MapType) -> Headers {
+    Headers(hostcalls::get_map(map).unwrap_or_else(|s| {
+        warn("get header map", s);
+        Vec::new()
+    }))
+}
+
+/// All request headers in one host call.
 pub fn request_headers() -> Headers {
-    Headers(
-        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_else(|s| {
-            warn("get request headers", s);
-            Vec::new()
-        }),
-    )
+    header_map(MapType::HttpRequestHeaders)
 }
 
 /// A snapshot of a header map; names are lower-case as Envoy stores them.
@@ -73,12 +76,12 @@ fn status_number(value: Option<&str>) -> u16 {
 
 /// The headers of the answer to this VM's HTTP call-out, in one host call.
 pub fn call_response_headers() -> Headers {
-    Headers(
-        hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_else(|s| {
-            warn("get call-out response headers", s);
-            Vec::new()
-        }),
-    )
+    header_map(MapType::HttpCallResponseHeaders)
+}
+
+/// The first `len` bytes of the answer to this VM's HTTP call-out.
+pub fn call_response_body(len: usize) -> Option<Vec<u8>> {
+    buffer(BufferType::HttpCallResponseBody, len)
 }
 
 pub fn response_header(name: &str) -> Option<String> {
@@ -94,14 +97,9 @@ pub fn set_response_header(name: &str, value: Option<&str>) {
     set_header(MapType::HttpResponseHeaders, name, value);
 }
 
-/// All of the answer's headers in one host call (cheaper than two single reads).
+/// All of the answer's headers in one host call.
 pub fn response_headers() -> Headers {
-    Headers(
-        hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_else(|s| {
-            warn("get response headers", s);
-            Vec::new()
-        }),
-    )
+    header_map(MapType::HttpResponseHeaders)
 }
 
 fn buffer(kind: BufferType, len: usize) -> Option<Vec<u8>> {
