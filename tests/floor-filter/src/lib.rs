@@ -9,7 +9,13 @@
 //!   (what a filter pays to change the answer's headers after reading its body);
 //! - `ten-calls`: `hold-answer`, and ten more host calls per request (one header read each):
 //!   what a filter pays per host call, the unit its other work (headers set, filter state
-//!   written, metrics) is counted in.
+//!   written, metrics) is counted in;
+//! - `count-calls`: exactly the host calls token-count makes on a plain 1 KB chat request (its
+//!   headers read whole, the body, the prompt count set as a header and in filter state, the
+//!   answer held and read, the counts set on it, the consumer read and the usage written at
+//!   the end), with nothing counted: the most any filter doing token-count's job can reach;
+//! - `route-calls`: likewise, model-router's host calls when it only routes (headers, body,
+//!   the cluster header set, the route cache cleared, four filter-state values written).
 //!
 //! Used by `make bench` only (`sluice_harness::bench`); nothing is counted, parsed or changed.
 
@@ -23,6 +29,8 @@ enum Mode {
     ReadBody,
     HoldAnswer,
     TenCalls,
+    CountCalls,
+    RouteCalls,
 }
 
 impl Mode {
@@ -32,6 +40,8 @@ impl Mode {
             Mode::ReadBody => "read-body",
             Mode::HoldAnswer => "hold-answer",
             Mode::TenCalls => "ten-calls",
+            Mode::CountCalls => "count-calls",
+            Mode::RouteCalls => "route-calls",
         }
     }
 
@@ -41,6 +51,8 @@ impl Mode {
             "read-body" => Some(Mode::ReadBody),
             "hold-answer" => Some(Mode::HoldAnswer),
             "ten-calls" => Some(Mode::TenCalls),
+            "count-calls" => Some(Mode::CountCalls),
+            "route-calls" => Some(Mode::RouteCalls),
             _ => None,
         }
     }
@@ -65,7 +77,10 @@ impl RootContext for Root {
                 true
             }
             None => {
-                log::error!("floor-filter: mode must be pass, read-body, hold-answer or ten-calls");
+                log::error!(
+                    "floor-filter: mode must be pass, read-body, hold-answer, ten-calls, \
+                     count-calls or route-calls"
+                );
                 false
             }
         }
@@ -86,8 +101,20 @@ struct Stream {
 
 impl Stream {
     fn holds_answer(&self) -> bool {
-        matches!(self.mode, Mode::HoldAnswer | Mode::TenCalls)
+        matches!(
+            self.mode,
+            Mode::HoldAnswer | Mode::TenCalls | Mode::CountCalls
+        )
     }
+}
+
+/// The values written are fixed: only the calls are measured.
+fn set_header(map: MapType, name: &str, value: &str) {
+    let _ = hostcalls::set_map_value(map, name, Some(value));
+}
+
+fn set_state(name: &str, value: &str) {
+    let _ = hostcalls::set_property(vec![name], Some(value.as_bytes()));
 }
 
 impl Context for Stream {}
@@ -108,6 +135,9 @@ impl HttpContext for Stream {
                 let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path");
             }
         }
+        if matches!(self.mode, Mode::CountCalls | Mode::RouteCalls) {
+            let _ = hostcalls::get_map(MapType::HttpRequestHeaders);
+        }
         if self.mode == Mode::Pass || end_of_stream {
             Action::Continue
         } else {
@@ -119,10 +149,33 @@ impl HttpContext for Stream {
         if self.mode == Mode::Pass {
             return Action::Continue;
         }
-        whole_body(BufferType::HttpRequestBody, size, end_of_stream)
+        let action = whole_body(BufferType::HttpRequestBody, size, end_of_stream);
+        if end_of_stream {
+            match self.mode {
+                Mode::CountCalls => {
+                    set_header(MapType::HttpRequestHeaders, "x-sluice-prompt-tokens", "1");
+                    set_state("sluice.prompt_tokens", "1");
+                    set_state("sluice.model", "gpt-4o-mini");
+                }
+                Mode::RouteCalls => {
+                    set_header(MapType::HttpRequestHeaders, "x-sluice-cluster", "mock");
+                    let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+                    set_state("sluice.model", "gpt-4o-mini");
+                    set_state("sluice.provider", "mock");
+                    set_state("sluice.cluster", "mock");
+                    set_state("sluice.upstream_model", "gpt-4o-mini");
+                }
+                _ => {}
+            }
+        }
+        action
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        if self.mode == Mode::CountCalls {
+            set_header(MapType::HttpResponseHeaders, "x-sluice-prompt-tokens", "1");
+            let _ = hostcalls::get_map(MapType::HttpResponseHeaders);
+        }
         if self.holds_answer() && !end_of_stream {
             Action::Pause
         } else {
@@ -134,7 +187,23 @@ impl HttpContext for Stream {
         if !self.holds_answer() {
             return Action::Continue;
         }
-        whole_body(BufferType::HttpResponseBody, size, end_of_stream)
+        let action = whole_body(BufferType::HttpResponseBody, size, end_of_stream);
+        if end_of_stream && self.mode == Mode::CountCalls {
+            set_header(
+                MapType::HttpResponseHeaders,
+                "x-sluice-completion-tokens",
+                "1",
+            );
+        }
+        action
+    }
+
+    fn on_log(&mut self) {
+        if self.mode == Mode::CountCalls {
+            let _ = hostcalls::get_property(vec!["sluice.consumer"]);
+            set_state("sluice.completion_tokens", "1");
+            set_state("sluice.token_source", "provider");
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! The Envoys (`--concurrency 2`) front the same mock provider: bare; the floors any filter
 //! starts from (`tests/floor-filter`: one Wasm entry that does nothing, one that also reads the
 //! request body, one that also holds the answer until its body is read, one that also makes ten
-//! host calls); each filter alone; and the whole chain. `wrk` drives each in turn with chat
+//! host calls, and for token-count and model-router one that makes exactly that filter's host
+//! calls and does nothing else); each filter alone; and the whole chain. `wrk` drives each in turn with chat
 //! requests carrying the demo key at 16 connections, for a bounded time, in interleaved rounds
 //! (bare, floor, …, bare, …) so drift on the machine hits all alike. The report gives
 //! throughput and p50/p99 latency as ratios to bare Envoy; each Envoy's RSS idle and after
@@ -11,8 +12,8 @@
 //! allocator keeps freed; and counting speed against native tiktoken-rs. It is a measurement,
 //! not a test: nothing here passes or fails on a number.
 //!
-//! Settings (environment): `SLUICE_BENCH_CONFIGS` (default
-//! `bare,floor,floor-body,floor-hold,floor-calls,key-injection,token-count,router,chain`; also
+//! Settings (environment): `SLUICE_BENCH_CONFIGS` (default `bare,floor,floor-body,floor-hold,
+//! floor-calls,floor-count,floor-route,key-injection,token-count,router,chain`; also
 //! `router-anthropic`), `SLUICE_BENCH_SECONDS` per run (default 10), `SLUICE_BENCH_ROUNDS`
 //! (default 2), `SLUICE_BENCH_CONNECTIONS` (default 16), `SLUICE_BENCH_OUT` (default
 //! `bench/out/report.md`).
@@ -42,7 +43,7 @@ const OPENAI_MODEL: &str = "gpt-4o-mini";
 /// The shipped chain's entry whose place a floor row takes (any one entry would do).
 const FLOOR_ENTRY: &str = "sluice.moderation";
 
-const SCENARIOS: [Scenario; 10] = [
+const SCENARIOS: [Scenario; 12] = [
     Scenario {
         key: "bare",
         name: "bare Envoy",
@@ -82,6 +83,22 @@ const SCENARIOS: [Scenario; 10] = [
         filters: Some(&[FLOOR_ENTRY]),
         model: OPENAI_MODEL,
         floor: Some("ten-calls"),
+    },
+    // A filter's own floor: the floor-filter making exactly the host calls that filter makes on
+    // these requests, and nothing else. What a filter loses beyond it is its own code's.
+    Scenario {
+        key: "floor-count",
+        name: "token-count's host calls only",
+        filters: Some(&[FLOOR_ENTRY]),
+        model: OPENAI_MODEL,
+        floor: Some("count-calls"),
+    },
+    Scenario {
+        key: "floor-route",
+        name: "model-router's host calls only (routing)",
+        filters: Some(&[FLOOR_ENTRY]),
+        model: OPENAI_MODEL,
+        floor: Some("route-calls"),
     },
     Scenario {
         key: "key-injection",
@@ -448,7 +465,8 @@ pub fn run() -> Result<(), String> {
         .unwrap_or_else(|_| paths::repo().join("bench/out/report.md"));
 
     let wanted = std::env::var("SLUICE_BENCH_CONFIGS").unwrap_or_else(|_| {
-        "bare,floor,floor-body,floor-hold,floor-calls,key-injection,token-count,router,chain"
+        "bare,floor,floor-body,floor-hold,floor-calls,floor-count,floor-route,key-injection,\
+         token-count,router,chain"
             .to_owned()
     });
     let mock = MockProvider::start()?;
@@ -491,7 +509,10 @@ pub fn run() -> Result<(), String> {
          usage by words so that it stays cheap. Ratios are to bare Envoy in the same run. The floor \
          rows run `tests/floor-filter`, which does only what its row says: read one against the \
          next to see what Envoy charges for a Wasm entry, for reading the body, for holding the \
-         answer, and for ten host calls.\n\n\
+         answer, and for ten host calls. The rows \"token-count's host calls only\" and \
+         \"model-router's host calls only\" make exactly the host calls that filter makes on \
+         these requests and do nothing else: the most a filter doing that job can reach, and \
+         what the filter's own row loses beyond it is its own code's.\n\n\
          RSS idle is after the first request; of it, Envoy's heap (its allocator's own figures, \
          admin `/memory`): what is allocated, and what the allocator keeps freed without giving it \
          back (already there before the first request: left from loading the modules).\n\n\

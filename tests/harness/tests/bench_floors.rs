@@ -31,6 +31,8 @@ fn every_floor_answers_as_bare_envoy_does() {
         ("floor-body", "read-body"),
         ("floor-hold", "hold-answer"),
         ("floor-calls", "ten-calls"),
+        ("floor-count", "count-calls"),
+        ("floor-route", "route-calls"),
     ] {
         let envoy = bench::start_scenario(key, mock.port).unwrap();
         let got = chat(&envoy);
@@ -47,5 +49,9 @@ fn every_floor_answers_as_bare_envoy_does() {
             "{key}: {log}"
         );
         assert!(!log.contains("][error][wasm]"), "{key}: {log}");
+        // token-count's calls set its two answer headers (fixed values): they were made.
+        let counted = got.header("x-sluice-completion-tokens").is_some()
+            && got.header("x-sluice-prompt-tokens").is_some();
+        assert_eq!(counted, key == "floor-count", "{key}");
     }
 }
