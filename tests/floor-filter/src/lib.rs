@@ -12,8 +12,8 @@
 //!   written, metrics) is counted in;
 //! - `count-calls`: exactly the host calls token-count makes on a plain 1 KB chat request (its
 //!   headers read whole, the body, the prompt count set as a header and in filter state, the
-//!   answer held and read, the counts set on it, the consumer read and the usage written at
-//!   the end), with nothing counted: the most any filter doing token-count's job can reach;
+//!   answer held and read, the counts set on it, the consumer read, the usage written and two
+//!   values recorded in a histogram at the end), with nothing counted: the most any filter doing token-count's job can reach;
 //! - `route-calls`: likewise, model-router's host calls when it only routes (headers, body,
 //!   the cluster header set, the route cache cleared, four filter-state values written).
 //!
@@ -21,7 +21,7 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -60,6 +60,8 @@ impl Mode {
 
 struct Root {
     mode: Mode,
+    /// `count-calls`' histogram (token-count's tokens-per-request histogram).
+    histogram: u32,
 }
 
 impl Context for Root {}
@@ -73,6 +75,11 @@ impl RootContext for Root {
         match Mode::parse(&String::from_utf8_lossy(&config)) {
             Some(mode) => {
                 self.mode = mode;
+                if mode == Mode::CountCalls {
+                    self.histogram =
+                        hostcalls::define_metric(MetricType::Histogram, "floor_token_usage")
+                            .unwrap_or_default();
+                }
                 log::info!("floor-filter: mode {}", mode.name());
                 true
             }
@@ -87,7 +94,10 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream { mode: self.mode }))
+        Some(Box::new(Stream {
+            mode: self.mode,
+            histogram: self.histogram,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -97,6 +107,7 @@ impl RootContext for Root {
 
 struct Stream {
     mode: Mode,
+    histogram: u32,
 }
 
 impl Stream {
@@ -203,11 +214,13 @@ impl HttpContext for Stream {
             let _ = hostcalls::get_property(vec!["sluice.consumer"]);
             set_state("sluice.completion_tokens", "1");
             set_state("sluice.token_source", "provider");
+            let _ = hostcalls::record_metric(self.histogram, 250);
+            let _ = hostcalls::record_metric(self.histogram, 1);
         }
     }
 }
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { mode: Mode::Pass }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { mode: Mode::Pass, histogram: 0 }) });
 }}

@@ -8,6 +8,7 @@
 // type or an out-of-range index yields `Value::Null`. Slices are not indexed here.
 #![allow(clippy::indexing_slicing)]
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::config::Encoding;
@@ -73,13 +74,21 @@ fn read_anthropic(usage: &Value, out: &mut Usage) {
     out.completion = usage["output_tokens"].as_u64().or(out.completion);
 }
 
+/// An answer's `usage`, and nothing else: the rest of the answer (its text, its choices) is
+/// skipped as it is read, never copied out. Both dialects call it `usage`.
+#[derive(Deserialize)]
+struct UsageOnly {
+    #[serde(default)]
+    usage: Value,
+}
+
 /// Usage of a JSON answer.
 pub fn from_json(dialect: Dialect, body: &[u8]) -> Option<Usage> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+    let answer: UsageOnly = serde_json::from_slice(body).ok()?;
     let mut u = Usage::default();
     match dialect {
-        Dialect::OpenAi => read_openai(&v["usage"], &mut u),
-        Dialect::Anthropic => read_anthropic(&v["usage"], &mut u),
+        Dialect::OpenAi => read_openai(&answer.usage, &mut u),
+        Dialect::Anthropic => read_anthropic(&answer.usage, &mut u),
     }
     (u != Usage::default()).then_some(u)
 }
@@ -256,6 +265,26 @@ mod tests {
         );
         assert_eq!(from_json(Dialect::OpenAi, b"{}"), None);
         assert_eq!(from_json(Dialect::OpenAi, b"not json"), None);
+        assert_eq!(from_json(Dialect::OpenAi, br#"{"usage":null}"#), None);
+        // A whole answer: what comes around `usage` is skipped, whatever its shape.
+        let whole = br#"{"id":"c1","choices":[{"index":0,"message":{"role":"assistant","content":"ok \"q\" \u00e9","tool_calls":[{"function":{"name":"f","arguments":"{}"}}]},"logprobs":null}],"usage":{"prompt_tokens":4,"completion_tokens":1,"completion_tokens_details":{"reasoning_tokens":0}},"created":1.5e9,"x":[[],{}]}"#;
+        assert_eq!(
+            from_json(Dialect::OpenAi, whole),
+            Some(Usage {
+                prompt: Some(4),
+                completion: Some(1),
+                cached: None,
+                reasoning: Some(0)
+            })
+        );
+        // A body that is not whole JSON is not read, even where its usage came first.
+        assert_eq!(
+            from_json(
+                Dialect::OpenAi,
+                br#"{"usage":{"completion_tokens":1},"choices":["#
+            ),
+            None
+        );
     }
 
     const OPENAI_STREAM: &str = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n\
