@@ -211,6 +211,10 @@ pub fn chat_body_for(model: &str, size: usize) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct WrkResult {
     pub rps: f64,
+    /// Requests completed in the run.
+    pub requests: u64,
+    /// The Envoy's CPU time (user and system) per request, in microseconds.
+    pub cpu_us: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub non_2xx: u64,
@@ -244,6 +248,8 @@ pub fn parse_wrk(output: &str) -> WrkResult {
             r.p99_ms = parse_duration_ms(v).unwrap_or(0.0);
         } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
             r.non_2xx = v.trim().parse().unwrap_or(0);
+        } else if let Some((n, _)) = line.split_once(" requests in ") {
+            r.requests = n.trim().parse().unwrap_or(0);
         } else if line.starts_with("Socket errors:") {
             r.socket_errors = true;
         }
@@ -432,6 +438,7 @@ fn wrk_script(dir: &std::path::Path, body: &str) -> Result<std::path::PathBuf, S
 #[derive(Clone, Copy)]
 struct Summary {
     rps: f64,
+    cpu_us: f64,
     p50: f64,
     p99: f64,
     errors: u64,
@@ -440,6 +447,7 @@ struct Summary {
 fn summarise(rs: &[WrkResult]) -> Summary {
     Summary {
         rps: mean(&rs.iter().map(|r| r.rps).collect::<Vec<_>>()),
+        cpu_us: mean(&rs.iter().map(|r| r.cpu_us).collect::<Vec<_>>()),
         p50: mean(&rs.iter().map(|r| r.p50_ms).collect::<Vec<_>>()),
         p99: mean(&rs.iter().map(|r| r.p99_ms).collect::<Vec<_>>()),
         errors: rs.iter().map(|r| r.non_2xx).sum(),
@@ -541,6 +549,7 @@ pub fn run() -> Result<(), String> {
         eprintln!("bench: counting speed, native and in the filter");
         report.push_str(&tokenizer_speed(bare, counting)?);
     }
+    let ticks_per_second = crate::envoy::clock_ticks_per_second().max(1) as f64;
     for kb in &sizes {
         let mut scripts = Vec::new();
         for model in &models {
@@ -553,16 +562,22 @@ pub fn run() -> Result<(), String> {
         let mut results: Vec<Vec<WrkResult>> = vec![Vec::new(); configs.len()];
         for round in 0..rounds {
             for (i, ((name, envoy), script)) in configs.iter().zip(&scripts).enumerate() {
-                let r = wrk(
+                let cpu_before = envoy.cpu_ticks();
+                let mut r = wrk(
                     &envoy.url("/v1/chat/completions"),
                     script,
                     seconds,
                     connections,
                 )?;
+                if let (Some(before), Some(after)) = (cpu_before, envoy.cpu_ticks()) {
+                    let us = (after.saturating_sub(before)) as f64 * 1e6 / ticks_per_second;
+                    r.cpu_us = us / r.requests.max(1) as f64;
+                }
                 eprintln!(
-                    "bench: {kb} KB round {} {name}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms",
+                    "bench: {kb} KB round {} {name}: {:.0} req/s ({:.0} us Envoy CPU each) p50 {:.2} ms p99 {:.2} ms",
                     round + 1,
                     r.rps,
+                    r.cpu_us,
                     r.p50_ms,
                     r.p99_ms
                 );
@@ -574,19 +589,22 @@ pub fn run() -> Result<(), String> {
         let summary: Vec<Summary> = results.iter().map(|r| summarise(r)).collect();
         let base = summary.first().copied().unwrap_or(Summary {
             rps: 1.0,
+            cpu_us: 1.0,
             p50: 1.0,
             p99: 1.0,
             errors: 0,
         });
         report.push_str(&format!(
-            "\n## {kb} KB request\n\n| config | req/s | vs bare | p50 ms | vs bare | p99 ms | vs bare | non-2xx | RSS after load |\n\
-             |---|---|---|---|---|---|---|---|---|\n"
+            "\n## {kb} KB request\n\n| config | req/s | vs bare | Envoy CPU per request | vs bare | p50 ms | vs bare | p99 ms | vs bare | non-2xx | RSS after load |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|\n"
         ));
         for ((name, envoy), s) in configs.iter().zip(&summary) {
             report.push_str(&format!(
-                "| {name} | {:.0} | {:.2}x | {:.2} | {:.2}x | {:.2} | {:.2}x | {} | {} |\n",
+                "| {name} | {:.0} | {:.2}x | {:.0} µs | {:.2}x | {:.2} | {:.2}x | {:.2} | {:.2}x | {} | {} |\n",
                 s.rps,
                 ratio(s.rps, base.rps),
+                s.cpu_us,
+                ratio(s.cpu_us, base.cpu_us),
                 s.p50,
                 ratio(s.p50, base.p50),
                 s.p99,
@@ -617,6 +635,7 @@ mod tests {
         assert!((r.p50_ms - 0.47).abs() < 1e-9);
         assert!((r.p99_ms - 1230.0).abs() < 1e-9);
         assert_eq!(r.non_2xx, 3);
+        assert_eq!(r.requests, 1000);
     }
 
     #[test]

@@ -240,6 +240,11 @@ impl Envoy {
         rss_kib(self.child.id())
     }
 
+    /// CPU time the Envoy process has used so far, in clock ticks.
+    pub fn cpu_ticks(&self) -> Option<u64> {
+        cpu_ticks(self.child.id())
+    }
+
     /// Envoy's own heap (its allocator's figures from the admin `/memory`): what is allocated,
     /// and what the allocator holds freed without returning it to the system.
     pub fn allocator(&self) -> Option<Allocator> {
@@ -266,6 +271,29 @@ impl Drop for Envoy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU time a process has used so far (user and system), in clock ticks
+/// ([`clock_ticks_per_second`]).
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces, so it is skipped by its `)`):
+    // state is the 3rd field of the line, utime the 14th and stime the 15th.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 where it cannot be asked).
+pub fn clock_ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100)
 }
 
 /// `VmRSS` of a process, in KiB.
@@ -305,5 +333,33 @@ pub fn validate_env(config: &str, env: &[(&str, &str)]) -> Result<String, String
         Ok(log)
     } else {
         Err(log)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_grow_with_work() {
+        let me = std::process::id();
+        let before = cpu_ticks(me).unwrap();
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        let mut now = before;
+        // Busy until five ticks are counted (50 ms at 100 a second), or give up after 10 s.
+        while now < before + 5 && start.elapsed() < Duration::from_secs(10) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            now = cpu_ticks(me).unwrap();
+        }
+        assert!(
+            now >= before + 5,
+            "{before} -> {now} in {:?}",
+            start.elapsed()
+        );
+        assert!(clock_ticks_per_second() >= 100);
+        assert!(cpu_ticks(u32::MAX).is_none());
     }
 }
