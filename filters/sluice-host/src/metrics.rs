@@ -82,30 +82,50 @@ impl Metrics {
         }
     }
 
-    /// Adds `by` to a counter (defining it at 0 on first use; Envoy refuses a 0 increment,
-    /// so none is sent).
-    pub fn count(&self, base: &str, name: &str, by: u64) {
-        if let Some(id) = self.id(MetricType::Counter, name, base) {
-            if by == 0 {
-                return;
+    /// The id of counter `name` (of metric `base`), defined at 0 on first use; `None` when
+    /// Envoy refused it. For a caller that keeps ids, so that it builds a name only once.
+    pub fn counter_id(&self, base: &str, name: &str) -> Option<u32> {
+        self.id(MetricType::Counter, name, base)
+    }
+
+    /// The id of histogram `name` (of metric `base`), as [`Metrics::counter_id`].
+    pub fn histogram_id(&self, base: &str, name: &str) -> Option<u32> {
+        self.id(MetricType::Histogram, name, base)
+    }
+
+    /// Adds `by` to counter `id` (Envoy refuses a 0 increment, so none is sent).
+    pub fn add(&self, id: u32, by: u64) {
+        if by == 0 {
+            return;
+        }
+        match &self.pending {
+            Some(pending) => {
+                let mut pending = pending.borrow_mut();
+                let sum = pending.entry(id).or_insert(0);
+                *sum = sum.saturating_add(by);
             }
-            match &self.pending {
-                Some(pending) => {
-                    let mut pending = pending.borrow_mut();
-                    let sum = pending.entry(id).or_insert(0);
-                    *sum = sum.saturating_add(by);
-                }
-                None => increment(id, by),
-            }
+            None => increment(id, by),
         }
     }
 
-    /// Records one value in a histogram.
+    /// Records `value` in histogram `id`.
+    pub fn record_in(&self, id: u32, value: u64) {
+        if let Err(status) = hostcalls::record_metric(id, value) {
+            log::warn!("sluice: cannot record in metric {id}: {status:?}");
+        }
+    }
+
+    /// Adds `by` to counter `name` (defining it at 0 on first use).
+    pub fn count(&self, base: &str, name: &str, by: u64) {
+        if let Some(id) = self.counter_id(base, name) {
+            self.add(id, by);
+        }
+    }
+
+    /// Records one value in histogram `name`.
     pub fn record(&self, base: &str, name: &str, value: u64) {
-        if let Some(id) = self.id(MetricType::Histogram, name, base) {
-            if let Err(status) = hostcalls::record_metric(id, value) {
-                log::warn!("sluice: cannot record {name}: {status:?}");
-            }
+        if let Some(id) = self.histogram_id(base, name) {
+            self.record_in(id, value);
         }
     }
 }

@@ -6,12 +6,13 @@
 //! held until its `usage` is read (to add `x-sluice-completion-tokens`), a stream passes event
 //! by event and is only watched.
 
+mod usage_metrics;
+
 use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use sluice_core::metrics::stat_name;
 use sluice_core::token_count::budget::{
     self, reset_text, BudgetConfig, Decision, Reservation, Standing, Who,
 };
@@ -22,8 +23,8 @@ use sluice_core::token_count::recipe::{azure_deployment, count_request, Endpoint
 use sluice_core::token_count::usage::{self, Source, StreamUsage, Usage};
 use sluice_core::{ApiError, ConfigError, Dialect, ErrorKind, StateKey};
 use sluice_host::clock::Clock;
-use sluice_host::metrics::Metrics;
 use sluice_host::{http, reply, state};
+use usage_metrics::{UsageMetrics, Used};
 
 pub struct TokenCount;
 
@@ -31,7 +32,7 @@ pub struct Runtime {
     counter: Counter,
     max_body_bytes: u64,
     consumer_header: Option<String>,
-    metrics: Metrics,
+    metrics: UsageMetrics,
     budgets: Vec<BudgetConfig>,
     default_max_completion: u64,
     clock: Clock,
@@ -71,7 +72,7 @@ impl sluice_host::Filter for TokenCount {
             counter,
             max_body_bytes: config.max_body_bytes,
             consumer_header: config.consumer_header,
-            metrics: Metrics::batched(2000),
+            metrics: UsageMetrics::batched(),
             budgets: config.budgets,
             default_max_completion: config.default_max_completion_tokens,
             clock: Clock::new(),
@@ -245,42 +246,20 @@ impl TokenCountStream {
             }
             state::set(StateKey::TokenSource, source.as_str());
         }
-        let input = reported.prompt.unwrap_or(prompt.tokens);
-        let m = &rt.metrics;
-        let who = [("model", model), ("consumer", consumer.as_str())];
-        let requests = "sluice_token_count_requests_total";
-        m.count(requests, &stat_name(requests, &who), 1);
-        let tokens = "sluice_token_count_tokens_total";
-        let usage_hist = "gen_ai_client_token_usage";
-        let by_type = [
-            ("input", Some(input)),
-            ("output", reported.completion),
-            ("cached_input", reported.cached),
-            ("reasoning", reported.reasoning),
-        ];
-        for (kind, value) in by_type {
-            let Some(value) = value else { continue };
-            let labels = [
-                ("token_type", kind),
-                ("model", model),
-                ("consumer", consumer.as_str()),
-            ];
-            m.count(tokens, &stat_name(tokens, &labels), value);
-            if kind == "input" || kind == "output" {
-                let otel = [
-                    ("gen_ai_token_type", kind),
-                    ("gen_ai_request_model", model),
-                    ("consumer", consumer.as_str()),
-                ];
-                m.record(usage_hist, &stat_name(usage_hist, &otel), value);
-            }
-        }
-        if (200..300).contains(&self.status) {
-            if let Some(micros) = rt.prices.cost_of(model, &reported, prompt.tokens) {
-                let cost = "sluice_token_count_cost_microdollars_total";
-                m.count(cost, &stat_name(cost, &who), micros);
-            }
-        }
+        let cost_micros = if (200..300).contains(&self.status) {
+            rt.prices.cost_of(model, &reported, prompt.tokens)
+        } else {
+            None
+        };
+        rt.metrics.add(&Used {
+            model,
+            consumer: &consumer,
+            input: reported.prompt.unwrap_or(prompt.tokens),
+            output: reported.completion,
+            cached: reported.cached,
+            reasoning: reported.reasoning,
+            cost_micros,
+        });
     }
 }
 

@@ -124,6 +124,30 @@ fn filter_state_reaches_the_access_log_and_metrics_reach_prometheus() {
         1.0,
     );
     assert_eq!(count, Some(1.0));
+    // A second request of the same model and consumer (its series already named) adds to the
+    // same series, and the price table (envoy/sluice.yaml: gpt-4.1 at $2 in, $8 out per 1M
+    // tokens) turns both answers' usage into micro-dollars.
+    let again = post(&gw, "/v1/chat/completions", &body, &[]);
+    assert_eq!(again.status, 200);
+    let cost = |u: &Value| {
+        assert_eq!(u["prompt_tokens_details"]["cached_tokens"], 0, "{u}");
+        u["prompt_tokens"].as_f64().unwrap() * 2.0 + u["completion_tokens"].as_f64().unwrap() * 8.0
+    };
+    let spent = cost(usage) + cost(&again.json().unwrap()["usage"]);
+    assert_eq!(
+        gw.envoy.metric_reaching(
+            r#"sluice_token_count_requests_total{model="gpt-4_1",consumer="demo"}"#,
+            2.0
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        gw.envoy.metric_reaching(
+            r#"sluice_token_count_cost_microdollars_total{model="gpt-4_1",consumer="demo"}"#,
+            spent
+        ),
+        Some(spent)
+    );
     // Ordinary traffic leaves no Wasm warning or error in Envoy's log.
     let log = gw.envoy.log();
     let noisy: Vec<&str> = log
