@@ -27,6 +27,10 @@ const TOKEN_TYPES: [&str; 4] = ["input", "output", "cached_input", "reasoning"];
 const MAX_SERIES: usize = 2000;
 /// (model, consumer) pairs whose ids are kept; past it the kept ids are dropped and named again.
 const MAX_PAIRS: usize = 1024;
+/// Longest model or consumer kept as a key. A model name is the caller's to choose and has no
+/// bound; a stat name keeps 64 characters of a label value anyway. A longer pair is named on
+/// every request instead, so what is kept stays under about 200 KB.
+const MAX_KEY_BYTES: usize = 64;
 
 /// A metric's id once named (`None` inside: Envoy refused it).
 type Slot = OnceCell<Option<u32>>;
@@ -82,6 +86,10 @@ impl UsageMetrics {
 
     /// Adds one request's usage.
     pub fn add(&self, used: &Used) {
+        if used.model.len() > MAX_KEY_BYTES || used.consumer.len() > MAX_KEY_BYTES {
+            self.add_to(&Series::default(), used);
+            return;
+        }
         let mut kept = self.kept.borrow_mut();
         let known = kept
             .get(used.model)

@@ -148,6 +148,20 @@ fn filter_state_reaches_the_access_log_and_metrics_reach_prometheus() {
         ),
         Some(spent)
     );
+    // A model name longer than a label keeps (64 characters) is counted under its first 64.
+    let long_model = format!("gpt-4o-{}", "x".repeat(100));
+    let long = json!({"model": long_model, "messages": [{"role": "user", "content": "hi"}]});
+    for _ in 0..2 {
+        assert_eq!(post(&gw, "/v1/chat/completions", &long, &[]).status, 200);
+    }
+    let cut: String = long_model.chars().take(64).collect();
+    assert_eq!(
+        gw.envoy.metric_reaching(
+            &format!(r#"sluice_token_count_requests_total{{model="{cut}",consumer="demo"}}"#),
+            2.0
+        ),
+        Some(2.0)
+    );
     // Ordinary traffic leaves no Wasm warning or error in Envoy's log.
     let log = gw.envoy.log();
     let noisy: Vec<&str> = log
