@@ -73,6 +73,53 @@ fn prompt_counts_equal_python_tiktoken_through_the_openai_sdk() {
     }
 }
 
+/// Legacy completions and embeddings: every input form is counted before the request leaves,
+/// and equals the mock provider's own tiktoken-rs count of what arrived.
+#[test]
+fn completions_and_embeddings_inputs_are_counted() {
+    let gw = Gateway::start().unwrap();
+    let cases = [
+        (
+            "/v1/embeddings",
+            json!({"model": "text-embedding-3-small", "input": "The food was delicious 🍝 and the waiter…"}),
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": "text-embedding-3-small",
+                   "input": ["first  text", "日本語のテキスト", [9906, 1917], ""]}),
+        ),
+        (
+            "/v1/completions",
+            json!({"model": "gpt-3.5-turbo-instruct", "prompt": "Say this is a test.\n\n   Twice!", "max_tokens": 7}),
+        ),
+        (
+            "/v1/completions",
+            json!({"model": "gpt-3.5-turbo-instruct", "prompt": ["one", "two three", [1, 2, 3, 4]]}),
+        ),
+    ];
+    for (path, body) in cases {
+        let resp = post(&gw, path, &body, &[]);
+        assert_eq!(resp.status, 200, "{path} {body}: {}", resp.text());
+        let usage = &resp.json().unwrap()["usage"];
+        let provider = usage["prompt_tokens"].to_string();
+        assert_eq!(
+            upstream_header(&gw, "x-sluice-prompt-tokens"),
+            Some(provider.clone()),
+            "{path} {body}"
+        );
+        assert_eq!(
+            resp.header("x-sluice-prompt-tokens"),
+            Some(provider.as_str())
+        );
+        if path == "/v1/completions" {
+            assert_eq!(
+                resp.header("x-sluice-completion-tokens"),
+                Some(usage["completion_tokens"].to_string().as_str())
+            );
+        }
+    }
+}
+
 #[test]
 fn filter_state_reaches_the_access_log_and_metrics_reach_prometheus() {
     let gw = Gateway::start().unwrap();

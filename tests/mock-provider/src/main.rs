@@ -4,6 +4,7 @@
 //! one) and prints `mock-provider listening on 127.0.0.1:PORT` once it accepts connections.
 //!
 //! Endpoints: `POST /v1/chat/completions` (JSON, or SSE with `"stream": true`),
+//! `POST /v1/completions` and `POST /v1/embeddings` (JSON),
 //! `POST /v1/messages` (Anthropic, JSON or SSE), `POST /v1/moderations`, `GET /v1/models`,
 //! `GET /__last` (the last request received, as JSON), `GET /healthz`.
 //! The assistant echoes the last user message; `usage` is counted with tiktoken.
@@ -181,6 +182,8 @@ fn route(method: &Method, path: &str, body: &[u8], controls: &Controls, mock: &M
     match (method, path) {
         (&Method::POST, _) if is_chat => openai::chat(body, controls),
         (&Method::POST, p) if p.ends_with("/v1/messages") => anthropic::messages(body, controls),
+        (&Method::POST, p) if p.ends_with("/v1/completions") => openai::completions(body, controls),
+        (&Method::POST, p) if p.ends_with("/embeddings") => openai::embeddings(body),
         (&Method::POST, p) if p.ends_with("/moderations") => {
             openai::moderations(body, controls, &mock.flag_word)
         }

@@ -1,4 +1,5 @@
-//! `POST /v1/chat/completions` and `POST /v1/moderations`.
+//! `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/embeddings` and
+//! `POST /v1/moderations`.
 
 use serde_json::{json, Value};
 use sluice_core::openai::{ChatCompletionRequest, MessageContent};
@@ -116,6 +117,73 @@ pub fn chat(body: &[u8], controls: &Controls) -> Reply {
     Reply::Sse { events }
 }
 
+/// The prompt tokens of a legacy-completions `prompt` or an embeddings `input`: a string, an
+/// array of strings, an array of token ids, or an array of those (counted as given).
+fn input_tokens(model: &str, input: &Value) -> Option<u64> {
+    match input {
+        Value::String(s) => Some(tokens::count_text(model, s)),
+        Value::Array(items) if items.iter().all(Value::is_u64) => Some(items.len() as u64),
+        Value::Array(items) => items.iter().map(|i| input_tokens(model, i)).sum(),
+        _ => None,
+    }
+}
+
+/// `POST /v1/completions` (legacy): JSON only.
+pub fn completions(body: &[u8], controls: &Controls) -> Reply {
+    let req: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return invalid(&format!("mock provider: invalid completions request: {e}")),
+    };
+    let Some(model) = req["model"].as_str() else {
+        return invalid("you must provide a model parameter");
+    };
+    let Some(prompt_tokens) = input_tokens(model, &req["prompt"]) else {
+        return invalid("mock provider: `prompt` must be a string, tokens or an array of them");
+    };
+    let text = controls
+        .reply
+        .clone()
+        .unwrap_or_else(|| DEFAULT_REPLY.to_owned());
+    let completion_tokens = tokens::count_text(model, &text);
+    Reply::json(
+        200,
+        &json!({
+            "id": id_for("cmpl-mock", body), "object": "text_completion", "created": CREATED,
+            "model": model,
+            "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": null}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens}
+        }),
+    )
+}
+
+/// `POST /v1/embeddings`: a short constant vector per input.
+pub fn embeddings(body: &[u8]) -> Reply {
+    let req: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return invalid(&format!("mock provider: invalid embeddings request: {e}")),
+    };
+    let Some(model) = req["model"].as_str() else {
+        return invalid("you must provide a model parameter");
+    };
+    let input = &req["input"];
+    let Some(prompt_tokens) = input_tokens(model, input) else {
+        return invalid("mock provider: `input` must be a string, tokens or an array of them");
+    };
+    let inputs = match input {
+        Value::Array(items) if !items.iter().all(Value::is_u64) => items.len(),
+        _ => 1,
+    };
+    let data: Vec<Value> = (0..inputs)
+        .map(|i| json!({"object": "embedding", "index": i, "embedding": [0.0, 0.5, -0.5, 1.0]}))
+        .collect();
+    Reply::json(
+        200,
+        &json!({"object": "list", "data": data, "model": model,
+                "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}),
+    )
+}
+
 pub fn moderations(body: &[u8], controls: &Controls, default_flag_word: &str) -> Reply {
     let req: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
@@ -174,6 +242,40 @@ mod tests {
     }
 
     const STREAM: &str = r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"one two three"}]}"#;
+
+    #[test]
+    fn completions_and_embeddings_count_every_input_form() {
+        let reply = |r: Reply| match r {
+            Reply::Json { status, body, .. } => {
+                (status, serde_json::from_slice::<Value>(&body).unwrap())
+            }
+            _ => panic!("expected JSON"),
+        };
+        let (status, v) = reply(embeddings(
+            br#"{"model":"text-embedding-3-small","input":["hello world",[1,2,3],"hello world"]}"#,
+        ));
+        assert_eq!(status, 200);
+        assert_eq!(v["usage"]["prompt_tokens"], 2 + 3 + 2);
+        assert_eq!(v["data"].as_array().unwrap().len(), 3);
+        let (_, v) = reply(embeddings(
+            br#"{"model":"text-embedding-3-small","input":[1,2,3]}"#,
+        ));
+        assert_eq!(
+            (
+                v["usage"]["prompt_tokens"].as_u64(),
+                v["data"].as_array().unwrap().len()
+            ),
+            (Some(3), 1)
+        );
+        let (status, v) = reply(completions(
+            br#"{"model":"gpt-3.5-turbo-instruct","prompt":"hello world"}"#,
+            &Controls::default(),
+        ));
+        assert_eq!(status, 200);
+        assert_eq!(v["usage"]["prompt_tokens"], 2);
+        assert_eq!(v["choices"][0]["text"], DEFAULT_REPLY);
+        assert_eq!(reply(embeddings(br#"{"model":"m","input":{}}"#)).0, 400);
+    }
 
     #[test]
     fn stream_echoes_text_then_usage_then_done() {
