@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use sluice_core::key_injection::key_digest_hex;
 use sluice_harness::{http, python, ChainOptions, Gateway, DEMO_AUTH, DEMO_KEY};
 
 fn post(gw: &Gateway, path: &str, body: &Value, extra: &[(&str, &str)]) -> http::Response {
@@ -434,6 +435,60 @@ fn concurrent_requests_never_overshoot_the_budget_and_settling_frees_it() {
         "{:?}",
         second.iter().map(|r| r.status).collect::<Vec<_>>()
     );
+}
+
+/// A tenant's budget is shared by its consumers and no one else's.
+#[test]
+fn a_tenant_budget_is_shared_by_its_consumers() {
+    let mut plugin_configs = BTreeMap::new();
+    plugin_configs.insert(
+        "token_count".to_owned(),
+        r#"{"budgets":[{"name":"team","scope":"tenant","window_seconds":30,"tokens":300}]}"#
+            .to_owned(),
+    );
+    let consumer = |id: &str, tenant: &str| json!({"id": id, "tenant": tenant, "key_sha256": key_digest_hex(&format!("sk-{id}"))});
+    plugin_configs.insert(
+        "key_injection_authenticate".to_owned(),
+        json!({"role": "authenticate", "consumers": [
+            consumer("alice", "acme"), consumer("erin", "acme"), consumer("frank", "globex")]})
+        .to_string(),
+    );
+    let gw = Gateway::start_with(&ChainOptions {
+        plugin_configs,
+        ..ChainOptions::default()
+    })
+    .unwrap();
+    // Each request reserves its prompt (9) + max_tokens (100) = 109: two fit in 300.
+    let body = json!({"model": "gpt-4o", "max_tokens": 100,
+                      "messages": [{"role": "user", "content": "hello world"}]})
+    .to_string();
+    let ask = |id: &str| {
+        let auth = format!("Bearer sk-{id}");
+        let resp = http::post(
+            &gw.url("/v1/chat/completions"),
+            body.as_bytes(),
+            &[
+                ("authorization", auth.as_str()),
+                ("x-mock-latency-ms", "1500"),
+            ],
+        );
+        resp.unwrap()
+    };
+    align_to_window(30);
+    // Held concurrently, so that no reservation is settled before the last is asked.
+    std::thread::scope(|s| {
+        let alice = s.spawn(|| ask("alice"));
+        std::thread::sleep(Duration::from_millis(300));
+        let erin = s.spawn(|| ask("erin"));
+        std::thread::sleep(Duration::from_millis(300));
+        let late = ask("erin");
+        let frank = ask("frank");
+        assert_eq!(alice.join().unwrap().status, 200);
+        assert_eq!(erin.join().unwrap().status, 200);
+        assert_eq!(late.status, 429, "acme's third request: {}", late.text());
+        assert_eq!(late.header("x-ratelimit-limit-tokens"), Some("300"));
+        assert_eq!(frank.status, 200, "another tenant: {}", frank.text());
+    });
 }
 
 #[test]
