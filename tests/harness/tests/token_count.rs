@@ -219,6 +219,58 @@ fn filter_state_reaches_the_access_log_and_metrics_reach_prometheus() {
     assert!(noisy.is_empty(), "{noisy:#?}");
 }
 
+/// Cached-prompt and reasoning tokens, where the provider reports them, reach the token
+/// counters, and cached tokens are priced at the cached rate.
+#[test]
+fn provider_usage_details_reach_metrics_and_cost() {
+    let gw = Gateway::start().unwrap();
+    let body = json!({"model": "gpt-4.1", "messages": [
+        {"role": "system", "content": "You are a careful assistant."},
+        {"role": "user", "content": "Think about it, then answer in one word."}]});
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        &body,
+        &[
+            ("x-mock-cached-tokens", "4"),
+            ("x-mock-reasoning-tokens", "6"),
+        ],
+    );
+    assert_eq!(resp.status, 200);
+    let usage = &resp.json().unwrap()["usage"];
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 4);
+    let (prompt, completion) = (
+        usage["prompt_tokens"].as_f64().unwrap(),
+        usage["completion_tokens"].as_f64().unwrap(),
+    );
+    let series = |kind: &str| {
+        format!(
+            r#"sluice_token_count_tokens_total{{token_type="{kind}",model="gpt-4_1",consumer="demo"}}"#
+        )
+    };
+    for (kind, want) in [
+        ("input", prompt),
+        ("output", completion),
+        ("cached_input", 4.0),
+        ("reasoning", 6.0),
+    ] {
+        assert_eq!(
+            gw.envoy.metric_reaching(&series(kind), want),
+            Some(want),
+            "{kind}"
+        );
+    }
+    // envoy/sluice.yaml prices gpt-4.1 at $2 in, $0.5 cached in, $8 out per 1M tokens.
+    let spent = (prompt - 4.0) * 2.0 + 4.0 * 0.5 + completion * 8.0;
+    assert_eq!(
+        gw.envoy.metric_reaching(
+            r#"sluice_token_count_cost_microdollars_total{model="gpt-4_1",consumer="demo"}"#,
+            spent
+        ),
+        Some(spent)
+    );
+}
+
 #[test]
 fn streamed_completions_are_counted_from_usage_or_locally() {
     let gw = Gateway::start().unwrap();

@@ -12,6 +12,8 @@
 //! | `x-mock-no-usage: 1` | leave `usage` out of streamed answers even when asked for |
 //! | `x-mock-flag-word: …` | `/v1/moderations` flags inputs containing this word |
 //! | `x-mock-count: words` | count `usage` by whitespace-separated words, not tiktoken (benchmarks: keeps the mock cheap) |
+//! | `x-mock-cached-tokens: 4` | chat `usage` reports this many prompt tokens as cached (at most the prompt) |
+//! | `x-mock-reasoning-tokens: 6` | chat `usage` reports this many reasoning tokens, counted in the completion |
 
 use hyper::HeaderMap;
 
@@ -27,6 +29,8 @@ pub struct Controls {
     pub no_usage: bool,
     pub flag_word: Option<String>,
     pub count_words: bool,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -55,6 +59,8 @@ impl Controls {
             no_usage: header(headers, "x-mock-no-usage").is_some_and(|v| v == "1" || v == "true"),
             flag_word: header(headers, "x-mock-flag-word"),
             count_words: header(headers, "x-mock-count").is_some_and(|v| v == "words"),
+            cached_tokens: number(headers, "x-mock-cached-tokens").unwrap_or(0),
+            reasoning_tokens: number(headers, "x-mock-reasoning-tokens").unwrap_or(0),
         }
     }
 }

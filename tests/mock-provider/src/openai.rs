@@ -61,12 +61,14 @@ pub fn chat(body: &[u8], controls: &Controls) -> Reply {
             tokens::count_text(&model, &text),
         )
     };
+    // Reasoning happens before the reply and counts as completion.
+    let completion_tokens = completion_tokens + controls.reasoning_tokens;
     let usage = json!({
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0}
+        "prompt_tokens_details": {"cached_tokens": controls.cached_tokens.min(prompt_tokens)},
+        "completion_tokens_details": {"reasoning_tokens": controls.reasoning_tokens}
     });
     let id = id_for("chatcmpl-mock", body);
 
