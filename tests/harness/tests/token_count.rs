@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sluice_core::key_injection::key_digest_hex;
-use sluice_harness::{http, python, ChainOptions, Gateway, DEMO_AUTH, DEMO_KEY};
+use sluice_harness::envoy::{render_template, template_vars, Envoy};
+use sluice_harness::render::{self, only_filters};
+use sluice_harness::{http, python, ChainOptions, Gateway, MockProvider, DEMO_AUTH, DEMO_KEY};
 
 fn post(gw: &Gateway, path: &str, body: &Value, extra: &[(&str, &str)]) -> http::Response {
     let mut headers = vec![DEMO_AUTH];
@@ -268,6 +270,45 @@ fn provider_usage_details_reach_metrics_and_cost() {
             spent
         ),
         Some(spent)
+    );
+}
+
+/// token-count alone in an Envoy (no key-injection before it): it counts, and takes the
+/// consumer from the header its config names.
+#[test]
+fn alone_it_counts_and_takes_the_consumer_from_a_header() {
+    let mock = MockProvider::start().unwrap();
+    let envoy = Envoy::start_config(|port, admin| {
+        let config = render_template(
+            "envoy/sluice.yaml",
+            &template_vars(port, admin, mock.port),
+            &BTreeMap::new(),
+        )?;
+        let config = only_filters(&config, &["sluice.token_count"]);
+        render::set_plugin_config(&config, "token_count", r#"{"consumer_header":"x-team"}"#)
+    })
+    .unwrap();
+    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hello world"}]});
+    let resp = http::post(
+        &envoy.url("/v1/chat/completions"),
+        body.to_string().as_bytes(),
+        &[("x-team", "blue")],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let prompt = resp.json().unwrap()["usage"]["prompt_tokens"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(
+        resp.header("x-sluice-prompt-tokens"),
+        Some(prompt.to_string().as_str())
+    );
+    assert_eq!(
+        envoy.metric_reaching(
+            r#"sluice_token_count_tokens_total{token_type="input",model="gpt-4o",consumer="blue"}"#,
+            prompt
+        ),
+        Some(prompt)
     );
 }
 
