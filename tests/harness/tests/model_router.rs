@@ -341,6 +341,10 @@ fn anthropic_sdk_talks_to_an_openai_target_plain_and_streaming() {
 }
 
 fn fallback_gateway() -> (Gateway, MockProvider) {
+    fallback_gateway_with(None)
+}
+
+fn fallback_gateway_with(edit: Option<fn(String) -> String>) -> (Gateway, MockProvider) {
     let second = MockProvider::start().unwrap();
     let dead = sluice_harness::envoy::free_port().unwrap(); // nothing listens there
     let mut plugin_configs = BTreeMap::new();
@@ -360,6 +364,7 @@ fn fallback_gateway() -> (Gateway, MockProvider) {
             ("mock_b".to_owned(), second.port),
             ("dead".to_owned(), dead),
         ],
+        edit,
         ..ChainOptions::default()
     })
     .unwrap();
@@ -451,5 +456,38 @@ fn when_every_target_fails_the_caller_gets_the_last_failure() {
     assert_eq!(
         resp.header("x-sluice-fallback"),
         Some("attempts=2; answered=dead")
+    );
+}
+
+/// The routed request's timeout cut to 1 s (the shipped config gives an LLM 300 s).
+fn routed_timeout_1s(config: String) -> String {
+    let (from, to) = (
+        "auto_host_rewrite: true\n                  timeout: 300s",
+        "auto_host_rewrite: true\n                  timeout: 1s",
+    );
+    assert!(
+        config.contains(from),
+        "the routed route's timeout moved in envoy/sluice.yaml"
+    );
+    config.replacen(from, to, 1)
+}
+
+#[test]
+fn a_target_that_times_out_is_answered_by_the_fallback() {
+    let (gw, b) = fallback_gateway_with(Some(routed_timeout_1s));
+    let started = Instant::now();
+    let resp = chat(&gw, "fb-1", &[("x-mock-latency-ms", "2500")]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.header("x-sluice-fallback"),
+        Some("attempts=2; answered=mock_b")
+    );
+    assert_eq!(resp.json().unwrap()["object"], "chat.completion");
+    assert_eq!(b.last_request().unwrap()["path"], "/v1/messages");
+    // Envoy gave up on the first target at 1 s (its 504), not when the mock would have answered.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
     );
 }
