@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use sluice_core::key_injection::key_digest_hex;
 use sluice_harness::{http, ChainOptions, Gateway, MockProvider, DEMO_AUTH};
 
 /// Puts a copy of key-injection's inject entry before model-router. Without a routing header
@@ -428,7 +429,7 @@ fn fallback_on_429_and_503_answers_from_the_next_target_in_the_callers_dialect()
 }
 
 #[test]
-fn sticky_consumers_keep_their_target() {
+fn sticky_by_header_keeps_each_user_on_one_target() {
     let (gw, b) = gateway(
         json!({"routes": [{"models": ["split"], "sticky": {"header": "x-user"}, "targets": [
         {"provider": "mock", "cluster": "mock", "model": "gpt-4o-mini"},
@@ -446,6 +447,56 @@ fn sticky_consumers_keep_their_target() {
         seen.extend(targets);
     }
     assert_eq!(seen.len(), 2, "users spread over both targets");
+}
+
+#[test]
+fn sticky_by_consumer_keeps_each_authenticated_consumer_on_one_target() {
+    let second = MockProvider::start().unwrap();
+    let users = ["ann", "bob", "cy", "di", "ed", "flo", "gus", "hal"];
+    let consumers: Vec<Value> = users
+        .iter()
+        .map(|u| json!({"id": u, "key_sha256": key_digest_hex(&format!("sk-{u}"))}))
+        .collect();
+    let mut plugin_configs = BTreeMap::new();
+    plugin_configs.insert(
+        "key_injection_authenticate".to_owned(),
+        json!({"role": "authenticate", "consumers": consumers}).to_string(),
+    );
+    plugin_configs.insert(
+        "model_router".to_owned(),
+        json!({"routes": [{"models": ["split"], "sticky": "consumer", "targets": [
+            {"provider": "mock", "cluster": "mock", "model": "gpt-4o-mini"},
+            {"provider": "mock", "cluster": "mock_b", "model": "gpt-4o-mini"}]}]})
+        .to_string(),
+    );
+    let gw = Gateway::start_with(&ChainOptions {
+        plugin_configs,
+        extra_clusters: vec![("mock_b".to_owned(), second.port)],
+        edit: Some(route_resolved_early),
+        ..ChainOptions::default()
+    })
+    .unwrap();
+    let body =
+        json!({"model": "split", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let mut seen = std::collections::BTreeSet::new();
+    for user in users {
+        let auth = format!("Bearer sk-{user}");
+        let mut targets = std::collections::BTreeSet::new();
+        for _ in 0..4 {
+            let before = count(&second);
+            let resp = http::post(
+                &gw.url("/v1/chat/completions"),
+                body.as_bytes(),
+                &[("authorization", auth.as_str())],
+            )
+            .unwrap();
+            assert_eq!(resp.status, 200, "{user}: {}", resp.text());
+            targets.insert(count(&second) > before);
+        }
+        assert_eq!(targets.len(), 1, "{user} moved between targets");
+        seen.extend(targets);
+    }
+    assert_eq!(seen.len(), 2, "consumers spread over both targets");
 }
 
 #[test]
