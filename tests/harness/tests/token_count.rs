@@ -77,9 +77,10 @@ fn prompt_counts_equal_python_tiktoken_through_the_openai_sdk() {
 }
 
 /// Legacy completions and embeddings: every input form is counted before the request leaves,
-/// and equals the mock provider's own tiktoken-rs count of what arrived.
+/// and equals the mock provider's own tiktoken-rs count of what arrived. An Anthropic Messages
+/// answer's `usage` gives its completion count.
 #[test]
-fn completions_and_embeddings_inputs_are_counted() {
+fn completions_embeddings_and_anthropic_messages_are_counted() {
     let gw = Gateway::start().unwrap();
     let cases = [
         (
@@ -121,6 +122,16 @@ fn completions_and_embeddings_inputs_are_counted() {
             );
         }
     }
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 50,
+                      "messages": [{"role": "user", "content": "one two three four five"}]});
+    let resp = post(&gw, "/v1/messages", &body, &[]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let usage = &resp.json().unwrap()["usage"];
+    assert!(resp.header("x-sluice-prompt-tokens").is_some());
+    assert_eq!(
+        resp.header("x-sluice-completion-tokens"),
+        Some(usage["output_tokens"].to_string().as_str())
+    );
 }
 
 #[test]
