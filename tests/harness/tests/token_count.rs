@@ -284,8 +284,9 @@ fn provider_usage_details_reach_metrics_and_cost() {
     );
 }
 
-/// token-count alone in an Envoy (no key-injection before it): it counts, and takes the
-/// consumer from the header its config names.
+/// token-count alone in an Envoy (no key-injection before it): it counts, takes the consumer
+/// from the header its config names, and counts a model its config maps to an encoding with
+/// that encoding.
 #[test]
 fn alone_it_counts_and_takes_the_consumer_from_a_header() {
     let mock = MockProvider::start().unwrap();
@@ -296,7 +297,11 @@ fn alone_it_counts_and_takes_the_consumer_from_a_header() {
             &BTreeMap::new(),
         )?;
         let config = only_filters(&config, &["sluice.token_count"]);
-        render::set_plugin_config(&config, "token_count", r#"{"consumer_header":"x-team"}"#)
+        render::set_plugin_config(
+            &config,
+            "token_count",
+            r#"{"consumer_header":"x-team","encodings":[{"models":["my-finetune-*"],"encoding":"cl100k_base"}]}"#,
+        )
     })
     .unwrap();
     let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hello world"}]});
@@ -320,6 +325,27 @@ fn alone_it_counts_and_takes_the_consumer_from_a_header() {
             prompt
         ),
         Some(prompt)
+    );
+    // A fine-tune the config maps to cl100k_base (unknown to OpenAI's rules, which would count
+    // it with o200k_base): OpenAI's recipe for one user message is 3 + 3 + role + content.
+    let text = "def f(x):\n    return x ** 2  # 日本語 🦀";
+    let body = json!({"model": "my-finetune-1", "messages": [{"role": "user", "content": text}]});
+    let resp = http::post(
+        &envoy.url("/v1/chat/completions"),
+        body.to_string().as_bytes(),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let recipe = |bpe: tiktoken_rs::CoreBPE| {
+        6 + bpe.encode_with_special_tokens("user").len()
+            + bpe.encode_with_special_tokens(text).len()
+    };
+    let cl100k = recipe(tiktoken_rs::cl100k_base().unwrap());
+    assert_ne!(cl100k, recipe(tiktoken_rs::o200k_base().unwrap()));
+    assert_eq!(
+        resp.header("x-sluice-prompt-tokens"),
+        Some(cl100k.to_string().as_str())
     );
 }
 
