@@ -154,10 +154,12 @@ impl TokenCountStream {
         Action::Pause
     }
 
+    /// Who the request is charged to: the consumer key-injection authenticated, else the
+    /// configured consumer header's value (a caller's header never overrides an authenticated
+    /// consumer, or it could pick whose budget it spends), else `anonymous`.
     fn consumer(&self) -> String {
-        self.consumer
-            .clone()
-            .or_else(|| state::get(StateKey::Consumer))
+        state::get(StateKey::Consumer)
+            .or_else(|| self.consumer.clone())
             .unwrap_or_else(|| "anonymous".to_owned())
     }
 

@@ -284,6 +284,25 @@ fn provider_usage_details_reach_metrics_and_cost() {
     );
 }
 
+/// Behind key-injection, the authenticated consumer is charged, whatever consumer header the
+/// caller sends.
+#[test]
+fn an_authenticated_consumer_wins_over_the_consumer_header() {
+    let gw = budget_gateway(r#"{"consumer_header":"x-team"}"#);
+    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hello world"}]});
+    let resp = post(&gw, "/v1/chat/completions", &body, &[("x-team", "blue")]);
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        gw.envoy.metric_reaching(
+            r#"sluice_token_count_requests_total{model="gpt-4o",consumer="demo"}"#,
+            1.0
+        ),
+        Some(1.0)
+    );
+    let stats = gw.envoy.prometheus().unwrap();
+    assert!(!stats.contains(r#"consumer="blue""#), "{stats}");
+}
+
 /// token-count alone in an Envoy (no key-injection before it): it counts, takes the consumer
 /// from the header its config names, and counts a model its config maps to an encoding with
 /// that encoding.
