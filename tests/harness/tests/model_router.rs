@@ -32,9 +32,14 @@ fn route_resolved_early(config: String) -> String {
 
 /// The chain with a second mock provider behind cluster `mock_b`, and these routes.
 fn gateway(routes: Value) -> (Gateway, MockProvider) {
-    let second = MockProvider::start().unwrap();
     let mut plugin_configs = BTreeMap::new();
     plugin_configs.insert("model_router".to_owned(), routes.to_string());
+    gateway_with(plugin_configs)
+}
+
+/// The same with these plugin configs (by plugin name).
+fn gateway_with(plugin_configs: BTreeMap<String, String>) -> (Gateway, MockProvider) {
+    let second = MockProvider::start().unwrap();
     let gw = Gateway::start_with(&ChainOptions {
         plugin_configs,
         extra_clusters: vec![("mock_b".to_owned(), second.port)],
@@ -451,7 +456,6 @@ fn sticky_by_header_keeps_each_user_on_one_target() {
 
 #[test]
 fn sticky_by_consumer_keeps_each_authenticated_consumer_on_one_target() {
-    let second = MockProvider::start().unwrap();
     let users = ["ann", "bob", "cy", "di", "ed", "flo", "gus", "hal"];
     let consumers: Vec<Value> = users
         .iter()
@@ -469,13 +473,7 @@ fn sticky_by_consumer_keeps_each_authenticated_consumer_on_one_target() {
             {"provider": "mock", "cluster": "mock_b", "model": "gpt-4o-mini"}]}]})
         .to_string(),
     );
-    let gw = Gateway::start_with(&ChainOptions {
-        plugin_configs,
-        extra_clusters: vec![("mock_b".to_owned(), second.port)],
-        edit: Some(route_resolved_early),
-        ..ChainOptions::default()
-    })
-    .unwrap();
+    let (gw, second) = gateway_with(plugin_configs);
     let body =
         json!({"model": "split", "messages": [{"role": "user", "content": "hi"}]}).to_string();
     let mut seen = std::collections::BTreeSet::new();
