@@ -13,11 +13,13 @@
 //! - `count-calls`: exactly the host calls token-count makes on a plain 1 KB chat request (its
 //!   headers read whole, the body, the prompt count set as a header and in filter state, the
 //!   answer held and read, the counts set on it, the consumer read, the usage written and two
-//!   values recorded in a histogram at the end), with nothing counted: the most any filter doing token-count's job can reach;
+//!   values recorded in a histogram at the end), with nothing counted: the most any filter
+//!   doing token-count's job can reach;
 //! - `route-calls`: likewise, model-router's host calls when it only routes (headers, body,
 //!   the cluster header set, the route cache cleared, four filter-state values written).
 //!
-//! Used by `make bench` only (`sluice_harness::bench`); nothing is counted, parsed or changed.
+//! Used by `make bench` only (`sluice_harness::bench`); nothing is counted or parsed, and the
+//! headers and filter state the last two modes set carry fixed values.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};

@@ -4,11 +4,12 @@
 //! starts from (`tests/floor-filter`: one Wasm entry that does nothing, one that also reads the
 //! request body, one that also holds the answer until its body is read, one that also makes ten
 //! host calls, and for token-count and model-router one that makes exactly that filter's host
-//! calls and does nothing else); each filter alone; and the whole chain. `wrk` drives each in turn with chat
-//! requests carrying the demo key at 16 connections, for a bounded time, in interleaved rounds
-//! (bare, floor, …, bare, …) so drift on the machine hits all alike. The report gives
-//! throughput and p50/p99 latency as ratios to bare Envoy; each Envoy's RSS idle and after
-//! load, and from Envoy's admin `/memory` how much of its heap is allocated and how much its
+//! calls and does nothing else); each filter alone; and the whole chain. `wrk` drives each in
+//! turn with chat requests carrying the demo key at 16 connections, for a bounded time, in
+//! interleaved rounds (bare, floor, …, bare, …) so drift on the machine hits all alike. The
+//! report gives throughput, Envoy's own CPU time per request (from `/proc`, over each run) and
+//! p50/p99 latency, each also as a ratio to bare Envoy; each Envoy's RSS idle and after load,
+//! and from Envoy's admin `/memory` how much of its heap is allocated and how much its
 //! allocator keeps freed; and counting speed against native tiktoken-rs. It is a measurement,
 //! not a test: nothing here passes or fails on a number.
 //!
