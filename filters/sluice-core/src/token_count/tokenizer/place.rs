@@ -16,11 +16,16 @@ pub fn short_key(bytes: &[u8]) -> Option<u64> {
     if bytes.len() > 7 {
         return None;
     }
-    let packed = bytes
+    Some(le_word(bytes) | (bytes.len() as u64) << 56)
+}
+
+/// Up to eight bytes as a little-endian word.
+#[inline]
+fn le_word(bytes: &[u8]) -> u64 {
+    bytes
         .iter()
         .rev()
-        .fold(0u64, |word, b| word << 8 | u64::from(*b));
-    Some(packed | (bytes.len() as u64) << 56)
+        .fold(0u64, |word, b| word << 8 | u64::from(*b))
 }
 
 /// A short key's hash: the key times 2^64/φ (Fibonacci hashing), whose top bits depend on every
@@ -36,11 +41,7 @@ pub fn short_hash(key: u64) -> u64 {
 pub fn long_hash(bytes: &[u8]) -> u64 {
     let mut h = (bytes.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     for chunk in bytes.chunks(8) {
-        let word = chunk
-            .iter()
-            .rev()
-            .fold(0u64, |word, b| word << 8 | u64::from(*b));
-        h = (h ^ word)
+        h = (h ^ le_word(chunk))
             .wrapping_mul(0xFF51_AFD7_ED55_8CCD)
             .rotate_left(31);
     }
