@@ -91,23 +91,21 @@ impl UsageMetrics {
             return;
         }
         let mut kept = self.kept.borrow_mut();
-        let known = kept
-            .get(used.model)
-            .is_some_and(|c| c.contains_key(used.consumer));
-        if !known {
-            if self.pairs.get() >= MAX_PAIRS {
-                kept.clear();
-                self.pairs.set(0);
-            }
-            self.pairs.set(self.pairs.get() + 1);
-            kept.entry(used.model.to_owned())
-                .or_default()
-                .insert(used.consumer.to_owned(), Series::default());
-        }
-        let Some(series) = kept.get(used.model).and_then(|c| c.get(used.consumer)) else {
+        if let Some(series) = kept.get(used.model).and_then(|c| c.get(used.consumer)) {
+            self.add_to(series, used);
             return;
-        };
-        self.add_to(series, used);
+        }
+        // A pair not seen yet: named now, then kept.
+        let series = Series::default();
+        self.add_to(&series, used);
+        if self.pairs.get() >= MAX_PAIRS {
+            kept.clear();
+            self.pairs.set(0);
+        }
+        self.pairs.set(self.pairs.get() + 1);
+        kept.entry(used.model.to_owned())
+            .or_default()
+            .insert(used.consumer.to_owned(), series);
     }
 
     fn add_to(&self, series: &Series, used: &Used) {
