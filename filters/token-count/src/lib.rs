@@ -96,6 +96,7 @@ impl sluice_host::Filter for TokenCount {
             dialect: Dialect::OpenAi,
             path_model: None,
             consumer: None,
+            charged: None,
             prompt: None,
             answer: Answer::Untracked,
             usage: None,
@@ -121,7 +122,10 @@ struct TokenCountStream {
     endpoint: Option<Endpoint>,
     dialect: Dialect,
     path_model: Option<String>,
+    /// The configured consumer header's value.
     consumer: Option<String>,
+    /// Who the request is charged to, once looked up.
+    charged: Option<String>,
     prompt: Option<PromptCount>,
     answer: Answer,
     /// Completion usage once known, and where it came from.
@@ -157,10 +161,16 @@ impl TokenCountStream {
     /// Who the request is charged to: the consumer key-injection authenticated, else the
     /// configured consumer header's value (a caller's header never overrides an authenticated
     /// consumer, or it could pick whose budget it spends), else `anonymous`.
-    fn consumer(&self) -> String {
-        state::get(StateKey::Consumer)
+    /// Looked up once per request (a host call), for the reservation and again at the end.
+    fn consumer(&mut self) -> String {
+        if let Some(charged) = &self.charged {
+            return charged.clone();
+        }
+        let charged = state::get(StateKey::Consumer)
             .or_else(|| self.consumer.clone())
-            .unwrap_or_else(|| "anonymous".to_owned())
+            .unwrap_or_else(|| "anonymous".to_owned());
+        self.charged = Some(charged.clone());
+        charged
     }
 
     /// Reserves the request's tokens in every budget; `Err` is the 429 to send.
@@ -222,6 +232,10 @@ impl TokenCountStream {
         if let (Answer::Stream(watch), Some(prompt)) = (&mut self.answer, &self.prompt) {
             self.usage = Some(watch.finish(&self.runtime.counter, prompt.encoding));
         }
+        if self.prompt.is_none() {
+            return; // not counted: nothing to settle or record
+        }
+        let consumer = self.consumer();
         let Some(prompt) = &self.prompt else { return };
         if !self.reservations.is_empty() {
             // An answer that is not a success used no tokens; otherwise what was reported.
@@ -236,7 +250,6 @@ impl TokenCountStream {
         }
         let rt = &self.runtime;
         let model = prompt.model.as_deref().unwrap_or("unknown");
-        let consumer = self.consumer();
         let reported = self
             .usage
             .as_ref()
