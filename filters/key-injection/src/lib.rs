@@ -177,8 +177,8 @@ impl HttpContext for AuthenticateStream {
             http::BodyRead::Whole(body) => body,
         };
         self.model_check = false;
-        let model = match sluice_core::openai::model_of(&body) {
-            Ok(model) => model,
+        let model = match sluice_core::body::Head::of(&body) {
+            Ok(head) => head.model,
             Err(err) => return self.refuse(&err),
         };
         let Some(model) = model else {

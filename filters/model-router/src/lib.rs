@@ -19,6 +19,7 @@ use std::time::Duration;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
+use sluice_core::body::{self, Head};
 use sluice_core::endpoint::Endpoint;
 use sluice_core::metrics::stat_name;
 use sluice_core::model_router::config::{Kind, ModelRouterConfig, Sticky, Target};
@@ -26,7 +27,8 @@ use sluice_core::model_router::prepare::{
     prepare, stream_translator, translate_answer, Direction, Prepared,
 };
 use sluice_core::model_router::route::{model_missing, model_not_found, upstream_model, Router};
-use sluice_core::openai::model_of;
+use sluice_core::token_count::usage::Delivered;
+use sluice_core::token_count::{COMPLETION_HEADER, PROMPT_HEADER, SOURCE_HEADER};
 use sluice_core::translate::{RequestFacts, StreamTranslator};
 use sluice_core::{ApiError, ConfigError, Dialect, StateKey};
 use sluice_host::metrics::Metrics;
@@ -68,6 +70,7 @@ impl sluice_host::Filter for ModelRouter {
             runtime,
             routing: false,
             dialect: Dialect::OpenAi,
+            endpoint: None,
             path: String::new(),
             override_model: None,
             headers: http::Headers::default(),
@@ -81,6 +84,9 @@ impl sluice_host::Filter for ModelRouter {
 pub const ROUTE_HEADER: &str = "x-sluice-cluster";
 pub const MODEL_HEADER: &str = "x-sluice-model";
 pub const FALLBACK_HEADER: &str = "x-sluice-fallback";
+/// The caller's path when the filter changed it (Envoy's own name for it, as its path
+/// rewrites set it): access logs show both, `%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`.
+pub const ORIGINAL_PATH_HEADER: &str = "x-envoy-original-path";
 
 /// What a fallback needs: the caller's request as it came, and where to go next.
 struct Retry {
@@ -93,12 +99,15 @@ struct Retry {
     /// A call-out is under way; the first target's answer is held meanwhile.
     holding: bool,
     translation: Option<(Direction, RequestFacts)>,
+    /// The dialect of the target tried last (how its answer reports usage).
+    upstream: Dialect,
 }
 
 struct RouteStream {
     runtime: Rc<Runtime>,
     routing: bool,
     dialect: Dialect,
+    endpoint: Option<Endpoint>,
     path: String,
     override_model: Option<String>,
     /// Request headers, kept for a rule that is sticky by header.
@@ -191,6 +200,10 @@ impl RouteStream {
                     retry.tried.push(target.cluster.clone());
                     retry.translation = prepared.translation;
                     retry.holding = true;
+                    retry.upstream = match target.kind {
+                        Kind::Anthropic => Dialect::Anthropic,
+                        _ => Dialect::OpenAi,
+                    };
                     state::set(StateKey::Provider, &target.provider);
                     state::set(StateKey::Cluster, &target.cluster);
                     state::set(StateKey::UpstreamModel, &upstream);
@@ -230,6 +243,11 @@ impl RouteStream {
         let content_type = headers.get("content-type").unwrap_or("application/json");
         let event_stream = content_type.starts_with("text/event-stream");
         let translation = self.retry.as_ref().and_then(|r| r.translation.clone());
+        // Envoy sends this answer straight to the caller, past token-count: its usage goes to
+        // token-count through filter state, and on the answer as token-count would put it.
+        let upstream = self.retry.as_ref().map_or(Dialect::OpenAi, |r| r.upstream);
+        let delivered = Delivered::of_answer(upstream, status, event_stream, &body);
+        state::set(StateKey::AnswerUsage, &delivered.encode());
         let body = match &translation {
             Some((direction, facts)) => translate_answer(
                 *direction,
@@ -267,6 +285,21 @@ impl RouteStream {
                 out_headers.push((k.as_str(), v.as_str()));
             }
         }
+        let numbers = delivered.usage.as_ref().map(|u| {
+            (
+                u.prompt.map(|n| n.to_string()),
+                u.completion.map(|n| n.to_string()),
+            )
+        });
+        if let Some((prompt, completion)) = &numbers {
+            if let Some(p) = prompt {
+                out_headers.push((PROMPT_HEADER, p));
+            }
+            if let Some(c) = completion.as_deref().filter(|_| !event_stream) {
+                out_headers.push((COMPLETION_HEADER, c));
+            }
+            out_headers.push((SOURCE_HEADER, "provider"));
+        }
         if let Err(s) = hostcalls::send_http_response(u32::from(status), out_headers, Some(&body)) {
             log::error!("sluice model-router: cannot send the fallback answer: {s:?}");
         }
@@ -291,13 +324,20 @@ impl HttpContext for RouteStream {
         if headers.contains(ROUTE_HEADER) {
             http::set_request_header(ROUTE_HEADER, None);
         }
+        // Nor write the path the access log shows as theirs.
+        if headers.contains(ORIGINAL_PATH_HEADER) {
+            http::set_request_header(ORIGINAL_PATH_HEADER, None);
+        }
         let path = headers.get(":path").unwrap_or_default().to_owned();
-        let routable =
-            Endpoint::from_path(&path).is_some() && headers.get(":method") == Some("POST");
-        if !routable || end_of_stream {
+        let endpoint = Endpoint::from_path(&path);
+        if endpoint.is_none() || headers.get(":method") != Some("POST") {
             return Action::Continue;
         }
         self.dialect = Dialect::from_path(&path);
+        if end_of_stream {
+            return self.refuse(&body::missing_body());
+        }
+        self.endpoint = endpoint;
         self.path = path;
         self.override_model = headers.get(MODEL_HEADER).map(str::to_owned);
         self.headers = headers;
@@ -320,10 +360,16 @@ impl HttpContext for RouteStream {
                 http::BodyRead::Whole(body) => body,
             };
         self.routing = false;
-        let body_model = match model_of(&body) {
-            Ok(m) => m,
+        let head = match Head::of(&body) {
+            Ok(head) => head,
             Err(err) => return self.refuse(&err),
         };
+        if let Some(endpoint) = self.endpoint {
+            if let Err(err) = head.check_messages(endpoint) {
+                return self.refuse(&err);
+            }
+        }
+        let body_model = head.model;
         let Some(model) = self.override_model.clone().or(body_model.clone()) else {
             return self.refuse(&model_missing());
         };
@@ -351,6 +397,7 @@ impl HttpContext for RouteStream {
         }
         if prepared.path != self.path {
             http::set_request_header(":path", Some(&prepared.path));
+            http::set_request_header(ORIGINAL_PATH_HEADER, Some(&self.path));
         }
         if target.kind == Kind::Anthropic && !self.headers.contains("anthropic-version") {
             http::set_request_header("anthropic-version", Some("2023-06-01"));
@@ -365,6 +412,7 @@ impl HttpContext for RouteStream {
                 tried: vec![target.cluster.clone()],
                 holding: false,
                 translation: None,
+                upstream: Dialect::OpenAi,
             });
         }
         http::set_request_header(ROUTE_HEADER, Some(&target.cluster));

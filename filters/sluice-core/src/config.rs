@@ -94,7 +94,7 @@ pub fn parse_config<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, C
 }
 
 /// Renders serde_path_to_error's path (`a.b[0].c`, or `.` at the root) as a JSON path.
-fn serde_path(path: &serde_path_to_error::Path) -> String {
+pub(crate) fn serde_path(path: &serde_path_to_error::Path) -> String {
     let rendered = path.to_string();
     if rendered == "." || rendered.is_empty() {
         "$".to_owned()
@@ -106,7 +106,7 @@ fn serde_path(path: &serde_path_to_error::Path) -> String {
 }
 
 /// serde_json appends "at line L column C"; for a one-line config the path says more.
-fn strip_position(err: &serde_json::Error) -> String {
+pub(crate) fn strip_position(err: &serde_json::Error) -> String {
     let text = err.to_string();
     match text.rfind(" at line ") {
         Some(at) if err.line() > 0 => text.get(..at).unwrap_or(&text).to_owned(),

@@ -7,6 +7,7 @@
 //! One idea per module:
 //! - [`openai`], [`anthropic`]: wire types of the two API dialects, tolerant of unknown fields and
 //!   keeping them on re-serialisation.
+//! - [`body`]: request bodies parsed as JSON, refused with errors that name the field.
 //! - [`sse`]: an incremental Server-Sent Events parser that survives any chunk split.
 //! - [`endpoint`]: which API a request path is for.
 //! - [`error`]: the caller-facing error bodies (OpenAI and Anthropic dialects) and their statuses.
@@ -19,6 +20,7 @@
 //! [`moderation`], [`key_injection`], [`model_router`].
 
 pub mod anthropic;
+pub mod body;
 pub mod config;
 pub mod endpoint;
 pub mod error;

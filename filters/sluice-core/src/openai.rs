@@ -11,29 +11,6 @@ use serde_json::{Map, Value};
 /// Unnamed fields, kept verbatim.
 pub type Extra = Map<String, Value>;
 
-/// The `model` a JSON request body names, without parsing the rest of it. Any OpenAI or
-/// Anthropic request body is a JSON object with an optional string `model`; anything else is a
-/// 400 for the caller.
-pub fn model_of(body: &[u8]) -> Result<Option<String>, crate::ApiError> {
-    #[derive(Deserialize)]
-    struct ModelOnly {
-        #[serde(default)]
-        model: Option<String>,
-    }
-    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    match serde_json::from_slice::<ModelOnly>(body) {
-        Ok(m) if is_object => Ok(m.model),
-        Ok(_) => Err(crate::ApiError::invalid_request(
-            "the body must be a JSON object",
-        )),
-        Err(e) if e.is_data() => Err(crate::ApiError::invalid_request(
-            "`model` must be a string and the body a JSON object",
-        )
-        .with_param("model")),
-        Err(e) => Err(crate::ApiError::malformed_json(&e.to_string())),
-    }
-}
-
 /// `POST /v1/chat/completions` request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletionRequest {
@@ -370,7 +347,9 @@ mod tests {
     }
 
     #[test]
-    fn model_of_reads_only_the_model() {
+    fn head_reads_only_the_model() {
+        use crate::body::Head;
+        let model_of = |b: &[u8]| Head::of(b).map(|h| h.model);
         assert_eq!(
             model_of(br#"{"messages":[1],"model":"m"}"#)
                 .unwrap()

@@ -23,7 +23,8 @@ pub enum StateKey {
     PromptTokens,
     /// token-count: completion tokens.
     CompletionTokens,
-    /// token-count: `local` or `provider`.
+    /// token-count: where the numbers in `prompt_tokens` and `completion_tokens` come from:
+    /// `provider` (its usage report), `local` (counted here exactly), `estimate`.
     TokenSource,
     /// model-router: provider kind of the chosen target.
     Provider,
@@ -33,10 +34,13 @@ pub enum StateKey {
     UpstreamModel,
     /// model-router: fallback attempts and the target that answered.
     Fallback,
+    /// model-router: status and usage of a fallback answer it delivered itself
+    /// (`token_count::usage::Delivered`), for token-count to settle with.
+    AnswerUsage,
 }
 
 impl StateKey {
-    pub const ALL: [StateKey; 12] = [
+    pub const ALL: [StateKey; 13] = [
         StateKey::Consumer,
         StateKey::Tenant,
         StateKey::Template,
@@ -49,6 +53,7 @@ impl StateKey {
         StateKey::Cluster,
         StateKey::UpstreamModel,
         StateKey::Fallback,
+        StateKey::AnswerUsage,
     ];
 
     /// The single-segment property path to pass to `set_property` / `get_property`.
@@ -66,6 +71,7 @@ impl StateKey {
             StateKey::Cluster => "sluice.cluster",
             StateKey::UpstreamModel => "sluice.upstream_model",
             StateKey::Fallback => "sluice.fallback",
+            StateKey::AnswerUsage => "sluice.answer_usage",
         }
     }
 

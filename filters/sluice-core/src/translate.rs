@@ -85,8 +85,7 @@ pub fn chat_to_messages(
     upstream_model: &str,
     default_max_tokens: u64,
 ) -> Result<(Vec<u8>, RequestFacts), ApiError> {
-    let req: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::malformed_json(&e.to_string()))?;
+    let req: Value = crate::body::parse(body)?;
     let Some(input) = req["messages"].as_array() else {
         return Err(ApiError::invalid_request("`messages` must be an array").with_param("messages"));
     };
@@ -251,19 +250,30 @@ pub fn error_to_openai(body: &[u8]) -> Option<Vec<u8>> {
     let v: Value = serde_json::from_slice(body).ok()?;
     let err = &v["error"];
     let kind = err["type"].as_str()?;
-    let openai_type = match kind {
-        "rate_limit_error" => "rate_limit_exceeded",
-        "api_error" | "overloaded_error" => "server_error",
-        "invalid_request_error" | "not_found_error" | "request_too_large" => {
-            "invalid_request_error"
-        }
-        other => other,
-    };
-    serde_json::to_vec(
-        &json!({"error": {"message": err["message"], "type": openai_type,
-                                          "param": null, "code": kind}}),
-    )
-    .ok()
+    serde_json::to_vec(&openai_error(kind, &err["message"])).ok()
+}
+
+/// What the OpenAI SDK's callers look for in an error, for an Anthropic error `type`: OpenAI's
+/// own `type` and `code` for the same failure (e.g. a 429 is `"type": "requests", "code":
+/// "rate_limit_exceeded"`), never Anthropic's names in OpenAI's fields.
+pub fn openai_error_names(anthropic_type: &str) -> (&'static str, Option<&'static str>) {
+    match anthropic_type {
+        "invalid_request_error" => ("invalid_request_error", None),
+        "authentication_error" => ("invalid_request_error", Some("invalid_api_key")),
+        "permission_error" => ("invalid_request_error", Some("permission_denied")),
+        "not_found_error" => ("invalid_request_error", Some("not_found")),
+        "request_too_large" => ("invalid_request_error", Some("request_too_large")),
+        "rate_limit_error" => ("requests", Some("rate_limit_exceeded")),
+        "billing_error" => ("insufficient_quota", Some("insufficient_quota")),
+        "timeout_error" => ("server_error", Some("timeout")),
+        "overloaded_error" => ("server_error", Some("server_overloaded")),
+        _ => ("server_error", None),
+    }
+}
+
+fn openai_error(anthropic_type: &str, message: &Value) -> Value {
+    let (kind, code) = openai_error_names(anthropic_type);
+    json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
 }
 
 /// An answer stream translated as it arrives: feed it the upstream bytes in any chunks, send
@@ -417,8 +427,8 @@ impl MessagesToChatStream {
             }
             "message_stop" => self.on_end(out),
             "error" => {
-                let body = json!({"error": {"message": v["error"]["message"],
-                                            "type": v["error"]["type"], "param": null, "code": null}});
+                let kind = v["error"]["type"].as_str().unwrap_or("api_error");
+                let body = openai_error(kind, &v["error"]["message"]);
                 out.extend(SseEvent::new(None, &body.to_string()).raw);
             }
             _ => {} // ping, content_block_stop, text block starts: nothing to say
@@ -501,8 +511,7 @@ pub fn messages_to_chat(
     body: &[u8],
     upstream_model: &str,
 ) -> Result<(Vec<u8>, RequestFacts), ApiError> {
-    let req: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::malformed_json(&e.to_string()))?;
+    let req: Value = crate::body::parse(body)?;
     let Some(input) = req["messages"].as_array() else {
         return Err(ApiError::invalid_request("messages: Field required").with_param("messages"));
     };
@@ -929,8 +938,22 @@ mod tests {
         )
         .unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["error"]["type"], "rate_limit_exceeded");
+        assert_eq!(v["error"]["type"], "requests");
+        assert_eq!(v["error"]["code"], "rate_limit_exceeded");
         assert_eq!(v["error"]["message"], "slow");
+        for (anthropic, code) in [
+            ("authentication_error", json!("invalid_api_key")),
+            ("overloaded_error", json!("server_overloaded")),
+            ("invalid_request_error", Value::Null),
+        ] {
+            let body = json!({"type": "error", "error": {"type": anthropic, "message": "m"}});
+            let out = error_to_openai(body.to_string().as_bytes()).unwrap();
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v["error"]["code"], code, "{anthropic}");
+            if anthropic != "invalid_request_error" {
+                assert_ne!(v["error"]["type"], anthropic);
+            }
+        }
     }
 
     const STREAM: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_9\",\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n\

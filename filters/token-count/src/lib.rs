@@ -8,11 +8,14 @@
 
 mod usage_metrics;
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
+use sluice_core::body;
 use sluice_core::token_count::budget::{
     self, reset_text, BudgetConfig, Decision, Reservation, Standing, Who,
 };
@@ -20,7 +23,8 @@ use sluice_core::token_count::config::TokenCountConfig;
 use sluice_core::token_count::cost::Prices;
 use sluice_core::token_count::counter::Counter;
 use sluice_core::token_count::recipe::{azure_deployment, count_request, Endpoint, PromptCount};
-use sluice_core::token_count::usage::{self, Source, StreamUsage, Usage};
+use sluice_core::token_count::usage::{self, Delivered, Source, StreamUsage, Usage};
+use sluice_core::token_count::{COMPLETION_HEADER, PROMPT_HEADER, SOURCE_HEADER};
 use sluice_core::{ApiError, ConfigError, Dialect, ErrorKind, StateKey};
 use sluice_host::clock::Clock;
 use sluice_host::{http, reply, state};
@@ -37,7 +41,15 @@ pub struct Runtime {
     default_max_completion: u64,
     clock: Clock,
     prices: Prices,
+    /// Models a provider has answered with a success in this VM: the label set an error answer
+    /// may use (any other model in an error is `other`, so callers cannot mint series).
+    served: RefCell<HashSet<String>>,
 }
+
+/// Models kept in [`Runtime::served`] at most.
+const MAX_SERVED: usize = 256;
+/// The metric label of a model no provider has served here.
+const OTHER_MODEL: &str = "other";
 
 /// Budget counters in Envoy shared data (one store for every worker of this VM id).
 struct SharedData;
@@ -77,6 +89,7 @@ impl sluice_host::Filter for TokenCount {
             default_max_completion: config.default_max_completion_tokens,
             clock: Clock::new(),
             prices: Prices::new(&config.prices),
+            served: RefCell::new(HashSet::new()),
         })
     }
 
@@ -94,6 +107,7 @@ impl sluice_host::Filter for TokenCount {
             runtime,
             endpoint: None,
             dialect: Dialect::OpenAi,
+            caller: Dialect::OpenAi,
             path_model: None,
             consumer: None,
             charged: None,
@@ -120,7 +134,11 @@ enum Answer {
 struct TokenCountStream {
     runtime: Rc<Runtime>,
     endpoint: Option<Endpoint>,
+    /// The dialect of the request as it goes upstream (after model-router), which is how the
+    /// provider reports usage.
     dialect: Dialect,
+    /// The caller's dialect, for refusals.
+    caller: Dialect,
     path_model: Option<String>,
     /// The configured consumer header's value.
     consumer: Option<String>,
@@ -149,12 +167,9 @@ fn ratelimit_headers(standing: &Standing) -> [(&'static str, String); 3] {
     ]
 }
 
-const PROMPT_HEADER: &str = "x-sluice-prompt-tokens";
-const COMPLETION_HEADER: &str = "x-sluice-completion-tokens";
-
 impl TokenCountStream {
     fn refuse(&self, err: &ApiError) -> Action {
-        reply::send_error(err, self.dialect);
+        reply::send_error(err, self.caller);
         Action::Pause
     }
 
@@ -223,7 +238,9 @@ impl TokenCountStream {
     }
 
     /// Settles the request once: budgets, filter state and metrics. A stream still open (the
-    /// client went away) is settled with what it streamed so far.
+    /// client went away) is settled with what it streamed so far. An answer that model-router
+    /// replaced with a fallback's (sent to the caller past this filter) is settled with what
+    /// model-router reported of it.
     fn account(&mut self) {
         if self.accounted {
             return;
@@ -235,47 +252,107 @@ impl TokenCountStream {
         if self.prompt.is_none() {
             return; // not counted: nothing to settle or record
         }
+        let mut model = self.prompt.as_ref().and_then(|p| p.model.clone());
+        if !ok(self.status) {
+            if let Some(delivered) =
+                state::get(StateKey::AnswerUsage).and_then(|t| Delivered::decode(&t))
+            {
+                self.status = delivered.status;
+                self.usage = delivered.usage.map(|u| (u, Source::Provider));
+                model = state::get(StateKey::UpstreamModel).or(model);
+            }
+        }
         let consumer = self.consumer();
         let Some(prompt) = &self.prompt else { return };
+        let succeeded = ok(self.status);
+        // What the provider bills: its own numbers where it reported them, else the count. An
+        // answer that is not a success is not billed and used no tokens.
+        let reported = match &self.usage {
+            Some((u, _)) if succeeded => u.clone(),
+            _ => Usage::default(),
+        };
+        let input = reported.prompt.unwrap_or(prompt.tokens);
         if !self.reservations.is_empty() {
-            // An answer that is not a success used no tokens; otherwise what was reported.
-            let used = match &self.usage {
-                Some((u, _)) if (200..300).contains(&self.status) => u
-                    .prompt
-                    .unwrap_or(prompt.tokens)
-                    .saturating_add(u.completion.unwrap_or(0)),
-                _ => 0,
+            let used = if succeeded {
+                input.saturating_add(reported.completion.unwrap_or(0))
+            } else {
+                0
             };
             budget::settle(&SharedData, &self.reservations, used);
         }
-        let rt = &self.runtime;
-        let model = prompt.model.as_deref().unwrap_or("unknown");
-        let reported = self
-            .usage
-            .as_ref()
-            .map(|(u, _)| u.clone())
-            .unwrap_or_default();
-        if let Some((u, source)) = &self.usage {
-            if let Some(c) = u.completion {
-                state::set(StateKey::CompletionTokens, &c.to_string());
-            }
-            state::set(StateKey::TokenSource, source.as_str());
+        if reported.prompt.is_some_and(|p| p != prompt.tokens) {
+            state::set(StateKey::PromptTokens, &input.to_string());
         }
-        let cost_micros = if (200..300).contains(&self.status) {
-            rt.prices.cost_of(model, &reported, prompt.tokens)
+        if let Some(c) = self.usage.as_ref().and_then(|(u, _)| u.completion) {
+            state::set(StateKey::CompletionTokens, &c.to_string());
+        }
+        let source = token_source(prompt.exact, self.usage.as_ref().map(|(_, s)| *s));
+        state::set(StateKey::TokenSource, source);
+        let rt = &self.runtime;
+        let label = rt.model_label(model.as_deref(), succeeded);
+        let cost_micros = if succeeded {
+            rt.prices.cost_of(&label, &reported, prompt.tokens)
         } else {
             None
         };
         rt.metrics.add(&Used {
-            model,
+            model: &label,
             consumer: &consumer,
-            input: reported.prompt.unwrap_or(prompt.tokens),
+            input: if succeeded { input } else { 0 },
             output: reported.completion,
             cached: reported.cached,
             reasoning: reported.reasoning,
             cost_micros,
         });
     }
+}
+
+fn ok(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
+/// `provider` when the provider reported the numbers; else `local` for a prompt counted
+/// exactly (its completion, if any, counted from the answer's text), `estimate` for one that
+/// can only be estimated (an Anthropic prompt).
+fn token_source(exact: bool, answer: Option<Source>) -> &'static str {
+    match (answer, exact) {
+        (Some(Source::Provider), _) => "provider",
+        (_, true) => "local",
+        (_, false) => "estimate",
+    }
+}
+
+impl Runtime {
+    /// The `model` label: a model a provider served (a success answer), or, for an error, the
+    /// model if a provider has served it before (on any worker: the first success of a model in
+    /// each VM is marked in Envoy shared data, and an error answer of a model this VM has not
+    /// seen served reads that mark), else `other`.
+    fn model_label(&self, model: Option<&str>, succeeded: bool) -> String {
+        let Some(model) = model else {
+            return OTHER_MODEL.to_owned();
+        };
+        let mut served = self.served.borrow_mut();
+        if served.contains(model) {
+            return model.to_owned();
+        }
+        let mark = served_mark(model);
+        if !succeeded {
+            return match http::shared_get(&mark) {
+                Some(_) => model.to_owned(),
+                None => OTHER_MODEL.to_owned(),
+            };
+        }
+        if served.len() < MAX_SERVED {
+            served.insert(model.to_owned());
+            http::shared_set(&mark, "1", None);
+        }
+        model.to_owned()
+    }
+}
+
+/// The shared-data key marking a model as served by a provider.
+fn served_mark(model: &str) -> String {
+    format!("sluice.token_count.served.{model}")
 }
 
 impl Context for TokenCountStream {}
@@ -285,14 +362,22 @@ impl HttpContext for TokenCountStream {
         let headers = http::request_headers();
         let path = headers.get(":path").unwrap_or_default();
         self.dialect = Dialect::from_path(path);
+        // model-router names the caller's path when it changed it.
+        self.caller = headers
+            .get("x-envoy-original-path")
+            .map_or(self.dialect, Dialect::from_path);
         self.endpoint = Endpoint::from_path(path);
         self.path_model = azure_deployment(path).map(str::to_owned);
         if let Some(h) = &self.runtime.consumer_header {
             self.consumer = headers.get(h).map(str::to_owned);
         }
-        if self.endpoint.is_none() || end_of_stream || headers.get(":method") != Some("POST") {
+        if self.endpoint.is_none() || headers.get(":method") != Some("POST") {
             self.endpoint = None;
             return Action::Continue;
+        }
+        if end_of_stream {
+            self.endpoint = None;
+            return self.refuse(&body::missing_body());
         }
         Action::Pause // read the body first
     }
@@ -343,7 +428,8 @@ impl HttpContext for TokenCountStream {
         let Some(prompt) = &self.prompt else {
             return Action::Continue;
         };
-        http::set_response_header(PROMPT_HEADER, Some(&prompt.tokens.to_string()));
+        let counted = prompt.tokens.to_string();
+        let source = token_source(prompt.exact, None);
         if let Some(standing) = &self.standing {
             for (k, v) in ratelimit_headers(standing) {
                 http::set_response_header(k, Some(&v));
@@ -352,21 +438,19 @@ impl HttpContext for TokenCountStream {
         let headers = http::response_headers();
         let status = headers.status();
         self.status = status;
-        if !(200..300).contains(&status) || end_of_stream {
-            return Action::Continue; // an error answer has no usage to read
-        }
         let content_type = headers.get("content-type").unwrap_or_default();
-        if content_type.starts_with("text/event-stream") {
-            self.answer = Answer::Stream(Box::new(StreamUsage::new(self.dialect)));
-            Action::Continue
-        } else if content_type.starts_with("application/json") {
-            // Hold the headers until the body's usage gives the completion count. The body
-            // passes unchanged, so its content-length stays true.
+        if ok(status) && !end_of_stream && content_type.starts_with("application/json") {
+            // Hold the headers until the body's usage gives the provider's numbers (they go on
+            // the answer then). The body passes unchanged, so its content-length stays true.
             self.answer = Answer::Json;
-            Action::Pause
-        } else {
-            Action::Continue
+            return Action::Pause;
         }
+        http::set_response_header(PROMPT_HEADER, Some(&counted));
+        http::set_response_header(SOURCE_HEADER, Some(source));
+        if ok(status) && !end_of_stream && content_type.starts_with("text/event-stream") {
+            self.answer = Answer::Stream(Box::new(StreamUsage::new(self.dialect)));
+        }
+        Action::Continue // an error answer has no usage to read
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -413,9 +497,14 @@ impl HttpContext for TokenCountStream {
                     }
                     (None, None) => return Action::Continue,
                 };
+                let prompt = self.prompt.as_ref();
+                let tokens = u.prompt.or(prompt.map(|p| p.tokens)).unwrap_or(0);
+                http::set_response_header(PROMPT_HEADER, Some(&tokens.to_string()));
                 if let Some(c) = u.completion {
                     http::set_response_header(COMPLETION_HEADER, Some(&c.to_string()));
                 }
+                let exact = prompt.is_none_or(|p| p.exact);
+                http::set_response_header(SOURCE_HEADER, Some(token_source(exact, Some(source))));
                 self.usage = Some((u, source));
                 Action::Continue
             }

@@ -77,3 +77,12 @@ pub fn post(url: &str, body: &[u8], headers: &[(&str, &str)]) -> crate::Result<R
 pub fn get(url: &str) -> crate::Result<Response> {
     finish(agent().get(url).call())
 }
+
+/// `GET url` with extra headers.
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> crate::Result<Response> {
+    let mut req = agent().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    finish(req.call())
+}

@@ -56,8 +56,8 @@ fn every_wasm_plugin_config_is_accepted_by_its_filter() {
             "sluice-key-injection-authenticate",
             "sluice-prompt-template",
             "sluice-moderation",
-            "sluice-token-count",
             "sluice-model-router",
+            "sluice-token-count",
             "sluice-key-injection-inject"
         ]
     );

@@ -245,6 +245,33 @@ fn an_upstream_error_echoing_the_provider_key_is_scrubbed() {
     );
 }
 
+/// A provider key echoed in an error answer's headers is scrubbed too, not only in its body.
+#[test]
+fn an_upstream_error_echoing_the_provider_key_in_a_header_is_scrubbed() {
+    let gw = Gateway::start().unwrap();
+    let demo = bearer(sluice_harness::DEMO_KEY);
+    let echoed = UPSTREAM_KEYS.join(" ");
+    let resp = chat(
+        &gw,
+        &[
+            ("authorization", &demo),
+            ("x-mock-status", "429"),
+            ("x-mock-retry-after", &echoed),
+        ],
+    );
+    assert_eq!(resp.status, 429);
+    let retry_after = resp.header("retry-after").unwrap();
+    assert_eq!(retry_after, "[REDACTED] [REDACTED]");
+    for (name, value) in &resp.headers {
+        for key in UPSTREAM_KEYS {
+            assert!(
+                !value.contains(key),
+                "provider key leaked in {name}: {value}"
+            );
+        }
+    }
+}
+
 fn stat(envoy: &Envoy, suffix: &str) -> u64 {
     let stats = http::get(&envoy.admin_url("/stats")).unwrap().text();
     stats

@@ -193,7 +193,7 @@ fn unknown_and_missing_models_are_refused_before_upstream() {
     // Anthropic callers get Anthropic's error shape.
     let resp = http::post(
         &gw.url("/v1/messages"),
-        br#"{"model":"nope","max_tokens":5,"messages":[]}"#,
+        br#"{"model":"nope","max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#,
         &[DEMO_AUTH],
     )
     .unwrap();
@@ -301,7 +301,9 @@ fn a_translated_stream_split_at_odd_bytes_arrives_whole_and_errors_keep_their_st
     .unwrap();
     assert_eq!(resp.status, 429);
     let v = resp.json().unwrap();
-    assert_eq!(v["error"]["type"], "rate_limit_exceeded");
+    // Anthropic's rate_limit_error, said as OpenAI says it (the caller's SDK reads these).
+    assert_eq!(v["error"]["type"], "requests");
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded");
     assert_eq!(resp.header("retry-after"), Some("1"));
 }
 

@@ -121,8 +121,7 @@ pub fn model_missing() -> ApiError {
 
 /// The body with its `model` replaced (other fields are kept; their order may change).
 pub fn with_model(body: &[u8], model: &str) -> Result<Vec<u8>, ApiError> {
-    let mut v: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::malformed_json(&e.to_string()))?;
+    let mut v: Value = crate::body::parse(body)?;
     let Some(obj) = v.as_object_mut() else {
         return Err(ApiError::invalid_request("the body must be a JSON object"));
     };

@@ -8,3 +8,11 @@ pub mod counter;
 pub mod recipe;
 pub mod tokenizer;
 pub mod usage;
+
+/// Prompt tokens: on the request upstream (the count) and on the answer (the provider's number
+/// once its usage is read, else the count).
+pub const PROMPT_HEADER: &str = "x-sluice-prompt-tokens";
+/// Completion tokens, on JSON answers.
+pub const COMPLETION_HEADER: &str = "x-sluice-completion-tokens";
+/// Where the answer's token numbers come from: `provider`, `local` or `estimate`.
+pub const SOURCE_HEADER: &str = "x-sluice-token-source";

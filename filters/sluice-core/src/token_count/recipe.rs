@@ -19,6 +19,7 @@ use serde_json::Value;
 use super::config::Encoding;
 use super::counter::Counter;
 use crate::anthropic::{self, MessagesRequest};
+use crate::body::{self, Head};
 pub use crate::endpoint::{azure_deployment, Endpoint};
 use crate::openai::{ChatCompletionRequest, ChatMessage, MessageContent, Tool};
 use crate::ApiError;
@@ -41,14 +42,6 @@ pub struct PromptCount {
     pub exact: bool,
 }
 
-fn bad_body(e: &serde_json::Error) -> ApiError {
-    if e.is_data() {
-        ApiError::invalid_request(format!("invalid request body: {e}"))
-    } else {
-        ApiError::malformed_json(&e.to_string())
-    }
-}
-
 /// Counts a request body for `endpoint`. `path_model` is the Azure deployment, if any.
 pub fn count_request(
     counter: &Counter,
@@ -58,8 +51,10 @@ pub fn count_request(
 ) -> Result<PromptCount, ApiError> {
     match endpoint {
         Endpoint::Chat => {
-            let req: ChatCompletionRequest =
-                serde_json::from_slice(body).map_err(|e| bad_body(&e))?;
+            let req: ChatCompletionRequest = body::parse(body)?;
+            if req.messages.is_empty() {
+                return Err(body::messages_empty());
+            }
             let model = req.model.clone().or(path_model.map(str::to_owned));
             let enc = counter.encoding_for(model.as_deref());
             Ok(PromptCount {
@@ -72,7 +67,12 @@ pub fn count_request(
             })
         }
         Endpoint::Completions | Endpoint::Embeddings => {
-            let req: Value = serde_json::from_slice(body).map_err(|e| bad_body(&e))?;
+            let req: Value = body::parse(body)?;
+            if !req.is_object() {
+                return Err(body::parse::<Head>(body)
+                    .err()
+                    .unwrap_or_else(body::missing_body));
+            }
             let model = req["model"]
                 .as_str()
                 .map(str::to_owned)
@@ -93,7 +93,10 @@ pub fn count_request(
             })
         }
         Endpoint::AnthropicMessages => {
-            let req: MessagesRequest = serde_json::from_slice(body).map_err(|e| bad_body(&e))?;
+            let req: MessagesRequest = body::parse(body)?;
+            if req.messages.is_empty() {
+                return Err(body::messages_empty());
+            }
             let enc = counter.encoding_for(req.model.as_deref());
             Ok(PromptCount {
                 tokens: count_anthropic(counter, enc, &req),

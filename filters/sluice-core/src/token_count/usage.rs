@@ -128,6 +128,69 @@ pub fn local_from_json(
     counter.count(encoding, &text)
 }
 
+/// An answer that reached the caller without passing token-count: model-router's fallback
+/// answer, which Envoy sends straight to the caller. model-router publishes it in filter state
+/// ([`crate::StateKey::AnswerUsage`]) as `status;prompt;completion;cached;reasoning` (a number
+/// not reported is empty), and token-count settles the request with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    pub status: u16,
+    /// The provider's usage, when the answer reported it.
+    pub usage: Option<Usage>,
+}
+
+impl Delivered {
+    /// Reads the answer a provider gave (`dialect` is the provider's, not the caller's).
+    pub fn of_answer(dialect: Dialect, status: u16, event_stream: bool, body: &[u8]) -> Self {
+        let usage = if !(200..300).contains(&status) {
+            None
+        } else if event_stream {
+            let mut watch = StreamUsage::new(dialect);
+            watch.feed(body);
+            watch.reported()
+        } else {
+            from_json(dialect, body).filter(|u| u.completion.is_some())
+        };
+        Delivered { status, usage }
+    }
+
+    pub fn encode(&self) -> String {
+        let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let u = self.usage.clone().unwrap_or_default();
+        format!(
+            "{};{};{};{};{}",
+            self.status,
+            n(u.prompt),
+            n(u.completion),
+            n(u.cached),
+            n(u.reasoning)
+        )
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.split(';');
+        let status = parts.next()?.parse().ok()?;
+        let mut next = || -> Option<Option<u64>> {
+            let p = parts.next()?;
+            Some(if p.is_empty() {
+                None
+            } else {
+                Some(p.parse().ok()?)
+            })
+        };
+        let usage = Usage {
+            prompt: next()?,
+            completion: next()?,
+            cached: next()?,
+            reasoning: next()?,
+        };
+        Some(Delivered {
+            status,
+            usage: usage.completion.is_some().then_some(usage),
+        })
+    }
+}
+
 /// Follows a streamed answer chunk by chunk; never changes it.
 pub struct StreamUsage {
     dialect: Dialect,
@@ -224,6 +287,14 @@ impl StreamUsage {
         (usage, Source::Local)
     }
 
+    /// The provider's usage once the stream ended, if it reported completion tokens.
+    pub fn reported(&mut self) -> Option<Usage> {
+        if let Some(ev) = self.parser.finish() {
+            self.event(&ev);
+        }
+        self.usage.completion.is_some().then(|| self.usage.clone())
+    }
+
     /// True when the streamed text outgrew what is kept for local counting.
     pub fn text_capped(&self) -> bool {
         self.text_capped
@@ -237,6 +308,22 @@ mod tests {
 
     use super::super::counter::tests::counter;
     use super::*;
+
+    #[test]
+    fn delivered_answers_round_trip_through_text() {
+        let json = br#"{"usage":{"prompt_tokens":19,"completion_tokens":5}}"#;
+        let d = Delivered::of_answer(Dialect::OpenAi, 200, false, json);
+        assert_eq!(d.encode(), "200;19;5;;");
+        assert_eq!(Delivered::decode(&d.encode()), Some(d));
+        let sse = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":4}}\n\n";
+        let d = Delivered::of_answer(Dialect::Anthropic, 200, true, sse);
+        assert_eq!(d.encode(), "200;7;4;;");
+        let failed = Delivered::of_answer(Dialect::OpenAi, 503, false, json);
+        assert_eq!(failed.encode(), "503;;;;");
+        assert_eq!(Delivered::decode("503;;;;"), Some(failed));
+        assert_eq!(Delivered::decode("x"), None);
+        assert_eq!(Delivered::decode("200;1;2"), None);
+    }
 
     #[test]
     fn json_usage_both_dialects() {

@@ -1,0 +1,306 @@
+//! Request bodies as the filters read them: a JSON object, or a refusal a caller understands.
+//!
+//! Every refusal names the field at fault as a JSON path (`$.max_tokens`, `$.messages[0].role`)
+//! in its message and in `param`, and carries a `code`: `invalid_json` (not JSON at all),
+//! `missing_body` (nothing sent), `invalid_type` (a field of the wrong type),
+//! `invalid_value` (right type, value not taken), `missing_required_parameter`, `duplicate_key`
+//! and `empty_array`. serde's own wording (Rust type names such as `u64` or `struct
+//! ChatCompletionRequest`) never reaches a caller.
+
+use std::fmt;
+
+use serde::de::{DeserializeOwned, Error as _, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::config::{serde_path, strip_position};
+use crate::endpoint::Endpoint;
+use crate::ApiError;
+
+/// Parses a whole request body as `T`.
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(missing_body());
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = serde_path(err.path());
+        refusal(&path, err.inner())
+    })?;
+    de.end().map_err(|err| refusal("$", &err))?;
+    Ok(value)
+}
+
+/// What every filter that routes or checks a request needs of its body, read without building
+/// the rest: the `model`, and how many `messages` it has (when it has the field). Duplicate
+/// top-level keys are refused: the gateway and the provider could each read a different one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Head {
+    pub model: Option<String>,
+    pub messages: Option<usize>,
+}
+
+impl Head {
+    /// Parses the body's top level (values other than `model` and `messages` are skipped).
+    pub fn of(body: &[u8]) -> Result<Head, ApiError> {
+        parse(body)
+    }
+
+    /// Refuses a chat or Messages request without a message, as OpenAI and Anthropic do.
+    pub fn check_messages(&self, endpoint: Endpoint) -> Result<(), ApiError> {
+        if !matches!(endpoint, Endpoint::Chat | Endpoint::AnthropicMessages) {
+            return Ok(());
+        }
+        match self.messages {
+            None => Err(refusal_of(
+                "$.messages is required",
+                "missing_required_parameter",
+                "messages",
+            )),
+            Some(0) => Err(messages_empty()),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Head {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(HeadVisitor)
+    }
+}
+
+struct HeadVisitor;
+
+impl<'de> Visitor<'de> for HeadVisitor {
+    type Value = Head;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Head, A::Error> {
+        let mut head = Head::default();
+        let mut seen: Vec<String> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                return Err(A::Error::custom(format_args!("duplicate field `{key}`")));
+            }
+            match key.as_str() {
+                "model" => head.model = map.next_value::<Option<String>>()?,
+                // Counted, not built: `IgnoredAny` has no size, so the vector never allocates.
+                "messages" => {
+                    head.messages = map
+                        .next_value::<Option<Vec<IgnoredAny>>>()?
+                        .map(|m| m.len())
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            seen.push(key);
+        }
+        Ok(head)
+    }
+}
+
+/// The refusal for a POST with no body.
+pub fn missing_body() -> ApiError {
+    ApiError::invalid_request(
+        "The request body is empty: send a JSON object (for a chat: `model` and `messages`).",
+    )
+    .with_code("missing_body")
+}
+
+/// The refusal for `"messages": []`.
+pub fn messages_empty() -> ApiError {
+    refusal_of(
+        "$.messages must not be empty: at least one message is required",
+        "empty_array",
+        "messages",
+    )
+}
+
+fn refusal_of(message: &str, code: &str, param: &str) -> ApiError {
+    ApiError::invalid_request(message)
+        .with_code(code)
+        .with_param(param)
+}
+
+/// A serde error at `path`, said in the API's terms.
+fn refusal(path: &str, err: &serde_json::Error) -> ApiError {
+    if !err.is_data() {
+        return ApiError::malformed_json(&err.to_string());
+    }
+    describe(path, &strip_position(err))
+}
+
+/// `$.a.b` + `c` → `$.a.b.c`.
+fn join(path: &str, field: &str) -> String {
+    format!("{path}.{field}")
+}
+
+/// Turns serde's message (`invalid type: string "x", expected u64`, `missing field
+/// `messages``, …) into one that names the field and the JSON type it must have.
+fn describe(path: &str, text: &str) -> ApiError {
+    let subject = |p: &str| {
+        if p == "$" {
+            "the request body".to_owned()
+        } else {
+            p.to_owned()
+        }
+    };
+    let param = |p: &str| p.strip_prefix("$.").unwrap_or(p).to_owned();
+    let quoted = |rest: &str| rest.split('`').next().unwrap_or(rest).to_owned();
+    if let Some(rest) = text.strip_prefix("missing field `") {
+        let p = join(path, &quoted(rest));
+        return refusal_of(
+            &format!("{p} is required"),
+            "missing_required_parameter",
+            &param(&p),
+        );
+    }
+    if let Some(rest) = text.strip_prefix("duplicate field `") {
+        let p = join(path, &quoted(rest));
+        return refusal_of(
+            &format!("{p} appears more than once: each key may be given once"),
+            "duplicate_key",
+            &param(&p),
+        );
+    }
+    let expected = text
+        .split_once(", expected ")
+        .map(|(_, e)| json_type(e))
+        .unwrap_or_else(|| "of another type or form".to_owned());
+    let code = if text.starts_with("invalid type") {
+        "invalid_type"
+    } else if text.starts_with("data did not match any variant") {
+        return refusal_of(
+            &format!(
+                "{} is not in a form this API takes (see its type in the API reference)",
+                subject(path)
+            ),
+            "invalid_type",
+            &param(path),
+        );
+    } else {
+        "invalid_value"
+    };
+    refusal_of(
+        &format!("{} must be {expected}", subject(path)),
+        code,
+        &param(path),
+    )
+}
+
+/// serde's name for what it expected, as a JSON type.
+fn json_type(expected: &str) -> String {
+    let plain = match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a non-negative integer",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer",
+        "f32" | "f64" => "a number",
+        "a boolean" | "bool" => "a boolean (true or false)",
+        "a string" | "a borrowed string" | "a character" | "char" => "a string",
+        "unit" => "null",
+        e if e.starts_with("a sequence") || e.starts_with("tuple") => "an array",
+        e if e.starts_with("struct ")
+            || e.starts_with("a map")
+            || e.starts_with("map")
+            || e == "a JSON object" =>
+        {
+            "a JSON object"
+        }
+        e if e.starts_with("one of ") => return e.to_owned(),
+        e if e.starts_with("enum ") || e.starts_with("variant") => "one of the values it takes",
+        _ => "of another type",
+    };
+    plain.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::openai::ChatCompletionRequest;
+
+    fn chat(body: &str) -> ApiError {
+        parse::<ChatCompletionRequest>(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn type_errors_name_the_field_and_the_json_type() {
+        let err = chat(r#"{"model":"m","messages":[],"max_tokens":"x"}"#);
+        assert_eq!(err.message, "$.max_tokens must be a non-negative integer");
+        assert_eq!(err.code.as_deref(), Some("invalid_type"));
+        assert_eq!(err.param.as_deref(), Some("max_tokens"));
+        let err = chat(r#"{"model":"m","messages":[],"max_tokens":-1}"#);
+        assert_eq!(err.message, "$.max_tokens must be a non-negative integer");
+        assert_eq!(err.code.as_deref(), Some("invalid_value"));
+        let err = chat(r#"{"model":"m","messages":3}"#);
+        assert_eq!(err.message, "$.messages must be an array");
+        let err = chat(r#"{"model":"m","messages":[{"role":5,"content":"x"}]}"#);
+        assert_eq!(err.message, "$.messages[0].role must be a string");
+        assert_eq!(err.param.as_deref(), Some("messages[0].role"));
+        let err = chat(r#"[1]"#);
+        assert_eq!(err.message, "the request body must be a JSON object");
+        for e in [
+            chat(r#"{"model":"m","messages":[],"max_tokens":"x"}"#),
+            chat("[1]"),
+            chat(r#"{"model":"m"}"#),
+        ] {
+            let text = format!("{e:?}");
+            for rust in ["u64", "struct", "ChatCompletionRequest", "Vec<"] {
+                assert!(!e.message.contains(rust), "{rust} in {text}");
+            }
+            assert!(e.code.is_some(), "{text}");
+        }
+    }
+
+    #[test]
+    fn missing_and_duplicate_fields_and_empty_bodies() {
+        let err = chat(r#"{"model":"m"}"#);
+        assert_eq!(err.message, "$.messages is required");
+        assert_eq!(err.code.as_deref(), Some("missing_required_parameter"));
+        let err = Head::of(br#"{"model":"a","model":"b"}"#).unwrap_err();
+        assert_eq!(
+            err.message,
+            "$.model appears more than once: each key may be given once"
+        );
+        assert_eq!(err.code.as_deref(), Some("duplicate_key"));
+        for empty in ["", "  \n"] {
+            let err = Head::of(empty.as_bytes()).unwrap_err();
+            assert_eq!(err.code.as_deref(), Some("missing_body"), "{empty:?}");
+        }
+        let err = Head::of(b"{\"model\":").unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("invalid_json"));
+        let err = Head::of(b"{} x").unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("invalid_json"));
+    }
+
+    #[test]
+    fn head_reads_model_and_counts_messages() {
+        let head = Head::of(br#"{"x":{"model":1},"model":"gpt-4o","messages":[{},{}]}"#).unwrap();
+        assert_eq!(head.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(head.messages, Some(2));
+        assert!(head.check_messages(Endpoint::Chat).is_ok());
+        let head = Head::of(br#"{"model":"m","messages":[]}"#).unwrap();
+        let err = head
+            .check_messages(Endpoint::AnthropicMessages)
+            .unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("empty_array"));
+        assert!(head.check_messages(Endpoint::Embeddings).is_ok());
+        let head = Head::of(br#"{"model":"m","input":"x"}"#).unwrap();
+        assert_eq!(
+            head.check_messages(Endpoint::Chat)
+                .unwrap_err()
+                .code
+                .as_deref(),
+            Some("missing_required_parameter")
+        );
+        let err = Head::of(br#"{"model":3}"#).unwrap_err();
+        assert_eq!(err.message, "$.model must be a string");
+        assert_eq!(err.param.as_deref(), Some("model"));
+        let err = Head::of(br#""text""#).unwrap_err();
+        assert_eq!(err.message, "the request body must be a JSON object");
+    }
+}
