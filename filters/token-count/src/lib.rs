@@ -23,6 +23,7 @@ use sluice_core::token_count::config::TokenCountConfig;
 use sluice_core::token_count::cost::Prices;
 use sluice_core::token_count::counter::Counter;
 use sluice_core::token_count::recipe::{azure_deployment, count_request, Endpoint, PromptCount};
+use sluice_core::token_count::settle::{is_success as ok, model_label, settle, token_source};
 use sluice_core::token_count::usage::{self, Delivered, Source, StreamUsage, Usage};
 use sluice_core::token_count::{COMPLETION_HEADER, PROMPT_HEADER, SOURCE_HEADER};
 use sluice_core::{ApiError, ConfigError, Dialect, ErrorKind, StateKey};
@@ -48,8 +49,6 @@ pub struct Runtime {
 
 /// Models kept in [`Runtime::served`] at most.
 const MAX_SERVED: usize = 256;
-/// The metric label of a model no provider has served here.
-const OTHER_MODEL: &str = "other";
 
 /// Budget counters in Envoy shared data (one store for every worker of this VM id).
 struct SharedData;
@@ -264,89 +263,53 @@ impl TokenCountStream {
         }
         let consumer = self.consumer();
         let Some(prompt) = &self.prompt else { return };
-        let succeeded = ok(self.status);
-        // What the provider bills: its own numbers where it reported them, else the count. An
-        // answer that is not a success is not billed and used no tokens.
-        let reported = match &self.usage {
-            Some((u, _)) if succeeded => u.clone(),
-            _ => Usage::default(),
-        };
-        let input = reported.prompt.unwrap_or(prompt.tokens);
+        let done = settle(prompt, self.status, self.usage.as_ref());
         if !self.reservations.is_empty() {
-            let used = if succeeded {
-                input.saturating_add(reported.completion.unwrap_or(0))
-            } else {
-                0
-            };
-            budget::settle(&SharedData, &self.reservations, used);
+            budget::settle(&SharedData, &self.reservations, done.budget_used);
         }
-        if reported.prompt.is_some_and(|p| p != prompt.tokens) {
-            state::set(StateKey::PromptTokens, &input.to_string());
+        if let Some(p) = done.prompt_correction {
+            state::set(StateKey::PromptTokens, &p.to_string());
         }
-        if let Some(c) = self.usage.as_ref().and_then(|(u, _)| u.completion) {
+        if let Some(c) = done.completion {
             state::set(StateKey::CompletionTokens, &c.to_string());
         }
-        let source = token_source(prompt.exact, self.usage.as_ref().map(|(_, s)| *s));
-        state::set(StateKey::TokenSource, source);
+        state::set(StateKey::TokenSource, done.source);
         let rt = &self.runtime;
-        let label = rt.model_label(model.as_deref(), succeeded);
-        let cost_micros = if succeeded {
-            rt.prices.cost_of(&label, &reported, prompt.tokens)
+        let label = rt.model_label(model.as_deref(), done.succeeded);
+        let cost_micros = if done.succeeded {
+            rt.prices.cost_of(label, &done.billed, prompt.tokens)
         } else {
             None
         };
         rt.metrics.add(&Used {
-            model: &label,
+            model: label,
             consumer: &consumer,
-            input: if succeeded { input } else { 0 },
-            output: reported.completion,
-            cached: reported.cached,
-            reasoning: reported.reasoning,
+            input: done.billed.prompt.unwrap_or(0),
+            output: done.billed.completion,
+            cached: done.billed.cached,
+            reasoning: done.billed.reasoning,
             cost_micros,
         });
     }
 }
 
-fn ok(status: u16) -> bool {
-    (200..300).contains(&status)
-}
-
-/// `provider` when the provider reported the numbers; else `local` for a prompt counted
-/// exactly (its completion, if any, counted from the answer's text), `estimate` for one that
-/// can only be estimated (an Anthropic prompt).
-fn token_source(exact: bool, answer: Option<Source>) -> &'static str {
-    match (answer, exact) {
-        (Some(Source::Provider), _) => "provider",
-        (_, true) => "local",
-        (_, false) => "estimate",
-    }
-}
-
 impl Runtime {
-    /// The `model` label: a model a provider served (a success answer), or, for an error, the
-    /// model if a provider has served it before (on any worker: the first success of a model in
-    /// each VM is marked in Envoy shared data, and an error answer of a model this VM has not
-    /// seen served reads that mark), else `other`.
-    fn model_label(&self, model: Option<&str>, succeeded: bool) -> String {
-        let Some(model) = model else {
-            return OTHER_MODEL.to_owned();
-        };
+    /// The `model` label (`settle::model_label`). A model's first success in this VM is marked
+    /// in Envoy shared data, so that an error answer on any worker can tell a model a provider
+    /// has served; only such an error reads the mark (a host call), and only for a model this
+    /// VM has not seen served.
+    fn model_label<'a>(&self, model: Option<&'a str>, succeeded: bool) -> &'a str {
         let mut served = self.served.borrow_mut();
-        if served.contains(model) {
-            return model.to_owned();
+        let label = model_label(model, succeeded, |m| {
+            served.contains(m) || http::shared_get(&served_mark(m)).is_some()
+        });
+        if let Some(m) = model.filter(|_| succeeded) {
+            if !served.contains(m) && served.len() < MAX_SERVED {
+                served.insert(m.to_owned());
+                http::shared_set(&served_mark(m), "1", None);
+            }
         }
-        let mark = served_mark(model);
-        if !succeeded {
-            return match http::shared_get(&mark) {
-                Some(_) => model.to_owned(),
-                None => OTHER_MODEL.to_owned(),
-            };
-        }
-        if served.len() < MAX_SERVED {
-            served.insert(model.to_owned());
-            http::shared_set(&mark, "1", None);
-        }
-        model.to_owned()
+        label
     }
 }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod cost;
 pub mod counter;
 pub mod recipe;
+pub mod settle;
 pub mod tokenizer;
 pub mod usage;
 
