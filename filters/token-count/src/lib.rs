@@ -107,6 +107,7 @@ impl sluice_host::Filter for TokenCount {
             endpoint: None,
             dialect: Dialect::OpenAi,
             caller: Dialect::OpenAi,
+            routed: false,
             path_model: None,
             consumer: None,
             charged: None,
@@ -138,6 +139,8 @@ struct TokenCountStream {
     dialect: Dialect,
     /// The caller's dialect, for refusals.
     caller: Dialect,
+    /// model-router routed the request (and recorded its model in filter state).
+    routed: bool,
     path_model: Option<String>,
     /// The configured consumer header's value.
     consumer: Option<String>,
@@ -331,6 +334,9 @@ impl HttpContext for TokenCountStream {
             .map_or(self.dialect, Dialect::from_path);
         self.endpoint = Endpoint::from_path(path);
         self.path_model = azure_deployment(path).map(str::to_owned);
+        // model-router, ahead in the chain, has routed the request and recorded the model the
+        // caller asked for; the one counted here may be its alias.
+        self.routed = headers.contains("x-sluice-cluster");
         if let Some(h) = &self.runtime.consumer_header {
             self.consumer = headers.get(h).map(str::to_owned);
         }
@@ -380,7 +386,7 @@ impl HttpContext for TokenCountStream {
         let tokens = prompt.tokens.to_string();
         http::set_request_header(PROMPT_HEADER, Some(&tokens));
         state::set(StateKey::PromptTokens, &tokens);
-        if let Some(model) = &prompt.model {
+        if let Some(model) = prompt.model.as_deref().filter(|_| !self.routed) {
             state::set(StateKey::Model, model);
         }
         self.prompt = Some(prompt);

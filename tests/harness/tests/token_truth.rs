@@ -84,6 +84,46 @@ fn an_anthropic_caller_of_an_openai_model_is_counted_as_the_provider_receives_it
     assert_eq!(resp.header("x-sluice-token-source"), Some("local"));
 }
 
+/// An alias is counted with the encoding of the model it stands for (here gpt-4: cl100k_base,
+/// where the caller's made-up name would get o200k_base), and the access log keeps the model
+/// the caller asked for beside the one sent upstream.
+#[test]
+fn an_alias_is_counted_with_the_aliased_models_encoding() {
+    let mut plugin_configs = BTreeMap::new();
+    plugin_configs.insert(
+        "model_router".to_owned(),
+        json!({"routes": [{"models": ["house-model"],
+            "targets": [{"provider": "mock", "cluster": "mock", "model": "gpt-4"}]}]})
+        .to_string(),
+    );
+    let gw = Gateway::start_with(&ChainOptions {
+        plugin_configs,
+        ..ChainOptions::default()
+    })
+    .unwrap();
+    let text = "Ünïcödé façade — naïve café 🦀 日本語のテキスト";
+    let body = json!({"model": "house-model", "messages": [{"role": "user", "content": text}]});
+    let resp = post(&gw, "/v1/chat/completions", &body, &[]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let billed = resp.json().unwrap()["usage"]["prompt_tokens"]
+        .as_u64()
+        .unwrap();
+    let recipe = |bpe: tiktoken_rs::CoreBPE| {
+        (6 + bpe.encode_with_special_tokens("user").len()
+            + bpe.encode_with_special_tokens(text).len()) as u64
+    };
+    let cl100k = recipe(tiktoken_rs::cl100k_base().unwrap());
+    assert_ne!(cl100k, recipe(tiktoken_rs::o200k_base().unwrap()));
+    assert_eq!(billed, cl100k, "the mock bills gpt-4 with cl100k_base");
+    assert_eq!(
+        gw.mock.last_header("x-sluice-prompt-tokens").unwrap(),
+        Some(cl100k.to_string())
+    );
+    let line = access_line(&gw, 1);
+    assert_eq!(line["model"], "house-model");
+    assert_eq!(line["upstream_model"], "gpt-4");
+}
+
 /// An Anthropic target: the prompt can only be estimated before it leaves. Once Anthropic's
 /// usage arrives, the answer's header, the access log and the metrics all say Anthropic's
 /// number, and say it is the provider's.
