@@ -91,7 +91,8 @@ pub fn plugin_config(config: &str, plugin: &str) -> Option<String> {
     Some(rest.get(..end)?.replace("''", "'"))
 }
 
-/// Keeps only the `http_filters` entries whose `name:` is in `keep` (plus Envoy's router), for
+/// Keeps only the `http_filters` entries whose `name:` is in `keep` (plus Envoy's own filters the
+/// configs carry, the router and the decompressor, as envoy/bare.yaml has them), for
 /// benchmarking a filter alone in the shipped chain config. Entries are the list items at the
 /// indentation the shipped configs use.
 pub fn only_filters(config: &str, keep: &[&str]) -> String {
@@ -108,7 +109,9 @@ pub fn only_filters(config: &str, keep: &[&str]) -> String {
         } else if in_filters {
             if let Some(name) = line.strip_prefix(ITEM) {
                 let name = name.trim();
-                keeping = name == "envoy.filters.http.router" || keep.contains(&name);
+                keeping = name == "envoy.filters.http.router"
+                    || name == "envoy.filters.http.decompressor"
+                    || keep.contains(&name);
             } else if line.starts_with("          #") {
                 continue; // comments between entries
             }

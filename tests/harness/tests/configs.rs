@@ -17,9 +17,65 @@ fn rendered(template: &str) -> String {
     .unwrap()
 }
 
+/// Every Envoy config in envoy/ a user may start (providers.yaml is a fragment sluice.yaml's
+/// renderer appends).
+const SHIPPED: [&str; 3] = [
+    "envoy/sluice.yaml",
+    "envoy/bare.yaml",
+    "envoy/own-envoy.yaml",
+];
+
+#[test]
+fn every_config_in_envoy_dir_is_checked() {
+    let mut found: Vec<String> = std::fs::read_dir(sluice_harness::paths::repo().join("envoy"))
+        .unwrap()
+        .map(|e| format!("envoy/{}", e.unwrap().file_name().to_string_lossy()))
+        .filter(|name| name != "envoy/providers.yaml")
+        .collect();
+    found.sort();
+    let mut shipped = SHIPPED.map(str::to_owned).to_vec();
+    shipped.sort();
+    assert_eq!(found, shipped);
+}
+
+/// The three configs map Envoy's own local replies to JSON with the same mappers.
+#[test]
+fn shipped_configs_share_one_local_reply_mapping() {
+    let block = |template: &str| {
+        let text = std::fs::read_to_string(sluice_harness::paths::repo().join(template)).unwrap();
+        let start = text
+            .find("          local_reply_config:")
+            .unwrap_or_else(|| panic!("{template}: no local_reply_config"));
+        let rest = &text[start..];
+        let end = rest.find("\n          route_config:").unwrap();
+        rest[..end]
+            .replacen("local_reply_config: &local_reply", "local_reply_config:", 1)
+            .to_owned()
+    };
+    let sluice = block("envoy/sluice.yaml");
+    assert!(sluice.contains("request_too_large"));
+    assert_eq!(block("envoy/bare.yaml"), sluice);
+    assert_eq!(block("envoy/own-envoy.yaml"), sluice);
+}
+
+/// Rendering replaces placeholders everywhere, comments included: a comment must not name one
+/// (it would read "10000  listener port"), and the repo stands alone.
+#[test]
+fn header_comments_survive_rendering() {
+    for template in SHIPPED {
+        let text = std::fs::read_to_string(sluice_harness::paths::repo().join(template)).unwrap();
+        for line in text.lines().filter(|l| l.trim_start().starts_with('#')) {
+            assert!(!line.contains("${"), "{template}: {line}");
+            assert!(!line.contains("DESIGN.md"), "{template}: {line}");
+        }
+        let rendered = rendered(template);
+        assert!(!rendered.contains("10000  listener port"), "{template}");
+    }
+}
+
 #[test]
 fn shipped_configs_validate() {
-    for template in ["envoy/sluice.yaml", "envoy/bare.yaml"] {
+    for template in SHIPPED {
         let log = validate(&rendered(template)).unwrap_or_else(|log| panic!("{template}:\n{log}"));
         assert!(log.contains("OK"), "{template}: {log}");
     }
