@@ -224,7 +224,7 @@ fn filter_errors_keep_their_exact_bytes() {
         "POST",
         "/v1/chat/completions",
         &[AUTH, JSON],
-        br#"{"model":"llama-3","messages":[]}"#,
+        br#"{"model":"llama-3","messages":[{"role":"user","content":"hi"}]}"#,
     );
     assert_eq!(a.status, 404);
     assert_eq!(a.json()["error"]["code"], "model_not_found");
