@@ -160,6 +160,19 @@ impl HttpContext for AuthenticateStream {
         Action::Pause
     }
 
+    /// A body that ends with trailers is whole now: read it as if its last piece had come.
+    fn on_http_request_trailers(&mut self, _: usize) -> Action {
+        let runtime = self.runtime.clone();
+        let Runtime::Authenticate { auth, .. } = &*runtime else {
+            return Action::Continue;
+        };
+        if !self.model_check {
+            return Action::Continue;
+        }
+        let size = http::buffered_request_body_len(auth.max_body_bytes);
+        self.on_http_request_body(size, true)
+    }
+
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if !self.model_check {
             return Action::Continue;

@@ -428,6 +428,15 @@ impl HttpContext for RouteStream {
         Action::Continue
     }
 
+    /// A body that ends with trailers is whole now: read it as if its last piece had come.
+    fn on_http_request_trailers(&mut self, _: usize) -> Action {
+        if !self.routing {
+            return Action::Continue;
+        }
+        let size = http::buffered_request_body_len(self.runtime.config.max_body_bytes);
+        self.on_http_request_body(size, true)
+    }
+
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         if self.retry.is_none() && self.translation.is_none() {
             return Action::Continue; // nothing to do on this answer: spare the host calls

@@ -393,6 +393,15 @@ impl HttpContext for TokenCountStream {
         Action::Continue
     }
 
+    /// A body that ends with trailers is whole now: read it as if its last piece had come.
+    fn on_http_request_trailers(&mut self, _: usize) -> Action {
+        if self.endpoint.is_none() {
+            return Action::Continue;
+        }
+        let size = http::buffered_request_body_len(self.runtime.max_body_bytes);
+        self.on_http_request_body(size, true)
+    }
+
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         let Some(prompt) = &self.prompt else {
             return Action::Continue;
