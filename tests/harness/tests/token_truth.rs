@@ -314,3 +314,64 @@ fn metrics_count_only_what_went_upstream_under_labels_callers_cannot_mint() {
         assert!(!stats.contains(minted), "{minted} in {stats}");
     }
 }
+
+/// token-count sits after model-router and sees the provider's dialect, but its own refusals
+/// (here a prompt over a `model_limits` limit) go out in the caller's: an OpenAI caller of a
+/// claude-* model gets OpenAI's error shape with `context_length_exceeded`, an Anthropic caller
+/// of a gpt-* model gets Anthropic's. Nothing goes upstream.
+#[test]
+fn a_prompt_over_its_limit_is_refused_in_the_callers_dialect_not_the_providers() {
+    let mut plugin_configs = BTreeMap::new();
+    plugin_configs.insert(
+        "token_count".to_owned(),
+        r#"{"model_limits":[{"models":["claude-*","gpt-4o*"],"max_prompt_tokens":10}]}"#.to_owned(),
+    );
+    let gw = Gateway::start_with(&ChainOptions {
+        plugin_configs,
+        ..ChainOptions::default()
+    })
+    .unwrap();
+    let short = json!({"model": "claude-sonnet-4-5", "max_tokens": 20,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let resp = post(&gw, "/v1/chat/completions", &short, &[]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let upstream = || gw.mock.last_request().unwrap()["count"].as_u64().unwrap();
+    let before = upstream();
+    let words = "one two three four five six seven eight nine ten eleven twelve";
+
+    // An OpenAI caller, an Anthropic target: OpenAI's shape.
+    let long = json!({"model": "claude-sonnet-4-5", "max_tokens": 20,
+        "messages": [{"role": "user", "content": words}]});
+    let resp = post(&gw, "/v1/chat/completions", &long, &[]);
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    let v = resp.json().unwrap();
+    assert!(v.get("type").is_none(), "Anthropic's shape: {v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    assert_eq!(v["error"]["code"], "context_length_exceeded", "{v}");
+    assert_eq!(v["error"]["param"], "messages", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("maximum context length is 10 tokens"),
+        "{v}"
+    );
+
+    // An Anthropic caller, an OpenAI target: Anthropic's shape.
+    let long = json!({"model": "gpt-4o", "max_tokens": 20,
+        "messages": [{"role": "user", "content": words}]});
+    let resp = post(&gw, "/v1/messages", &long, &[]);
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    let v = resp.json().unwrap();
+    assert_eq!(v["type"], "error", "OpenAI's shape: {v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    assert!(v["error"].get("code").is_none(), "OpenAI's shape: {v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("maximum context length is 10 tokens"),
+        "{v}"
+    );
+    assert_eq!(upstream(), before, "a refused request went upstream");
+}
