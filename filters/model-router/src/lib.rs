@@ -23,6 +23,7 @@ use sluice_core::body::{self, Head};
 use sluice_core::endpoint::Endpoint;
 use sluice_core::metrics::stat_name;
 use sluice_core::model_router::config::{Kind, ModelRouterConfig, Sticky, Target};
+use sluice_core::model_router::origin::Origin;
 use sluice_core::model_router::prepare::{
     prepare, stream_translator, translate_answer, Direction, Prepared,
 };
@@ -441,6 +442,11 @@ impl HttpContext for RouteStream {
         if self.retry.is_none() && self.translation.is_none() {
             return Action::Continue; // nothing to do on this answer: spare the host calls
         }
+        let details = http::property(&["response", "code_details"]).unwrap_or_default();
+        let origin = Origin::from_details(&details);
+        if origin == Origin::Refusal {
+            return Action::Continue; // a later filter's refusal: already in the caller's dialect
+        }
         let status = http::response_status();
         if self.retry.is_some() && self.runtime.config.fallback_on.contains(&status) {
             if self.try_next_fallback() {
@@ -453,6 +459,9 @@ impl HttpContext for RouteStream {
         let Some((direction, facts)) = self.translation.clone() else {
             return Action::Continue;
         };
+        if origin == Origin::ProviderFailure {
+            return Action::Continue; // Envoy's own reply, in the caller's dialect already
+        }
         let content_type = http::response_header("content-type").unwrap_or_default();
         if end_of_stream {
             return Action::Continue;

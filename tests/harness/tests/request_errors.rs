@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::Value;
-use sluice_harness::{http, Gateway, DEMO_AUTH};
+use sluice_harness::{http, ChainOptions, Gateway, MockProvider, DEMO_AUTH};
 
 /// How many requests the mock has received so far.
 fn upstream_count(gw: &Gateway) -> u64 {
@@ -115,26 +115,26 @@ fn type_errors_duplicate_keys_and_empty_bodies_are_refused_with_a_code_naming_th
 /// otherwise a caller would pick the cluster of `GET /v1/models` or `POST /v1/moderations`.
 #[test]
 fn a_callers_cluster_header_is_dropped_on_requests_the_router_does_not_route() {
-    let gw = Gateway::start().unwrap();
-    // `sluice_loopback` exists (the fallback listener) but is no place for a caller's request.
-    let resp = http::get_with(
-        &gw.url("/v1/models"),
-        &[DEMO_AUTH, ("x-sluice-cluster", "sluice_loopback")],
-    )
+    // A second provider behind cluster `elsewhere`: where the caller would like to go.
+    let elsewhere = MockProvider::start().unwrap();
+    let gw = Gateway::start_with(&ChainOptions {
+        extra_clusters: vec![("elsewhere".to_owned(), elsewhere.port)],
+        ..ChainOptions::default()
+    })
     .unwrap();
+    let pick = ("x-sluice-cluster", "elsewhere");
+    let resp = http::get_with(&gw.url("/v1/models"), &[DEMO_AUTH, pick]).unwrap();
     assert_eq!(resp.status, 200, "{}", resp.text());
-    assert_eq!(
-        gw.mock.last_request().unwrap()["path"],
-        "/v1/models",
-        "the request did not reach the default upstream"
-    );
-    assert_eq!(gw.mock.last_header("x-sluice-cluster").unwrap(), None);
     let resp = http::post(
         &gw.url("/v1/moderations"),
         br#"{"input":"hello"}"#,
-        &[DEMO_AUTH, ("x-sluice-cluster", "sluice_loopback")],
+        &[DEMO_AUTH, pick],
     )
     .unwrap();
     assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = |m: &MockProvider| m.last_request().unwrap()["count"].as_u64().unwrap_or(0);
+    assert_eq!(got(&elsewhere), 0, "the caller picked the cluster");
+    assert_eq!(got(&gw.mock), 2);
     assert_eq!(gw.mock.last_request().unwrap()["path"], "/v1/moderations");
+    assert_eq!(gw.mock.last_header("x-sluice-cluster").unwrap(), None);
 }

@@ -375,3 +375,47 @@ fn a_prompt_over_its_limit_is_refused_in_the_callers_dialect_not_the_providers()
     );
     assert_eq!(upstream(), before, "a refused request went upstream");
 }
+
+/// token-count's budget refusal (a 429 it sends itself, after model-router) is neither
+/// translated as a provider's answer nor taken for a provider's 429: no fallback is tried.
+#[test]
+fn a_budget_refusal_behind_the_router_sets_off_no_fallback() {
+    let second = MockProvider::start().unwrap();
+    let mut plugin_configs = BTreeMap::new();
+    plugin_configs.insert(
+        "model_router".to_owned(),
+        json!({"routes": [
+            {"models": ["fb-*"], "targets": [{"provider": "mock", "kind": "anthropic", "cluster": "mock", "model": "claude-sonnet-4-5"}],
+             "fallback": [{"provider": "mock", "cluster": "mock_b", "model": "gpt-4o-mini"}]}
+        ]})
+        .to_string(),
+    );
+    plugin_configs.insert(
+        "token_count".to_owned(),
+        json!({"budgets": [{"name": "tiny", "scope": "consumer", "window_seconds": 60, "tokens": 5}]})
+            .to_string(),
+    );
+    let gw = Gateway::start_with(&ChainOptions {
+        plugin_configs,
+        extra_clusters: vec![("mock_b".to_owned(), second.port)],
+        ..ChainOptions::default()
+    })
+    .unwrap();
+    let body = json!({"model": "fb-1", "max_tokens": 50,
+        "messages": [{"role": "user", "content": "this needs more than five tokens"}]});
+    let resp = post(&gw, "/v1/chat/completions", &body, &[]);
+    assert_eq!(resp.status, 429, "{}", resp.text());
+    let v = resp.json().unwrap();
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("tiny"),
+        "{v}"
+    );
+    assert_eq!(resp.header("x-sluice-fallback"), None);
+    assert_eq!(
+        second.last_request().unwrap()["count"]
+            .as_u64()
+            .unwrap_or(0),
+        0
+    );
+}

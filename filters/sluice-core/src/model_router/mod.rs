@@ -2,5 +2,6 @@
 //! pick a target (provider, Envoy cluster, upstream model) for the model a request names.
 
 pub mod config;
+pub mod origin;
 pub mod prepare;
 pub mod route;
