@@ -106,6 +106,11 @@ async fn main() {
                 continue;
             }
         };
+        // Streamed answers are many small writes: without this, Nagle's algorithm holds each
+        // one back until the previous is ACKed, and the client delays its ACKs (~40 ms).
+        if let Err(e) = stream.set_nodelay(true) {
+            eprintln!("mock-provider: cannot set TCP_NODELAY: {e}");
+        }
         let mock = mock.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(req, mock.clone()));
