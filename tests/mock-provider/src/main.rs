@@ -209,7 +209,7 @@ fn route(method: &Method, path: &str, body: &[u8], controls: &Controls, mock: &M
             &json!({"object": "list", "data": [
                 {"id": "gpt-4o-mini", "object": "model", "created": openai::CREATED, "owned_by": "mock"},
                 {"id": "gpt-4o", "object": "model", "created": openai::CREATED, "owned_by": "mock"},
-                {"id": "claude-sonnet-4-5", "object": "model", "created": openai::CREATED, "owned_by": "mock"}
+                {"id": "claude-sonnet-5-5", "object": "model", "created": openai::CREATED, "owned_by": "mock"}
             ]}),
         ),
         _ => Reply::json(

@@ -76,7 +76,7 @@ fn run() -> Result<(), String> {
     println!("Anthropic-style callers and claude-* models work too, e.g.:");
     println!(
         "curl -s http://127.0.0.1:{port}/v1/messages -H 'x-api-key: {DEMO_KEY}' \\\n  \
-         -d '{{\"model\":\"claude-sonnet-4-5\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello, Sluice!\"}}]}}'"
+         -d '{{\"model\":\"claude-sonnet-5-5\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello, Sluice!\"}}]}}'"
     );
     println!("Ctrl-C stops everything.");
     let _ = rx.recv();
