@@ -42,7 +42,7 @@ def main() -> int:
 
     an = anthropic.Anthropic(base_url=base, api_key=key, max_retries=0, timeout=30)
     out["anthropic"] = attempt(
-        lambda: an.messages.create(model="claude-sonnet-4-5", max_tokens=32, messages=msgs).content[0].text
+        lambda: an.messages.create(model="claude-sonnet-5-5", max_tokens=32, messages=msgs).content[0].text
     )
     print(json.dumps(out, sort_keys=True))
     return 0

@@ -129,7 +129,7 @@ const SCENARIOS: [Scenario; 12] = [
         key: "router-anthropic",
         name: "model-router alone (OpenAI → Anthropic translation)",
         filters: Some(&["sluice.model_router"]),
-        model: "claude-sonnet-4-5",
+        model: "claude-sonnet-5-5",
         floor: None,
     },
     Scenario {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,9 @@ pub struct Envoy {
     pub admin_port: u16,
     /// From process start until the admin API said LIVE.
     pub ready_after: Duration,
-    dir: tempfile::TempDir,
+    /// Holds the rendered config (and the log, unless it was put elsewhere) until dropped.
+    _dir: tempfile::TempDir,
+    log: PathBuf,
 }
 
 /// A free 127.0.0.1 port (the OS picks it; someone else may take it before we bind, so
@@ -105,7 +107,7 @@ impl Envoy {
         for _attempt in 0..4 {
             let (port, admin_port) = (free_port()?, free_port()?);
             let config = make_config(port, admin_port)?;
-            match Self::try_start(&config, port, admin_port, env) {
+            match Self::try_start(&config, port, admin_port, env, None) {
                 Ok(envoy) => return Ok(envoy),
                 Err(e) if e.contains("ddress already in use") => last_err = e,
                 Err(e) => return Err(e),
@@ -116,7 +118,18 @@ impl Envoy {
 
     /// Starts Envoy on a rendered config whose ports are already fixed (e.g. `make run`'s).
     pub fn start_fixed(config: &str, port: u16, admin_port: u16) -> crate::Result<Envoy> {
-        Self::try_start(config, port, admin_port, &[])
+        Self::try_start(config, port, admin_port, &[], None)
+    }
+
+    /// Same, with Envoy's log written to `log` (created or emptied) instead of the temp folder,
+    /// so that it outlives this value.
+    pub fn start_fixed_with_log(
+        config: &str,
+        port: u16,
+        admin_port: u16,
+        log: &Path,
+    ) -> crate::Result<Envoy> {
+        Self::try_start(config, port, admin_port, &[], Some(log))
     }
 
     fn try_start(
@@ -124,6 +137,7 @@ impl Envoy {
         port: u16,
         admin_port: u16,
         env: &[(String, String)],
+        log: Option<&Path>,
     ) -> crate::Result<Envoy> {
         let dir = tempfile::Builder::new()
             .prefix("sluice-envoy-")
@@ -132,8 +146,9 @@ impl Envoy {
         let config_path = dir.path().join("envoy.yaml");
         std::fs::write(&config_path, config).map_err(|e| format!("cannot write config: {e}"))?;
         // Envoy logs to stderr unbuffered (a --log-path file is flushed only every few seconds).
-        let log_file = std::fs::File::create(dir.path().join("envoy.log"))
-            .map_err(|e| format!("cannot create log file: {e}"))?;
+        let log = log.map_or_else(|| dir.path().join("envoy.log"), Path::to_path_buf);
+        let log_file = std::fs::File::create(&log)
+            .map_err(|e| format!("cannot create log file {}: {e}", log.display()))?;
         let started = Instant::now();
         let child = Command::new(paths::envoy())
             .arg("-c")
@@ -157,7 +172,8 @@ impl Envoy {
             port,
             admin_port,
             ready_after: Duration::ZERO,
-            dir,
+            _dir: dir,
+            log,
         };
         envoy.wait_ready(Duration::from_secs(60))?;
         envoy.ready_after = started.elapsed();
@@ -195,7 +211,26 @@ impl Envoy {
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("envoy.log")
+        self.log.clone()
+    }
+
+    /// Stops Envoy the clean way (SIGTERM: it drains and flushes its access logs), or kills it
+    /// when it has not exited within `grace`. Dropping the value only kills it.
+    pub fn stop(&mut self, grace: Duration) {
+        let asked = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + grace;
+        while asked && Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn log(&self) -> String {

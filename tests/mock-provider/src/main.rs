@@ -1,6 +1,6 @@
 //! The Sluice mock provider: a deterministic OpenAI- and Anthropic-compatible HTTP server.
 //!
-//! `mock-provider [--port N] [--flag-word WORD]` listens on 127.0.0.1 (port 0 picks a free
+//! `mock-provider [--port N] [--flag-word WORD]` (`--help` says more) listens on 127.0.0.1 (port 0 picks a free
 //! one) and prints `mock-provider listening on 127.0.0.1:PORT` once it accepts connections.
 //!
 //! Endpoints: `POST /v1/chat/completions` (JSON, or SSE with `"stream": true`),
@@ -40,44 +40,56 @@ struct Mock {
     flag_word: String,
 }
 
-struct Args {
-    port: u16,
-    flag_word: String,
-}
+/// The text after the options in `--help`: what it serves and the test controls.
+const AFTER_HELP: &str = "\
+Endpoints (127.0.0.1 only):
+  POST /v1/chat/completions   OpenAI chat: JSON, or SSE with \"stream\": true (a final usage
+                              chunk with stream_options.include_usage, then data: [DONE]);
+                              also under /openai/deployments/{d}/ (Azure OpenAI paths)
+  POST /v1/messages           Anthropic Messages: JSON, or SSE with \"stream\": true
+  POST /v1/completions        OpenAI completions (JSON)
+  POST /v1/embeddings         OpenAI embeddings (JSON; strings, token ids, arrays of either)
+  POST /v1/moderations        flags inputs containing the flag word
+  GET  /v1/models             a short model list
+  GET  /__last                the last request received (method, path, headers, body), as JSON
+  GET  /healthz               {\"ok\": true}
+The assistant echoes the last user message; usage is counted with tiktoken. Answers are
+deterministic: the same request gives the same bytes.
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        port: 0,
-        flag_word: "forbidden".to_owned(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--port" => {
-                args.port = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or("--port needs a number")?;
-            }
-            "--flag-word" => args.flag_word = it.next().ok_or("--flag-word needs a word")?,
-            "-h" | "--help" => {
-                return Err("usage: mock-provider [--port N] [--flag-word WORD]".to_owned())
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(args)
+Test controls (request headers):
+  x-mock-status: N            (N >= 400) answer with this status and an error body in the
+                              endpoint's dialect (429 and 503 add retry-after)
+  x-mock-retry-after: S       the retry-after of a forced 429/503 (default 1)
+  x-mock-error-body: TEXT     the forced error's exact body
+  x-mock-latency-ms: MS       wait this long before answering
+  x-mock-reply: TEXT          the assistant's text instead of the echo
+  x-mock-chunk-bytes: N       cut the SSE body into pieces of N bytes, anywhere
+  x-mock-chunk-delay-ms: MS   pause between pieces (default 2 when chunking)
+  x-mock-no-usage: 1          no usage in streamed answers, even when asked for
+  x-mock-flag-word: WORD      /v1/moderations flags this word instead
+  x-mock-count: words         count usage by words, not tiktoken (cheap, for benchmarks)
+  x-mock-cached-tokens: N     chat usage reports N prompt tokens as cached
+  x-mock-reasoning-tokens: N  chat usage reports N reasoning tokens
+
+Environment: none is read. On start it prints `mock-provider listening on 127.0.0.1:PORT`
+once it accepts connections (the harness and `make run` wait for that line).";
+
+/// A deterministic OpenAI- and Anthropic-compatible provider for `make run`, the integration
+/// tests and the benchmarks.
+#[derive(clap::Parser)]
+#[command(name = "mock-provider", version, after_help = AFTER_HELP)]
+struct Args {
+    /// Port to listen on, on 127.0.0.1 (0: the OS picks a free one; the banner names it).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    port: u16,
+    /// The word `POST /v1/moderations` flags (a request's `x-mock-flag-word` overrides it).
+    #[arg(long, value_name = "WORD", default_value = "forbidden")]
+    flag_word: String,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
+    let args = <Args as clap::Parser>::parse();
     let listener = match TcpListener::bind(("127.0.0.1", args.port)).await {
         Ok(l) => l,
         Err(e) => {
@@ -106,6 +118,11 @@ async fn main() {
                 continue;
             }
         };
+        // Streamed answers are many small writes: without this, Nagle's algorithm holds each
+        // one back until the previous is ACKed, and the client delays its ACKs (~40 ms).
+        if let Err(e) = stream.set_nodelay(true) {
+            eprintln!("mock-provider: cannot set TCP_NODELAY: {e}");
+        }
         let mock = mock.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(req, mock.clone()));
@@ -192,7 +209,7 @@ fn route(method: &Method, path: &str, body: &[u8], controls: &Controls, mock: &M
             &json!({"object": "list", "data": [
                 {"id": "gpt-4o-mini", "object": "model", "created": openai::CREATED, "owned_by": "mock"},
                 {"id": "gpt-4o", "object": "model", "created": openai::CREATED, "owned_by": "mock"},
-                {"id": "claude-sonnet-4-5", "object": "model", "created": openai::CREATED, "owned_by": "mock"}
+                {"id": "claude-sonnet-5-5", "object": "model", "created": openai::CREATED, "owned_by": "mock"}
             ]}),
         ),
         _ => Reply::json(
