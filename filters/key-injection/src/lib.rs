@@ -13,6 +13,7 @@ use proxy_wasm::types::Action;
 use sluice_core::key_injection::auth::{model_not_allowed, Authenticator};
 use sluice_core::key_injection::config::{KeyInjectionConfig, Role};
 use sluice_core::key_injection::inject::{cooldown_for, cooldown_slot, Cooldowns, Injector};
+use sluice_core::key_injection::refusal::{wait_for_body, WAIT_FOR_BODY_MAX};
 use sluice_core::key_injection::scrub::{scrub, scrub_str};
 use sluice_core::{ApiError, ConfigError, Dialect, StateKey};
 use sluice_host::clock::Clock;
@@ -98,6 +99,7 @@ impl sluice_host::Filter for KeyInjection {
                 model_check: false,
                 consumer_id: None,
                 dialect: Dialect::OpenAi,
+                pending: None,
             }),
             Runtime::Inject(_) => Box::new(InjectStream {
                 runtime,
@@ -115,12 +117,29 @@ struct AuthenticateStream {
     model_check: bool,
     consumer_id: Option<String>,
     dialect: Dialect,
+    /// A refusal decided on the headers, sent when the (small) body has ended.
+    pending: Option<ApiError>,
 }
 
 impl AuthenticateStream {
     fn refuse(&self, err: &ApiError) -> Action {
         reply::send_error(err, self.dialect);
         Action::Pause
+    }
+
+    /// A refusal decided on the headers: at once, or once a small body has ended, so that an
+    /// HTTP/1.1 client keeps its connection (`key_injection::refusal`).
+    fn refuse_on_headers(
+        &mut self,
+        err: ApiError,
+        end_of_stream: bool,
+        headers: &http::Headers,
+    ) -> Action {
+        if wait_for_body(end_of_stream, headers.get("content-length")) {
+            self.pending = Some(err);
+            return Action::Pause;
+        }
+        self.refuse(&err)
     }
 }
 
@@ -139,7 +158,7 @@ impl HttpContext for AuthenticateStream {
         let key = auth.presented_key(|name| headers.get(name).map(str::to_owned));
         let consumer = match auth.authenticate(key.as_deref(), path, clock.now()) {
             Ok(c) => c,
-            Err(err) => return self.refuse(&err),
+            Err(err) => return self.refuse_on_headers(err, end_of_stream, &headers),
         };
         state::set(StateKey::Consumer, &consumer.id);
         state::set(StateKey::Tenant, &consumer.tenant);
@@ -149,7 +168,8 @@ impl HttpContext for AuthenticateStream {
         }
         if let Some(model) = headers.get("x-sluice-model") {
             if !consumer.allows_model(model) {
-                return self.refuse(&model_not_allowed(model));
+                let err = model_not_allowed(model);
+                return self.refuse_on_headers(err, end_of_stream, &headers);
             }
         }
         if end_of_stream {
@@ -166,7 +186,7 @@ impl HttpContext for AuthenticateStream {
         let Runtime::Authenticate { auth, .. } = &*runtime else {
             return Action::Continue;
         };
-        if !self.model_check {
+        if !self.model_check && self.pending.is_none() {
             return Action::Continue;
         }
         let size = http::buffered_request_body_len(auth.max_body_bytes);
@@ -174,6 +194,15 @@ impl HttpContext for AuthenticateStream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(err) = &self.pending {
+            // A body longer than it said is refused at once.
+            if end_of_stream || body_size as u64 > WAIT_FOR_BODY_MAX {
+                let err = err.clone();
+                self.pending = None;
+                return self.refuse(&err);
+            }
+            return Action::Pause;
+        }
         if !self.model_check {
             return Action::Continue;
         }

@@ -566,6 +566,40 @@ fn a_filter_400_after_the_body_keeps_the_connection() {
     assert!(c.closed_by_peer());
 }
 
+/// key-injection's 401 (decided on the headers) waits for a small body's end, so the client
+/// keeps its connection; a large one is refused at once and the connection closes.
+#[test]
+fn an_auth_refusal_of_a_small_body_keeps_the_connection() {
+    let gw = Gateway::start().unwrap();
+    let mut c = Conn::open(gw.envoy.port);
+    let a = c.send("POST", "/v1/chat/completions", &[JSON], &chat_body("hi"));
+    assert_eq!(a.status, 401);
+    assert_eq!(a.json()["error"]["code"], "missing_api_key");
+    assert_eq!(a.header("connection"), None);
+    let a = c.send(
+        "POST",
+        "/v1/chat/completions",
+        &[AUTH, JSON],
+        &chat_body("hi"),
+    );
+    assert_eq!(a.status, 200, "the same connection serves the next request");
+    let a = c.send(
+        "POST",
+        "/v1/messages",
+        &[JSON, ("x-api-key", "sk-wrong")],
+        &chat_body("hi"),
+    );
+    assert_eq!(a.status, 401);
+    assert_eq!(a.json()["type"], "error");
+    assert_eq!(a.header("connection"), None);
+    // Over 64 KiB: refused before the body is read; Envoy closes the connection.
+    let mut c = Conn::open(gw.envoy.port);
+    let big = chat_body(&"x".repeat(100 * 1024));
+    let a = c.send("POST", "/v1/chat/completions", &[JSON], &big);
+    assert_eq!(a.status, 401);
+    assert_eq!(a.header("connection"), Some("close"));
+}
+
 // ---- 4. envoy/own-envoy.yaml ----
 
 #[test]

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod inject;
+pub mod refusal;
 pub mod scrub;
 
 /// SHA-256 of a caller key, as hex: what a consumer's `key_sha256` holds.
