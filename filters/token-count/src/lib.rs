@@ -417,7 +417,13 @@ impl HttpContext for TokenCountStream {
         let status = headers.status();
         self.status = status;
         let content_type = headers.get("content-type").unwrap_or_default();
-        if ok(status) && !end_of_stream && content_type.starts_with("application/json") {
+        // An answer Envoy could not hold whole (over the buffer limit, which max_body_bytes
+        // matches) passes on, followed for nothing: holding it would end in Envoy's 500.
+        let fits = headers
+            .get("content-length")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_none_or(|n| n <= self.runtime.max_body_bytes);
+        if ok(status) && !end_of_stream && fits && content_type.starts_with("application/json") {
             // Hold the headers until the body's usage gives the provider's numbers (they go on
             // the answer then). The body passes unchanged, so its content-length stays true.
             self.answer = Answer::Json;

@@ -419,3 +419,46 @@ fn a_budget_refusal_behind_the_router_sets_off_no_fallback() {
         0
     );
 }
+
+/// A JSON answer too large for Envoy to hold (over the 4 MiB buffer limit) is not held for its
+/// usage: it reaches the caller whole, with the count's headers, not as Envoy's 500.
+#[test]
+fn an_answer_over_the_buffer_limit_passes_unheld() {
+    let gw = Gateway::start().unwrap();
+    let text = "ab ".repeat((4 << 20) / 3 - 100);
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]});
+    let sent = body.to_string();
+    assert!(
+        sent.len() <= 4 << 20,
+        "the request must fit: {}",
+        sent.len()
+    );
+    let resp = post(&gw, "/v1/chat/completions", &body, &[]);
+    assert_eq!(
+        resp.status,
+        200,
+        "{}",
+        &resp.text()[..200.min(resp.body.len())]
+    );
+    assert!(
+        resp.body.len() > 4 << 20,
+        "the answer must not fit: {}",
+        resp.body.len()
+    );
+    let answer = resp.json().unwrap();
+    assert_eq!(
+        answer["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .len(),
+        text.len()
+    );
+    assert_eq!(resp.header("x-sluice-token-source"), Some("local"));
+    assert_eq!(
+        resp.header("x-sluice-prompt-tokens"),
+        gw.mock
+            .last_header("x-sluice-prompt-tokens")
+            .unwrap()
+            .as_deref()
+    );
+}
