@@ -385,6 +385,7 @@ impl HttpContext for TokenCountStream {
         }
         let tokens = prompt.tokens.to_string();
         http::set_request_header(PROMPT_HEADER, Some(&tokens));
+        http::set_request_header(SOURCE_HEADER, Some(token_source(prompt.exact, None)));
         state::set(StateKey::PromptTokens, &tokens);
         if let Some(model) = prompt.model.as_deref().filter(|_| !self.routed) {
             state::set(StateKey::Model, model);

@@ -17,6 +17,8 @@ const BUILTIN_RULES: &[(&str, Encoding)] = &[
     ("o4*", Encoding::O200kBase),
     ("gpt-4*", Encoding::Cl100kBase),
     ("gpt-3.5*", Encoding::Cl100kBase),
+    // Azure OpenAI's name for gpt-3.5.
+    ("gpt-35*", Encoding::Cl100kBase),
     ("text-embedding-*", Encoding::Cl100kBase),
     ("davinci-002", Encoding::Cl100kBase),
     ("babbage-002", Encoding::Cl100kBase),

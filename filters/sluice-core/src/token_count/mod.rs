@@ -5,10 +5,14 @@ pub mod budget;
 pub mod config;
 pub mod cost;
 pub mod counter;
+pub mod family;
 pub mod recipe;
 pub mod settle;
 pub mod tokenizer;
 pub mod usage;
+
+#[cfg(test)]
+mod recorded_tests;
 
 /// Prompt tokens: on the request upstream (the count) and on the answer (the provider's number
 /// once its usage is read, else the count).

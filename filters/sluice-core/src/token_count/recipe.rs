@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use super::config::Encoding;
 use super::counter::Counter;
+use super::family::{estimate_reason, Family};
 use crate::anthropic::{self, MessagesRequest};
 use crate::body::{self, Head};
 pub use crate::endpoint::{azure_deployment, Endpoint};
@@ -26,7 +27,6 @@ use crate::ApiError;
 
 const TOKENS_PER_MESSAGE: u64 = 3;
 const TOKENS_PER_NAME: u64 = 1;
-const REPLY_PRIMING: u64 = 3;
 const IMAGE_TOKENS: u64 = 85;
 
 /// A counted request.
@@ -62,8 +62,8 @@ pub fn count_request(
                 encoding: enc,
                 max_completion: req.completion_limit(),
                 stream: req.is_stream(),
+                exact: estimate_reason(model.as_deref(), &req).is_none(),
                 model,
-                exact: true,
             })
         }
         Endpoint::Completions | Endpoint::Embeddings => {
@@ -83,8 +83,14 @@ pub fn count_request(
             } else {
                 "input"
             };
+            // A completion's `suffix` is billed as prompt too.
+            let suffix = if endpoint == Endpoint::Completions {
+                count_inputs(counter, enc, &req["suffix"])
+            } else {
+                0
+            };
             Ok(PromptCount {
-                tokens: count_inputs(counter, enc, &req[field]),
+                tokens: count_inputs(counter, enc, &req[field]) + suffix,
                 encoding: enc,
                 max_completion: req["max_tokens"].as_u64(),
                 stream: req["stream"].as_bool() == Some(true),
@@ -128,9 +134,8 @@ fn count_message(counter: &Counter, enc: Encoding, m: &ChatMessage) -> u64 {
     if let Some(name) = &m.name {
         n += counter.count(enc, name) + TOKENS_PER_NAME;
     }
-    if let Some(id) = &m.tool_call_id {
-        n += counter.count(enc, id);
-    }
+    // A tool result's `tool_call_id` is not billed (recorded turns of one conversation grow
+    // by the recipe without it).
     for call in m.tool_calls.iter().flatten() {
         if let Some(f) = &call.function {
             n += f.name.as_deref().map_or(0, |s| counter.count(enc, s));
@@ -157,7 +162,7 @@ pub fn count_chat(
         .as_deref()
         .filter(|t| !t.is_empty())
         .map_or(0, |t| count_tools(counter, enc, model, t));
-    messages + REPLY_PRIMING + tools
+    messages + Family::of(model).reply_priming() + tools
 }
 
 /// The cookbook's function-definition recipe.
@@ -265,7 +270,7 @@ fn count_anthropic(counter: &Counter, enc: Encoding, req: &MessagesRequest) -> u
         .flatten()
         .map(|t| counter.count(enc, &serde_json::to_string(t).unwrap_or_default()))
         .sum();
-    system + messages + tools + REPLY_PRIMING
+    system + messages + tools + Family::Classic.reply_priming()
 }
 
 #[cfg(test)]

@@ -1,0 +1,177 @@
+//! How OpenAI frames a chat prompt, by model family, and which requests a gateway can count
+//! exactly before they leave.
+//!
+//! The evidence is the prompt tokens OpenAI billed for recorded live requests
+//! (`testdata/billing/openai_recorded.json`; `recorded_tests.rs` checks every rule here against
+//! it):
+//! - gpt-3.5, gpt-4, gpt-4o, gpt-4.1, gpt-4.5 bill the cookbook's recipe exactly for text
+//!   messages: 3 per message, the tokens of its role and content, 3 to prime the reply.
+//! - The reasoning families (gpt-5 and later, o3, o4, codex) prime the reply with 2: one token
+//!   less, on every plain request recorded. An assistant message in their history bills a few
+//!   tokens more than the recipe says (too few recordings to say how many): an estimate.
+//! - o1 bills a hidden preamble (+7 on the one recording): an estimate.
+//! - Tool definitions, tool calls and results in the history, a `response_format` JSON schema
+//!   and images, audio and files are rendered into the prompt in ways the recipe only
+//!   approximates (the recordings differ from it by -56 to +82 tokens): estimates, counted by
+//!   the recipe and marked as such.
+//! - Search models add hidden context: estimates.
+
+use serde_json::Value;
+
+use crate::openai::{ChatCompletionRequest, ChatMessage, MessageContent};
+
+/// How a model frames a chat prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// gpt-3.5, gpt-4, gpt-4o, gpt-4.1, gpt-4.5, and unknown models.
+    Classic,
+    /// gpt-5 and later, o3, o4, codex, computer-use.
+    Reasoning,
+    /// o1: a hidden preamble.
+    O1,
+}
+
+impl Family {
+    pub fn of(model: Option<&str>) -> Family {
+        let model = model.unwrap_or_default();
+        let model = model.rsplit('/').next().unwrap_or(model);
+        let starts = |p: &str| model.starts_with(p);
+        if starts("o1") {
+            Family::O1
+        } else if starts("gpt-5") || starts("o3") || starts("o4") || starts("codex") {
+            Family::Reasoning
+        } else if starts("computer-use") || starts("gpt-6") || starts("gpt-7") {
+            Family::Reasoning
+        } else {
+            Family::Classic
+        }
+    }
+
+    /// Tokens that prime the reply, after the last message.
+    pub fn reply_priming(self) -> u64 {
+        match self {
+            Family::Reasoning => 2,
+            Family::Classic | Family::O1 => 3,
+        }
+    }
+}
+
+/// Why a chat request's count is only an estimate, or `None` when the rules count it as
+/// OpenAI bills it.
+pub fn estimate_reason(model: Option<&str>, req: &ChatCompletionRequest) -> Option<&'static str> {
+    let family = Family::of(model);
+    if family == Family::O1 {
+        return Some("o1 adds a hidden preamble");
+    }
+    if model.is_some_and(|m| m.contains("search")) {
+        return Some("search models add hidden context");
+    }
+    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) || req.extra.contains_key("functions") {
+        return Some("tool definitions");
+    }
+    if req.extra.get("response_format").and_then(|f| f.get("type"))
+        == Some(&Value::from("json_schema"))
+    {
+        return Some("a response_format JSON schema");
+    }
+    for m in &req.messages {
+        if let Some(reason) = message_estimate(family, m) {
+            return Some(reason);
+        }
+    }
+    None
+}
+
+fn message_estimate(family: Family, m: &ChatMessage) -> Option<&'static str> {
+    match m.role.as_str() {
+        "system" | "developer" | "user" => {}
+        "assistant" if family == Family::Reasoning => {
+            return Some("an assistant message in a reasoning model's history")
+        }
+        "assistant" => {}
+        "tool" | "function" => return Some("tool results in the history"),
+        _ => return Some("an unknown role"),
+    }
+    if m.tool_calls.as_ref().is_some_and(|c| !c.is_empty()) || m.extra.contains_key("function_call")
+    {
+        return Some("tool calls in the history");
+    }
+    if m.extra.contains_key("audio") {
+        return Some("audio");
+    }
+    match &m.content {
+        Some(MessageContent::Parts(parts)) if parts.iter().any(|p| p.kind != "text") => {
+            Some("images, audio or files")
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn families_by_model_name() {
+        for m in [
+            "gpt-4o",
+            "gpt-4.1-nano",
+            "gpt-3.5-turbo",
+            "gpt-4",
+            "my-model",
+        ] {
+            assert_eq!(Family::of(Some(m)), Family::Classic, "{m}");
+        }
+        for m in [
+            "gpt-5",
+            "gpt-5-nano",
+            "gpt-5.4-mini",
+            "o3-mini",
+            "o4-mini",
+            "openai/gpt-5",
+        ] {
+            assert_eq!(Family::of(Some(m)), Family::Reasoning, "{m}");
+        }
+        assert_eq!(Family::of(Some("o1-mini")), Family::O1);
+        assert_eq!(Family::of(None), Family::Classic);
+    }
+
+    #[test]
+    fn what_makes_a_count_an_estimate() {
+        let req = |v: Value| serde_json::from_value::<ChatCompletionRequest>(v).unwrap();
+        let plain = req(serde_json::json!({"messages": [
+            {"role": "developer", "content": "d"}, {"role": "user", "content": [{"type": "text", "text": "u"}]},
+            {"role": "assistant", "content": "a"}, {"role": "user", "content": "u"}]}));
+        assert_eq!(estimate_reason(Some("gpt-4o"), &plain), None);
+        assert!(estimate_reason(Some("gpt-5"), &plain).is_some());
+        assert!(estimate_reason(Some("o1-mini"), &plain).is_some());
+        assert!(estimate_reason(Some("gpt-4o-search-preview"), &plain).is_some());
+        for extra in [
+            serde_json::json!({"tools": [{"type": "function", "function": {"name": "f"}}]}),
+            serde_json::json!({"functions": [{"name": "f"}]}),
+            serde_json::json!({"response_format": {"type": "json_schema", "json_schema": {}}}),
+        ] {
+            let mut v = serde_json::json!({"messages": [{"role": "user", "content": "u"}]});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            assert!(
+                estimate_reason(Some("gpt-4o"), &req(v.clone())).is_some(),
+                "{v}"
+            );
+        }
+        let json_object = req(
+            serde_json::json!({"messages": [{"role": "user", "content": "u"}],
+            "response_format": {"type": "json_object"}}),
+        );
+        assert_eq!(estimate_reason(Some("gpt-4o"), &json_object), None);
+        let image = req(
+            serde_json::json!({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]}),
+        );
+        assert!(estimate_reason(Some("gpt-4o"), &image).is_some());
+    }
+}
