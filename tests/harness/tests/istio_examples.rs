@@ -62,3 +62,25 @@ fn every_wasm_plugin_config_is_accepted_by_its_filter() {
         ]
     );
 }
+
+/// The Istio EnvoyFilter carries exactly envoy/sluice.yaml's local-reply mappers.
+#[test]
+fn the_istio_local_reply_patch_equals_the_shipped_mappers() {
+    let read = |p: &str| std::fs::read_to_string(paths::repo().join(p)).unwrap();
+    let rendered = sluice_harness::envoy::render_template(
+        "envoy/sluice.yaml",
+        &sluice_harness::envoy::template_vars(10000, 9901, 18000),
+        &std::collections::BTreeMap::new(),
+    )
+    .unwrap();
+    let shipped: serde_json::Value = serde_norway::from_str(&rendered).unwrap();
+    let ours = &shipped["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["local_reply_config"];
+    assert!(ours["mappers"].as_array().is_some_and(|m| m.len() > 10));
+    let patch: serde_json::Value =
+        serde_norway::from_str(&read("examples/istio/sluice-local-replies.yaml")).unwrap();
+    assert_eq!(patch["kind"], "EnvoyFilter");
+    let theirs =
+        &patch["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["local_reply_config"];
+    assert_eq!(theirs, ours);
+}
