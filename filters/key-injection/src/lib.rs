@@ -100,6 +100,7 @@ impl sluice_host::Filter for KeyInjection {
                 consumer_id: None,
                 dialect: Dialect::OpenAi,
                 pending: None,
+                body_size: 0,
             }),
             Runtime::Inject(_) => Box::new(InjectStream {
                 runtime,
@@ -119,6 +120,8 @@ struct AuthenticateStream {
     dialect: Dialect,
     /// A refusal decided on the headers, sent when the (small) body has ended.
     pending: Option<ApiError>,
+    /// The request body Envoy has buffered, as the last body callback said (for trailers).
+    body_size: usize,
 }
 
 impl AuthenticateStream {
@@ -155,6 +158,11 @@ impl HttpContext for AuthenticateStream {
         let headers = http::request_headers();
         let path = headers.get(":path").unwrap_or_default();
         self.dialect = Dialect::from_path(path);
+        // Envoy's name for the caller's path once a filter rewrote it: the access log shows it
+        // as the caller's, so a caller may not send it (refused requests are logged too).
+        if headers.contains("x-envoy-original-path") {
+            http::set_request_header("x-envoy-original-path", None);
+        }
         let key = auth.presented_key(|name| headers.get(name).map(str::to_owned));
         let consumer = match auth.authenticate(key.as_deref(), path, clock.now()) {
             Ok(c) => c,
@@ -182,18 +190,14 @@ impl HttpContext for AuthenticateStream {
 
     /// A body that ends with trailers is whole now: read it as if its last piece had come.
     fn on_http_request_trailers(&mut self, _: usize) -> Action {
-        let runtime = self.runtime.clone();
-        let Runtime::Authenticate { auth, .. } = &*runtime else {
-            return Action::Continue;
-        };
         if !self.model_check && self.pending.is_none() {
             return Action::Continue;
         }
-        let size = http::buffered_request_body_len(auth.max_body_bytes);
-        self.on_http_request_body(size, true)
+        self.on_http_request_body(self.body_size, true)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.body_size = body_size;
         if let Some(err) = &self.pending {
             // A body longer than it said is refused at once.
             if end_of_stream || body_size as u64 > WAIT_FOR_BODY_MAX {

@@ -72,6 +72,7 @@ impl sluice_host::Filter for ModelRouter {
             routing: false,
             dialect: Dialect::OpenAi,
             endpoint: None,
+            body_size: 0,
             path: String::new(),
             override_model: None,
             headers: http::Headers::default(),
@@ -109,6 +110,8 @@ struct RouteStream {
     routing: bool,
     dialect: Dialect,
     endpoint: Option<Endpoint>,
+    /// The request body Envoy has buffered, as the last body callback said (for trailers).
+    body_size: usize,
     path: String,
     override_model: Option<String>,
     /// Request headers, kept for a rule that is sticky by header.
@@ -347,6 +350,7 @@ impl HttpContext for RouteStream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.body_size = body_size;
         if !self.routing {
             return Action::Continue;
         }
@@ -434,8 +438,7 @@ impl HttpContext for RouteStream {
         if !self.routing {
             return Action::Continue;
         }
-        let size = http::buffered_request_body_len(self.runtime.config.max_body_bytes);
-        self.on_http_request_body(size, true)
+        self.on_http_request_body(self.body_size, true)
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {

@@ -31,8 +31,8 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 /// What every filter that routes or checks a request needs of its body, read without building
-/// the rest: the `model`, and how many `messages` it has (when it has the field). Duplicate
-/// top-level keys are refused: the gateway and the provider could each read a different one.
+/// the rest: the `model`, and how many `messages` it has (when it has the field). A duplicate
+/// `model` or `messages` is refused: the gateway and the provider could each read another.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Head {
     pub model: Option<String>,
@@ -70,6 +70,33 @@ impl<'de> Deserialize<'de> for Head {
 
 struct HeadVisitor;
 
+/// A top-level key, told apart without copying it.
+enum Key {
+    Model,
+    Messages,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    "model" => Key::Model,
+                    "messages" => Key::Messages,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(KeyVisitor)
+    }
+}
+
 impl<'de> Visitor<'de> for HeadVisitor {
     type Value = Head;
 
@@ -77,26 +104,33 @@ impl<'de> Visitor<'de> for HeadVisitor {
         f.write_str("a JSON object")
     }
 
+    /// Linear in the body: other keys are neither copied nor remembered. A duplicate is
+    /// refused for the keys the filters read (`model`, `messages`), where the gateway and the
+    /// provider could each take a different one.
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Head, A::Error> {
         let mut head = Head::default();
-        let mut seen: Vec<String> = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if seen.contains(&key) {
-                return Err(A::Error::custom(format_args!("duplicate field `{key}`")));
-            }
-            match key.as_str() {
-                "model" => head.model = map.next_value::<Option<String>>()?,
+        let (mut model_seen, mut messages_seen) = (false, false);
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Model => {
+                    if std::mem::replace(&mut model_seen, true) {
+                        return Err(A::Error::custom("duplicate field `model`"));
+                    }
+                    head.model = map.next_value::<Option<String>>()?;
+                }
                 // Counted, not built: `IgnoredAny` has no size, so the vector never allocates.
-                "messages" => {
+                Key::Messages => {
+                    if std::mem::replace(&mut messages_seen, true) {
+                        return Err(A::Error::custom("duplicate field `messages`"));
+                    }
                     head.messages = map
                         .next_value::<Option<Vec<IgnoredAny>>>()?
-                        .map(|m| m.len())
+                        .map(|m| m.len());
                 }
-                _ => {
+                Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
-            seen.push(key);
         }
         Ok(head)
     }
@@ -275,6 +309,21 @@ mod tests {
         assert_eq!(err.code.as_deref(), Some("invalid_json"));
         let err = Head::of(b"{} x").unwrap_err();
         assert_eq!(err.code.as_deref(), Some("invalid_json"));
+    }
+
+    #[cfg(not(target_arch = "wasm32"))] // no clock there
+    #[test]
+    fn many_keys_cost_linear_time() {
+        let body: String = (0..300_000)
+            .map(|i| format!("\"k{i}\":0"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let started = std::time::Instant::now();
+        let head = Head::of(format!("{{{body},\"model\":\"m\"}}").as_bytes()).unwrap();
+        assert_eq!(head.model.as_deref(), Some("m"));
+        assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+        let err = Head::of(br#"{"messages":[],"x":1,"messages":[]}"#).unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("duplicate_key"));
     }
 
     #[test]

@@ -212,12 +212,3 @@ pub fn shared_set(key: &str, value: &str, cas: Option<u32>) -> bool {
 pub fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
-
-/// The size of the request body Envoy has buffered so far, up to `max + 1` bytes (enough to
-/// tell a body over `max`). For the trailers callback: a body followed by trailers (an HTTP/2
-/// client's, or one Envoy's decompressor inflated) ends there, with no body callback at its
-/// end, so the filter reads it whole from the trailers callback.
-pub fn buffered_request_body_len(max: u64) -> usize {
-    let limit = usize::try_from(max.saturating_add(1)).unwrap_or(usize::MAX);
-    request_body(limit).map_or(0, |b| b.len())
-}

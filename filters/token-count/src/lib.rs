@@ -108,6 +108,7 @@ impl sluice_host::Filter for TokenCount {
             dialect: Dialect::OpenAi,
             caller: Dialect::OpenAi,
             routed: false,
+            body_size: 0,
             path_model: None,
             consumer: None,
             charged: None,
@@ -141,6 +142,8 @@ struct TokenCountStream {
     caller: Dialect,
     /// model-router routed the request (and recorded its model in filter state).
     routed: bool,
+    /// The request body Envoy has buffered, as the last body callback said (for trailers).
+    body_size: usize,
     path_model: Option<String>,
     /// The configured consumer header's value.
     consumer: Option<String>,
@@ -255,11 +258,15 @@ impl TokenCountStream {
             return; // not counted: nothing to settle or record
         }
         let mut model = self.prompt.as_ref().and_then(|p| p.model.clone());
+        let mut fallback_unreported = false;
         if !ok(self.status) {
             if let Some(delivered) =
                 state::get(StateKey::AnswerUsage).and_then(|t| Delivered::decode(&t))
             {
                 self.status = delivered.status;
+                // A fallback answer that reported no usage: its text never passed here, so
+                // only the prompt count stands, and only as an estimate.
+                fallback_unreported = delivered.usage.is_none();
                 self.usage = delivered.usage.map(|u| (u, Source::Provider));
                 model = state::get(StateKey::UpstreamModel).or(model);
             }
@@ -276,7 +283,12 @@ impl TokenCountStream {
         if let Some(c) = done.completion {
             state::set(StateKey::CompletionTokens, &c.to_string());
         }
-        state::set(StateKey::TokenSource, done.source);
+        let source = if fallback_unreported && done.succeeded {
+            "estimate"
+        } else {
+            done.source
+        };
+        state::set(StateKey::TokenSource, source);
         let rt = &self.runtime;
         let label = rt.model_label(model.as_deref(), done.succeeded);
         let cost_micros = if done.succeeded {
@@ -352,6 +364,7 @@ impl HttpContext for TokenCountStream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.body_size = body_size;
         let Some(endpoint) = self.endpoint else {
             return Action::Continue;
         };
@@ -399,8 +412,7 @@ impl HttpContext for TokenCountStream {
         if self.endpoint.is_none() {
             return Action::Continue;
         }
-        let size = http::buffered_request_body_len(self.runtime.max_body_bytes);
-        self.on_http_request_body(size, true)
+        self.on_http_request_body(self.body_size, true)
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {

@@ -24,8 +24,9 @@ fn lines(gw: &Gateway, n: usize) -> Vec<Value> {
 fn the_access_log_shows_the_callers_path_the_upstream_path_and_only_a_real_upstream() {
     let gw = Gateway::start().unwrap();
     let chat = br#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#;
-    // Refused before upstream (no key).
-    let resp = http::post(&gw.url("/v1/chat/completions"), chat, &[]).unwrap();
+    // Refused before upstream (no key), with a forged original path.
+    let forged = ("x-envoy-original-path", "/admin/delete-everything");
+    let resp = http::post(&gw.url("/v1/chat/completions"), chat, &[forged]).unwrap();
     assert_eq!(resp.status, 401);
     // An OpenAI caller of an Anthropic model: translated, sent to /v1/messages.
     let resp = http::post(&gw.url("/v1/chat/completions"), chat, &[DEMO_AUTH]).unwrap();

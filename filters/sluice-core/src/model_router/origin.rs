@@ -28,6 +28,7 @@ impl Origin {
         } else if details.contains("upstream")
             || details.ends_with("timeout")
             || details == "maintenance_mode"
+            || details == "cluster_not_found"
         {
             Origin::ProviderFailure
         } else {
@@ -51,6 +52,7 @@ mod tests {
             "upstream_per_try_timeout",
             "upstream_reset_before_response_started{connection_failure}",
             "no_healthy_upstream",
+            "cluster_not_found",
         ] {
             assert_eq!(Origin::from_details(d), Origin::ProviderFailure, "{d}");
         }

@@ -23,8 +23,11 @@ use crate::openai::{ChatCompletionRequest, ChatMessage, MessageContent};
 /// How a model frames a chat prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
-    /// gpt-3.5, gpt-4, gpt-4o, gpt-4.1, gpt-4.5, and unknown models.
+    /// gpt-3.5, gpt-4, gpt-4o, gpt-4.1, gpt-4.5.
     Classic,
+    /// A name the rules do not know (a fine-tune, an Azure deployment named freely): counted
+    /// as Classic, marked estimate.
+    Unknown,
     /// gpt-5 and later, o3, o4, codex, computer-use.
     Reasoning,
     /// o1: a hidden preamble.
@@ -36,14 +39,16 @@ impl Family {
         let model = model.unwrap_or_default();
         let model = model.rsplit('/').next().unwrap_or(model);
         let starts = |p: &str| model.starts_with(p);
+        let reasoning = ["gpt-5", "o3", "o4", "codex", "computer-use"];
+        let classic = ["gpt-3.5", "gpt-35", "gpt-4", "chatgpt-4o"];
         if starts("o1") {
             Family::O1
-        } else if starts("gpt-5") || starts("o3") || starts("o4") || starts("codex") {
+        } else if reasoning.iter().any(|p| starts(p)) {
             Family::Reasoning
-        } else if starts("computer-use") || starts("gpt-6") || starts("gpt-7") {
-            Family::Reasoning
-        } else {
+        } else if classic.iter().any(|p| starts(p)) {
             Family::Classic
+        } else {
+            Family::Unknown
         }
     }
 
@@ -51,7 +56,7 @@ impl Family {
     pub fn reply_priming(self) -> u64 {
         match self {
             Family::Reasoning => 2,
-            Family::Classic | Family::O1 => 3,
+            Family::Classic | Family::Unknown | Family::O1 => 3,
         }
     }
 }
@@ -62,6 +67,9 @@ pub fn estimate_reason(model: Option<&str>, req: &ChatCompletionRequest) -> Opti
     let family = Family::of(model);
     if family == Family::O1 {
         return Some("o1 adds a hidden preamble");
+    }
+    if family == Family::Unknown {
+        return Some("a model the rules do not know");
     }
     if model.is_some_and(|m| m.contains("search")) {
         return Some("search models add hidden context");
@@ -121,9 +129,12 @@ mod tests {
             "gpt-4.1-nano",
             "gpt-3.5-turbo",
             "gpt-4",
-            "my-model",
+            "gpt-35-turbo",
         ] {
             assert_eq!(Family::of(Some(m)), Family::Classic, "{m}");
+        }
+        for m in ["my-model", "ft:o4-mini:acme", "prod-deployment"] {
+            assert_eq!(Family::of(Some(m)), Family::Unknown, "{m}");
         }
         for m in [
             "gpt-5",
@@ -136,7 +147,7 @@ mod tests {
             assert_eq!(Family::of(Some(m)), Family::Reasoning, "{m}");
         }
         assert_eq!(Family::of(Some("o1-mini")), Family::O1);
-        assert_eq!(Family::of(None), Family::Classic);
+        assert_eq!(Family::of(None), Family::Unknown);
     }
 
     #[test]
