@@ -6,6 +6,7 @@ pub mod config;
 pub mod cost;
 pub mod counter;
 pub mod family;
+pub mod image;
 pub mod recipe;
 pub mod settle;
 pub mod tokenizer;
