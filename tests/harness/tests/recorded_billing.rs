@@ -38,11 +38,20 @@ fn recorded_requests_are_counted_as_openai_billed_them_or_marked_estimates() {
         req.as_object_mut().unwrap().remove("stream");
         req.as_object_mut().unwrap().remove("stream_options");
         let path = r["endpoint"].as_str().unwrap();
-        let before = gw.mock.last_request().unwrap()["count"].as_u64().unwrap_or(0);
+        let before = gw.mock.last_request().unwrap()["count"]
+            .as_u64()
+            .unwrap_or(0);
         let resp = http::post(&gw.url(path), req.to_string().as_bytes(), &[DEMO_AUTH]).unwrap();
         assert_eq!(resp.status, 200, "{path} {}: {}", r["source"], resp.text());
-        let after = gw.mock.last_request().unwrap()["count"].as_u64().unwrap_or(0);
-        assert_eq!(after, before + 1, "{} did not reach the provider", r["source"]);
+        let after = gw.mock.last_request().unwrap()["count"]
+            .as_u64()
+            .unwrap_or(0);
+        assert_eq!(
+            after,
+            before + 1,
+            "{} did not reach the provider",
+            r["source"]
+        );
         let counted: u64 = gw
             .mock
             .last_header("x-sluice-prompt-tokens")

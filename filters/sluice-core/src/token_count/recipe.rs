@@ -67,7 +67,13 @@ pub fn count_request(
             })
         }
         Endpoint::Completions | Endpoint::Embeddings => {
-            let req: Value = body::parse(body)?;
+            // Plain serde_json (a `Value` has no type errors to name): `body::parse::<Value>`
+            // would add a second, path-tracking copy of `Value`'s parser to the module.
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Err(body::missing_body());
+            }
+            let req: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::malformed_json(&e.to_string()))?;
             if !req.is_object() {
                 return Err(body::parse::<Head>(body)
                     .err()
