@@ -527,7 +527,11 @@ fn gzip_bodies_are_counted_and_routed_like_plain_ones() {
     );
     assert_openai_error(&a, 413, "invalid_request_error", "request_too_large");
     // One access-log line per request, with what the filters recorded.
-    std::thread::sleep(Duration::from_millis(400));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while gw.access_log().len() < 7 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // no eighth line comes
     let log = gw.access_log();
     assert_eq!(log.len(), 7, "{log:#?}");
     assert_eq!(log[1]["prompt_tokens"], log[0]["prompt_tokens"]);

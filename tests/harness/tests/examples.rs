@@ -50,10 +50,19 @@ fn examples() -> Vec<PathBuf> {
     all
 }
 
-/// The access log once Envoy has written what it holds (it flushes every 100 ms).
+/// The access log once Envoy has written what it holds (it flushes every 100 ms): read until
+/// two reads 300 ms apart agree (at most 10 s).
 fn settled_access_log(gw: &Gateway) -> Vec<serde_json::Value> {
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    gw.access_log()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut last = gw.access_log();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = gw.access_log();
+        if now.len() == last.len() || std::time::Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
 }
 
 #[test]
