@@ -462,3 +462,20 @@ fn an_answer_over_the_buffer_limit_passes_unheld() {
             .as_deref()
     );
 }
+
+/// A caller that accepts compressed answers (the official SDKs send `accept-encoding: gzip,
+/// deflate`) does not pass that on: the provider's answer must stay readable to the filters.
+#[test]
+fn the_provider_is_not_asked_for_compressed_answers() {
+    let gw = Gateway::start().unwrap();
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        &body,
+        &[("accept-encoding", "gzip, deflate")],
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(gw.mock.last_header("accept-encoding").unwrap(), None);
+    assert_eq!(resp.header("x-sluice-token-source"), Some("provider"));
+}
