@@ -102,6 +102,28 @@ impl Gateway {
             .collect()
     }
 
+    /// The access log's first `n` lines, once Envoy has written them (waits up to 10 s; panics
+    /// with the lines so far if they do not come: for tests).
+    pub fn access_log_lines(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let lines = self.access_log();
+            if lines.len() >= n {
+                return lines;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no access log line {n}: {lines:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// The access log's `n`th line (1-based), once Envoy has written it.
+    pub fn access_line(&self, n: usize) -> serde_json::Value {
+        self.access_log_lines(n).swap_remove(n - 1)
+    }
+
     /// `http://127.0.0.1:<listener port>`.
     pub fn url(&self, path: &str) -> String {
         self.envoy.url(path)

@@ -3,22 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
 use sluice_harness::{http, Gateway, DEMO_AUTH};
-
-fn lines(gw: &Gateway, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let lines = gw.access_log();
-        if lines.len() >= n {
-            return lines;
-        }
-        assert!(Instant::now() < deadline, "{lines:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn the_access_log_shows_the_callers_path_the_upstream_path_and_only_a_real_upstream() {
@@ -38,7 +24,7 @@ fn the_access_log_shows_the_callers_path_the_upstream_path_and_only_a_real_upstr
     )
     .unwrap();
     assert_eq!(resp.status, 200, "{}", resp.text());
-    let log = lines(&gw, 3);
+    let log = gw.access_log_lines(3);
     let fields = |l: &Value| {
         (
             l["status"].as_u64().unwrap(),

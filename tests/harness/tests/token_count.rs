@@ -22,22 +22,6 @@ fn upstream_header(gw: &Gateway, name: &str) -> Option<String> {
     gw.mock.last_header(name).unwrap()
 }
 
-/// Waits for the access log line of the `n`th request (1-based).
-fn access_line(gw: &Gateway, n: usize) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let lines = gw.access_log();
-        if lines.len() >= n {
-            return lines[n - 1].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no access log line {n}: {lines:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn prompt_counts_equal_python_tiktoken_through_the_openai_sdk() {
     let gw = Gateway::start().unwrap();
@@ -154,7 +138,7 @@ fn filter_state_reaches_the_access_log_and_metrics_reach_prometheus() {
         Some(resp.body.len().to_string().as_str())
     );
     assert!(resp.header("x-sluice-completion-tokens").is_some());
-    let line = access_line(&gw, 1);
+    let line = gw.access_line(1);
     assert_eq!(line["consumer"], "demo");
     assert_eq!(line["tenant"], "demo");
     assert_eq!(line["model"], "gpt-4.1");
@@ -392,7 +376,7 @@ fn streamed_completions_are_counted_from_usage_or_locally() {
         resp.header("x-sluice-completion-tokens").is_none(),
         "streams get no completion header"
     );
-    let line = access_line(&gw, 1);
+    let line = gw.access_line(1);
     assert_eq!(
         (
             line["completion_tokens"].as_str(),
@@ -409,7 +393,7 @@ fn streamed_completions_are_counted_from_usage_or_locally() {
         &[("x-mock-no-usage", "1"), ("x-mock-chunk-bytes", "3")],
     );
     assert_eq!(resp.status, 200);
-    let line = access_line(&gw, 2);
+    let line = gw.access_line(2);
     assert_eq!(
         (
             line["completion_tokens"].as_str(),
@@ -424,7 +408,7 @@ fn streamed_completions_are_counted_from_usage_or_locally() {
     let resp = post(&gw, "/v1/messages", &body, &[("x-mock-chunk-bytes", "7")]);
     assert_eq!(resp.status, 200);
     assert!(resp.header("x-sluice-prompt-tokens").is_some());
-    let line = access_line(&gw, 3);
+    let line = gw.access_line(3);
     assert_eq!(
         (
             line["completion_tokens"].as_str(),

@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sluice_harness::{http, ChainOptions, Gateway, MockProvider, DEMO_AUTH};
@@ -16,22 +15,6 @@ fn post(gw: &Gateway, path: &str, body: &Value, extra: &[(&str, &str)]) -> http:
     let mut headers = vec![DEMO_AUTH];
     headers.extend_from_slice(extra);
     http::post(&gw.url(path), body.to_string().as_bytes(), &headers).unwrap()
-}
-
-/// Waits for the access log line of the `n`th request (1-based).
-fn access_line(gw: &Gateway, n: usize) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let lines = gw.access_log();
-        if lines.len() >= n {
-            return lines[n - 1].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no access log line {n}: {lines:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn input_series(model: &str) -> String {
@@ -69,7 +52,7 @@ fn an_anthropic_caller_of_an_openai_model_is_counted_as_the_provider_receives_it
         Some(billed.to_string().as_str())
     );
     assert_eq!(resp.header("x-sluice-token-source"), Some("provider"));
-    let line = access_line(&gw, 1);
+    let line = gw.access_line(1);
     assert_eq!(line["prompt_tokens"], billed.to_string());
     assert_eq!(line["token_source"], "provider");
     // Streamed, the answer's header goes out before any usage: the count, counted here.
@@ -119,7 +102,7 @@ fn an_alias_is_counted_with_the_aliased_models_encoding() {
         gw.mock.last_header("x-sluice-prompt-tokens").unwrap(),
         Some(cl100k.to_string())
     );
-    let line = access_line(&gw, 1);
+    let line = gw.access_line(1);
     assert_eq!(line["model"], "house-model");
     assert_eq!(line["upstream_model"], "gpt-4");
 }
@@ -155,7 +138,7 @@ fn once_the_provider_reports_usage_every_output_carries_its_numbers() {
         Some(usage["output_tokens"].to_string().as_str())
     );
     assert_eq!(resp.header("x-sluice-token-source"), Some("provider"));
-    let line = access_line(&gw, 1);
+    let line = gw.access_line(1);
     assert_eq!(line["prompt_tokens"], billed.to_string(), "{line}");
     assert_eq!(
         line["completion_tokens"],
@@ -177,7 +160,7 @@ fn once_the_provider_reports_usage_every_output_carries_its_numbers() {
         Some(estimate.to_string().as_str())
     );
     assert_eq!(resp.header("x-sluice-token-source"), Some("estimate"));
-    let line = access_line(&gw, 2);
+    let line = gw.access_line(2);
     assert_eq!(line["prompt_tokens"], billed.to_string(), "{line}");
     assert_eq!(line["token_source"], "provider");
 }
@@ -230,7 +213,7 @@ fn a_fallback_answer_is_counted_from_its_own_usage() {
         Some(completion.to_string().as_str())
     );
     assert_eq!(resp.header("x-sluice-token-source"), Some("provider"));
-    let line = access_line(&gw, 1);
+    let line = gw.access_line(1);
     assert_eq!(line["prompt_tokens"], prompt.to_string(), "{line}");
     assert_eq!(line["completion_tokens"], completion.to_string(), "{line}");
     assert_eq!(line["token_source"], "provider");
