@@ -1,3 +1,6 @@
 //! Logic of the `moderation` filter (its crate under `filters/moderation` is the host glue).
 
 pub mod config;
+pub mod mask;
+pub mod pii;
+pub mod rules;

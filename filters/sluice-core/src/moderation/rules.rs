@@ -1,0 +1,334 @@
+//! Deny and allow rules: keyword lists and regular expressions, all of a config's rules matched
+//! in one pass per text (one Aho-Corasick automaton per case mode for the keywords, one
+//! [`RegexSet`] for the patterns, compiled when the config loads).
+//!
+//! A deny match blocks unless an allow match overlaps it. Each rule has a scope (which messages
+//! of a request it reads) and says whether it also reads the answer.
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use regex::{Regex, RegexSet};
+use serde::Deserialize;
+
+/// What a rule does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    #[default]
+    Deny,
+    Allow,
+}
+
+/// Which messages of a request a rule reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The last user message only.
+    LastUser,
+    /// Every user message.
+    #[default]
+    User,
+    /// Tool results (`role: tool` messages, Anthropic `tool_result` blocks).
+    Tool,
+    /// Every message: system and developer, user, assistant, tool.
+    All,
+}
+
+/// Which part of a request a text comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment {
+    System,
+    User { last: bool },
+    Assistant,
+    Tool,
+    /// The answer's text (the response side).
+    Answer,
+}
+
+impl Scope {
+    pub fn covers(self, segment: Segment) -> bool {
+        match (self, segment) {
+            (_, Segment::Answer) => false,
+            (Scope::All, _) => true,
+            (Scope::User, Segment::User { .. }) => true,
+            (Scope::LastUser, Segment::User { last }) => last,
+            (Scope::Tool, Segment::Tool) => true,
+            _ => false,
+        }
+    }
+}
+
+/// One rule as the config gives it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Named in the error a caller gets and in metrics; never the matched text.
+    pub id: String,
+    #[serde(default)]
+    pub action: RuleAction,
+    /// Literal phrases.
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Regular expressions (the `regex` crate's syntax).
+    #[serde(default)]
+    pub patterns: Vec<String>,
+    /// Keywords match regardless of ASCII case (patterns use `(?i)` for that).
+    #[serde(default)]
+    pub case_insensitive: bool,
+    /// Keywords match only as whole words (not `ass` in `class`).
+    #[serde(default)]
+    pub whole_words: bool,
+    #[serde(default)]
+    pub scope: Scope,
+    /// Whether the rule also reads the answer's text.
+    #[serde(default = "yes")]
+    pub response: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A match of a deny rule nothing allowed: the rule's id and where it matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Violation<'a> {
+    pub rule: &'a str,
+    pub start: usize,
+    pub end: usize,
+}
+
+#[derive(Debug)]
+struct Keywords {
+    finder: AhoCorasick,
+    /// Rule index of each keyword.
+    owner: Vec<usize>,
+}
+
+/// All rules of a config, compiled.
+#[derive(Debug)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    exact: Option<Keywords>,
+    folded: Option<Keywords>,
+    set: RegexSet,
+    /// The patterns again, one `Regex` each (a `RegexSet` says which matched, not where), and
+    /// the rule each belongs to.
+    regexes: Vec<(Regex, usize)>,
+    /// The longest keyword, in bytes.
+    longest_keyword: usize,
+}
+
+impl RuleSet {
+    /// Compiles the rules. An invalid pattern is reported as `(rule index, pattern index,
+    /// message)`; the config's validation turns it into a path.
+    pub fn new(rules: &[Rule]) -> Result<RuleSet, (usize, usize, String)> {
+        let mut exact = (Vec::new(), Vec::new());
+        let mut folded = (Vec::new(), Vec::new());
+        let mut regexes = Vec::new();
+        for (r, rule) in rules.iter().enumerate() {
+            let (words, owner) = if rule.case_insensitive {
+                (&mut folded.0, &mut folded.1)
+            } else {
+                (&mut exact.0, &mut exact.1)
+            };
+            for k in &rule.keywords {
+                words.push(k.clone());
+                owner.push(r);
+            }
+            for (p, pattern) in rule.patterns.iter().enumerate() {
+                let regex = Regex::new(pattern).map_err(|e| (r, p, e.to_string()))?;
+                regexes.push((regex, r));
+            }
+        }
+        let longest_keyword = exact.0.iter().chain(&folded.0).map(String::len).max();
+        let build = |(words, owner): (Vec<String>, Vec<usize>), fold: bool| {
+            if words.is_empty() {
+                return Ok(None);
+            }
+            AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                .ascii_case_insensitive(fold)
+                .build(&words)
+                .map(|finder| Some(Keywords { finder, owner }))
+                .map_err(|e| (0, 0, e.to_string()))
+        };
+        let set = RegexSet::new(regexes.iter().map(|(r, _)| r.as_str()))
+            .map_err(|e| (0, 0, e.to_string()))?;
+        Ok(RuleSet {
+            rules: rules.to_vec(),
+            exact: build(exact, false)?,
+            folded: build(folded, true)?,
+            set,
+            regexes,
+            longest_keyword: longest_keyword.unwrap_or(0),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The longest keyword in bytes: a stream check holds back at least this much minus one.
+    pub fn longest_keyword(&self) -> usize {
+        self.longest_keyword
+    }
+
+    /// Whether any rule reads the answer.
+    pub fn reads_answers(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.response && r.action == RuleAction::Deny)
+    }
+
+    fn applies(&self, rule: usize, segment: Segment) -> bool {
+        self.rules.get(rule).is_some_and(|r| match segment {
+            Segment::Answer => r.response,
+            s => r.scope.covers(s),
+        })
+    }
+
+    /// The first deny match in `text` (a text of `segment`) that no allow match overlaps.
+    pub fn check(&self, segment: Segment, text: &str) -> Option<Violation<'_>> {
+        // (start, end, rule) of every match of a rule that applies here.
+        let mut hits: Vec<(usize, usize, usize)> = Vec::new();
+        for keywords in [&self.exact, &self.folded].into_iter().flatten() {
+            for m in keywords.finder.find_overlapping_iter(text) {
+                let Some(&rule) = keywords.owner.get(m.pattern().as_usize()) else {
+                    continue;
+                };
+                let whole = self.rules.get(rule).is_some_and(|r| r.whole_words);
+                if self.applies(rule, segment) && (!whole || at_word_edges(text, m.start(), m.end()))
+                {
+                    hits.push((m.start(), m.end(), rule));
+                }
+            }
+        }
+        if !self.regexes.is_empty() {
+            for i in self.set.matches(text).iter() {
+                let Some((regex, rule)) = self.regexes.get(i) else {
+                    continue;
+                };
+                if self.applies(*rule, segment) {
+                    hits.extend(regex.find_iter(text).map(|m| (m.start(), m.end(), *rule)));
+                }
+            }
+        }
+        if hits.is_empty() {
+            return None;
+        }
+        let is_allow = |rule: usize| {
+            self.rules
+                .get(rule)
+                .is_some_and(|r| r.action == RuleAction::Allow)
+        };
+        let allowed: Vec<(usize, usize)> = hits
+            .iter()
+            .filter(|h| is_allow(h.2))
+            .map(|h| (h.0, h.1))
+            .collect();
+        hits.iter()
+            .filter(|h| !is_allow(h.2))
+            .filter(|h| !allowed.iter().any(|a| a.0 < h.1 && h.0 < a.1))
+            .min_by_key(|h| (h.0, h.2))
+            .and_then(|&(start, end, rule)| {
+                self.rules.get(rule).map(|r| Violation {
+                    rule: r.id.as_str(),
+                    start,
+                    end,
+                })
+            })
+    }
+}
+
+/// Whether `start..end` of `text` neither starts nor ends inside a word.
+fn at_word_edges(text: &str, start: usize, end: usize) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let before = text.get(..start).and_then(|t| t.chars().next_back());
+    let after = text.get(end..).and_then(|t| t.chars().next());
+    !before.is_some_and(word) && !after.is_some_and(word)
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn rules(json: &str) -> RuleSet {
+        let rules: Vec<Rule> = serde_json::from_str(json).unwrap();
+        RuleSet::new(&rules).unwrap()
+    }
+
+    const USER: Segment = Segment::User { last: true };
+
+    #[test]
+    fn keywords_and_patterns_in_one_pass() {
+        let r = rules(
+            r#"[{"id":"kw","keywords":["build a bomb"],"case_insensitive":true},
+                {"id":"re","patterns":["(?i)project\\s+falcon"]}]"#,
+        );
+        assert_eq!(r.check(USER, "how to BUILD A BOMB?").unwrap().rule, "kw");
+        let v = r.check(USER, "about Project   Falcon").unwrap();
+        assert_eq!((v.rule, v.start, v.end), ("re", 6, 22));
+        assert!(r.check(USER, "build a house").is_none());
+    }
+
+    #[test]
+    fn case_sensitive_keywords_stay_so() {
+        let r = rules(r#"[{"id":"kw","keywords":["SECRET"]}]"#);
+        assert!(r.check(USER, "a secret").is_none());
+        assert!(r.check(USER, "a SECRET").is_some());
+    }
+
+    #[test]
+    fn allow_exempts_an_overlapping_deny() {
+        let r = rules(
+            r#"[{"id":"cards","patterns":["\\b4[0-9]{15}\\b"]},
+                {"id":"test-card","action":"allow","keywords":["4111111111111111"]}]"#,
+        );
+        assert!(r.check(USER, "test with 4111111111111111").is_none());
+        let v = r.check(USER, "4111111111111111 and 4012888888881881").unwrap();
+        assert_eq!((v.rule, v.start), ("cards", 21));
+    }
+
+    #[test]
+    fn whole_words() {
+        let r = rules(r#"[{"id":"w","keywords":["ass"],"whole_words":true}]"#);
+        assert!(r.check(USER, "a class act").is_none());
+        assert!(r.check(USER, "an ass.").is_some());
+    }
+
+    #[test]
+    fn scopes_pick_the_messages() {
+        let r = rules(
+            r#"[{"id":"last","keywords":["x"],"scope":"last_user"},
+                {"id":"tool","keywords":["y"],"scope":"tool"},
+                {"id":"all","keywords":["z"],"scope":"all","response":false}]"#,
+        );
+        assert!(r.check(Segment::User { last: false }, "x").is_none());
+        assert_eq!(r.check(USER, "x").unwrap().rule, "last");
+        assert!(r.check(USER, "y").is_none());
+        assert_eq!(r.check(Segment::Tool, "y").unwrap().rule, "tool");
+        assert_eq!(r.check(Segment::System, "z").unwrap().rule, "all");
+        // The answer: rules that read it (the default), not "all" (response: false).
+        assert_eq!(r.check(Segment::Answer, "x").unwrap().rule, "last");
+        assert!(r.check(Segment::Answer, "z").is_none());
+        assert!(r.reads_answers());
+    }
+
+    #[test]
+    fn the_first_match_in_the_text_is_reported() {
+        let r = rules(r#"[{"id":"b","keywords":["bbb"]},{"id":"a","keywords":["aaa"]}]"#);
+        assert_eq!(r.check(USER, "aaa bbb").unwrap().rule, "a");
+        assert_eq!(r.longest_keyword(), 3);
+    }
+
+    #[test]
+    fn a_bad_pattern_names_rule_and_pattern() {
+        let rules: Vec<Rule> =
+            serde_json::from_str(r#"[{"id":"a","patterns":["ok"]},{"id":"b","patterns":["x","("]}]"#)
+                .unwrap();
+        let (r, p, _) = RuleSet::new(&rules).unwrap_err();
+        assert_eq!((r, p), (1, 1));
+    }
+}
