@@ -1,6 +1,8 @@
 //! Logic of the `moderation` filter (its crate under `filters/moderation` is the host glue).
 
 pub mod config;
+pub mod guard;
+pub mod injection;
 pub mod mask;
 pub mod pii;
 pub mod rules;

@@ -188,6 +188,12 @@ impl RuleSet {
 
     /// The first deny match in `text` (a text of `segment`) that no allow match overlaps.
     pub fn check(&self, segment: Segment, text: &str) -> Option<Violation<'_>> {
+        self.check_after(segment, text, 0)
+    }
+
+    /// [`RuleSet::check`] for the matches that end after byte `min_end`: a stream check
+    /// re-reads the tail it already released, for matches that span it, and only those count.
+    pub fn check_after(&self, segment: Segment, text: &str, min_end: usize) -> Option<Violation<'_>> {
         // (start, end, rule) of every match of a rule that applies here.
         let mut hits: Vec<(usize, usize, usize)> = Vec::new();
         for keywords in [&self.exact, &self.folded].into_iter().flatten() {
@@ -226,7 +232,7 @@ impl RuleSet {
             .map(|h| (h.0, h.1))
             .collect();
         hits.iter()
-            .filter(|h| !is_allow(h.2))
+            .filter(|h| !is_allow(h.2) && h.1 > min_end)
             .filter(|h| !allowed.iter().any(|a| a.0 < h.1 && h.0 < a.1))
             .min_by_key(|h| (h.0, h.2))
             .and_then(|&(start, end, rule)| {
