@@ -207,7 +207,9 @@ impl ExternalConfig {
     pub fn path(&self) -> &str {
         self.path.as_deref().unwrap_or(match self.kind {
             ExternalKind::OpenAi => "/v1/moderations",
-            ExternalKind::AzureContentSafety => "/contentsafety/text:analyze?api-version=2024-09-01",
+            ExternalKind::AzureContentSafety => {
+                "/contentsafety/text:analyze?api-version=2024-09-01"
+            }
         })
     }
 }
@@ -230,7 +232,9 @@ impl Validate for ModerationConfig {
             let at = rules.index(i);
             require_non_empty(&at.field("id"), &rule.id)?;
             if ids.contains(&rule.id.as_str()) {
-                return Err(at.field("id").error(format!("duplicate rule id {:?}", rule.id)));
+                return Err(at
+                    .field("id")
+                    .error(format!("duplicate rule id {:?}", rule.id)));
             }
             ids.push(&rule.id);
             if rule.keywords.is_empty() && rule.patterns.is_empty() {
@@ -366,9 +370,14 @@ mod tests {
             "$.external"
         );
         assert_eq!(
-            refused(r#"{"external":{"kind":"openai","cluster":"m","failure_mode":"open","timeout_ms":0}}"#),
+            refused(
+                r#"{"external":{"kind":"openai","cluster":"m","failure_mode":"open","timeout_ms":0}}"#
+            ),
             "$.external.timeout_ms"
         );
-        assert_eq!(refused(r#"{"stream_window_chars":0}"#), "$.stream_window_chars");
+        assert_eq!(
+            refused(r#"{"stream_window_chars":0}"#),
+            "$.stream_window_chars"
+        );
     }
 }

@@ -89,10 +89,7 @@ fn start_of_last_chars(text: &str, n: usize) -> usize {
     if n == 0 {
         return text.len();
     }
-    text.char_indices()
-        .rev()
-        .nth(n - 1)
-        .map_or(0, |(i, _)| i)
+    text.char_indices().rev().nth(n - 1).map_or(0, |(i, _)| i)
 }
 
 #[cfg(test)]
@@ -165,7 +162,10 @@ mod tests {
     fn the_window_bounds_pattern_matches_across_pieces() {
         let pieces = ["code falcon-", "12", "34 done"];
         let (out, stop) = run(&pieces, 11);
-        assert_eq!((out.as_str(), stop.unwrap().rule.as_str()), ("code ", "code"));
+        assert_eq!(
+            (out.as_str(), stop.unwrap().rule.as_str()),
+            ("code ", "code")
+        );
         let (out, stop) = run(&pieces, 3);
         assert!(stop.is_none());
         assert_eq!(out, "code falcon-1234 done");

@@ -81,7 +81,9 @@ impl Masker {
         }
         let detectors = scanner.detectors();
         Some(self.mask(text, &findings, |f| {
-            detectors.get(f.detector).map_or("PII", |d| d.label.as_str())
+            detectors
+                .get(f.detector)
+                .map_or("PII", |d| d.label.as_str())
         }))
     }
 
@@ -231,7 +233,10 @@ mod tests {
         let mut m = Masker::new();
         let s = scanner();
         assert_eq!(m.mask_with(&s, "a@x.io").unwrap(), "[EMAIL_1]");
-        assert_eq!(m.mask_with(&s, "b@x.io a@x.io").unwrap(), "[EMAIL_2] [EMAIL_1]");
+        assert_eq!(
+            m.mask_with(&s, "b@x.io a@x.io").unwrap(),
+            "[EMAIL_2] [EMAIL_1]"
+        );
     }
 
     #[test]
@@ -251,8 +256,11 @@ mod tests {
     fn restore_survives_every_split() {
         let mut m = Masker::new();
         let s = scanner();
-        m.mask_with(&s, "a@x.io b@x.io c@x.io d@x.io e@x.io f@x.io g@x.io h@x.io i@x.io j@x.io k@x.io")
-            .unwrap();
+        m.mask_with(
+            &s,
+            "a@x.io b@x.io c@x.io d@x.io e@x.io f@x.io g@x.io h@x.io i@x.io j@x.io k@x.io",
+        )
+        .unwrap();
         let answer = "[EMAIL_1][EMAIL_11] x [EMAIL_1 [[EMAIL_10]] é[CARD_1] ü[EMAIL_2]";
         let expected = "a@x.iok@x.io x [EMAIL_1 [j@x.io] é[CARD_1] üb@x.io";
         let cuts: Vec<usize> = (0..=answer.len())

@@ -88,7 +88,9 @@ impl Detector {
             Detector::Iban => r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b",
             Detector::UsSsn => r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b",
             Detector::Ipv4 => r"\b[0-9]{1,3}(?:\.[0-9]{1,3}){3}\b",
-            Detector::Ipv6 => r"(?i)(?:[0-9a-f]{1,4}|:)?(?::[0-9a-f]{0,4}){2,7}(?:(?::|\b)[0-9]{1,3}(?:\.[0-9]{1,3}){3})?",
+            Detector::Ipv6 => {
+                r"(?i)(?:[0-9a-f]{1,4}|:)?(?::[0-9a-f]{0,4}){2,7}(?:(?::|\b)[0-9]{1,3}(?:\.[0-9]{1,3}){3})?"
+            }
             Detector::Secret => concat!(
                 r"\bsk-ant-[a-z]{2,8}[0-9]{2}-[A-Za-z0-9_-]{20,}",
                 r"|\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
@@ -197,11 +199,7 @@ fn ssn_valid(text: &str) -> bool {
     let (Some(area), Some(group), Some(serial)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
     };
-    area != "000"
-        && area != "666"
-        && !area.starts_with('9')
-        && group != "00"
-        && serial != "0000"
+    area != "000" && area != "666" && !area.starts_with('9') && group != "00" && serial != "0000"
 }
 
 /// Where a value was found: byte range in the scanned text, and what found it.
@@ -255,8 +253,8 @@ impl Scanner {
                 regex: Regex::new(pattern).map_err(|e| format!("{name}: {e}"))?,
             });
         }
-        let set = RegexSet::new(detectors.iter().map(|d| d.regex.as_str()))
-            .map_err(|e| e.to_string())?;
+        let set =
+            RegexSet::new(detectors.iter().map(|d| d.regex.as_str())).map_err(|e| e.to_string())?;
         Ok(Scanner { detectors, set })
     }
 
@@ -392,7 +390,10 @@ mod tests {
 
     #[test]
     fn ssn_ranges() {
-        assert_eq!(found("ssn 123-45-6789"), [("us_ssn", "123-45-6789".to_owned())]);
+        assert_eq!(
+            found("ssn 123-45-6789"),
+            [("us_ssn", "123-45-6789".to_owned())]
+        );
         let none = found("000-12-3456 666-12-3456 923-45-6789 123-00-6789");
         assert!(none.is_empty(), "{none:?}");
     }

@@ -37,7 +37,9 @@ pub enum Scope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Segment {
     System,
-    User { last: bool },
+    User {
+        last: bool,
+    },
     Assistant,
     Tool,
     /// The answer's text (the response side).
@@ -193,7 +195,12 @@ impl RuleSet {
 
     /// [`RuleSet::check`] for the matches that end after byte `min_end`: a stream check
     /// re-reads the tail it already released, for matches that span it, and only those count.
-    pub fn check_after(&self, segment: Segment, text: &str, min_end: usize) -> Option<Violation<'_>> {
+    pub fn check_after(
+        &self,
+        segment: Segment,
+        text: &str,
+        min_end: usize,
+    ) -> Option<Violation<'_>> {
         // (start, end, rule) of every match of a rule that applies here.
         let mut hits: Vec<(usize, usize, usize)> = Vec::new();
         for keywords in [&self.exact, &self.folded].into_iter().flatten() {
@@ -202,7 +209,8 @@ impl RuleSet {
                     continue;
                 };
                 let whole = self.rules.get(rule).is_some_and(|r| r.whole_words);
-                if self.applies(rule, segment) && (!whole || at_word_edges(text, m.start(), m.end()))
+                if self.applies(rule, segment)
+                    && (!whole || at_word_edges(text, m.start(), m.end()))
                 {
                     hits.push((m.start(), m.end(), rule));
                 }
@@ -293,7 +301,9 @@ mod tests {
                 {"id":"test-card","action":"allow","keywords":["4111111111111111"]}]"#,
         );
         assert!(r.check(USER, "test with 4111111111111111").is_none());
-        let v = r.check(USER, "4111111111111111 and 4012888888881881").unwrap();
+        let v = r
+            .check(USER, "4111111111111111 and 4012888888881881")
+            .unwrap();
         assert_eq!((v.rule, v.start), ("cards", 21));
     }
 
@@ -331,9 +341,10 @@ mod tests {
 
     #[test]
     fn a_bad_pattern_names_rule_and_pattern() {
-        let rules: Vec<Rule> =
-            serde_json::from_str(r#"[{"id":"a","patterns":["ok"]},{"id":"b","patterns":["x","("]}]"#)
-                .unwrap();
+        let rules: Vec<Rule> = serde_json::from_str(
+            r#"[{"id":"a","patterns":["ok"]},{"id":"b","patterns":["x","("]}]"#,
+        )
+        .unwrap();
         let (r, p, _) = RuleSet::new(&rules).unwrap_err();
         assert_eq!((r, p), (1, 1));
     }

@@ -217,7 +217,10 @@ mod tests {
             seen(json!({"prompt":["a","b"]}), Endpoint::Completions).len(),
             2
         );
-        assert_eq!(seen(json!({"input":[1,2,3]}), Endpoint::Embeddings).len(), 0);
+        assert_eq!(
+            seen(json!({"input":[1,2,3]}), Endpoint::Embeddings).len(),
+            0
+        );
         assert_eq!(seen(json!({"input":"x"}), Endpoint::Embeddings).len(), 1);
     }
 
