@@ -1,36 +1,398 @@
-//! moderation: deny/allow patterns, PII masking, injection heuristics, external moderation.
+//! moderation: deny/allow rules, PII masking with restore, injection heuristics, an external
+//! check, and the same rules on the answer, streamed or not.
 //!
-//! Foundation stage: loads and validates its config, passes traffic through untouched.
+//! Host glue only; the logic is `sluice_core::moderation`. The request body is read whole and
+//! moderated (`Engine::moderate_request`): a block answers 400 `content_filter` in the caller's
+//! dialect; masked values are written back into the body. With an external service configured,
+//! the (masked) texts go to it as a call-out and the request waits for the verdict under the
+//! configured timeout and failure policy. On the answer, placeholders are restored and the rules
+//! run on the assistant's text: a JSON answer is held until whole, a stream passes event by
+//! event (`AnswerStream`).
 
 use std::rc::Rc;
+use std::time::Duration;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use sluice_core::ConfigError;
-
+use proxy_wasm::types::Action;
+use serde_json::Value;
+use sluice_core::endpoint::Endpoint;
+use sluice_core::metrics::stat_name;
+use sluice_core::moderation::answer::{moderate_json, AnswerStream};
 use sluice_core::moderation::config::ModerationConfig;
+use sluice_core::moderation::engine::{Cause, Engine, Hit};
+use sluice_core::moderation::external::{self, Decision};
+use sluice_core::moderation::mask::Restorer;
+use sluice_core::{ApiError, ConfigError, Dialect, StateKey};
+use sluice_host::metrics::Metrics;
+use sluice_host::{http, reply, state};
 
 pub struct Moderation;
+
+pub struct Runtime {
+    engine: Engine,
+    max_body_bytes: u64,
+    metrics: Metrics,
+}
 
 impl sluice_host::Filter for Moderation {
     const NAME: &'static str = "moderation";
     type Config = ModerationConfig;
-    type Runtime = ModerationConfig;
+    type Runtime = Runtime;
 
-    fn prepare(config: ModerationConfig) -> Result<ModerationConfig, ConfigError> {
-        Ok(config)
+    fn prepare(config: ModerationConfig) -> Result<Runtime, ConfigError> {
+        Ok(Runtime {
+            engine: Engine::new(&config)?,
+            max_body_bytes: config.max_body_bytes,
+            metrics: Metrics::batched(500),
+        })
     }
 
-    fn http_context(config: Rc<ModerationConfig>, _context_id: u32) -> Box<dyn HttpContext> {
-        Box::new(ModerationStream { _config: config })
+    /// Counters add up in the VM and go to Envoy once a second.
+    const TICK: Option<Duration> = Some(Duration::from_secs(1));
+
+    fn on_tick(runtime: &Runtime) {
+        runtime.metrics.flush();
     }
+
+    fn http_context(runtime: Rc<Runtime>, _context_id: u32) -> Box<dyn HttpContext> {
+        Box::new(ModerationStream {
+            runtime,
+            phase: Phase::Idle,
+            dialect: Dialect::OpenAi,
+            endpoint: None,
+            body_size: 0,
+            restorer: None,
+            reads_answer: false,
+            answer: Answer::AsIs,
+        })
+    }
+}
+
+/// Where the request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing to do, or done.
+    Idle,
+    /// Waiting for the whole body.
+    Reading,
+    /// Waiting for the external check's verdict.
+    Checking,
+}
+
+enum Answer {
+    AsIs,
+    Json,
+    Stream(Box<AnswerStream>),
 }
 
 struct ModerationStream {
-    _config: Rc<ModerationConfig>,
+    runtime: Rc<Runtime>,
+    phase: Phase,
+    dialect: Dialect,
+    endpoint: Option<Endpoint>,
+    body_size: usize,
+    restorer: Option<Restorer>,
+    reads_answer: bool,
+    answer: Answer,
 }
 
-impl Context for ModerationStream {}
-impl HttpContext for ModerationStream {}
+const BASE: &str = "sluice_moderation";
+
+impl ModerationStream {
+    fn refuse(&self, err: &ApiError) -> Action {
+        reply::send_error(err, self.dialect);
+        Action::Pause
+    }
+
+    fn count(&self, what: &str, labels: &[(&str, &str)]) {
+        let base = format!("{BASE}_{what}");
+        self.runtime
+            .metrics
+            .count(&base, &stat_name(&base, labels), 1);
+    }
+
+    fn count_hits(&self, hits: &[Hit]) {
+        for hit in hits {
+            let label = match hit.kind {
+                "rule" => "rule",
+                "pii" => "detector",
+                _ => "heuristic",
+            };
+            self.count(
+                &format!("{}_total", hit.kind),
+                &[(label, &hit.id), ("action", hit.action)],
+            );
+        }
+    }
+
+    fn finish_request(&mut self, outcome: &str) {
+        state::set(StateKey::Moderation, outcome);
+        let kind = outcome.split(':').next().unwrap_or(outcome);
+        self.count("requests_total", &[("outcome", kind)]);
+    }
+
+    fn block(&mut self, cause: &Cause, err: &ApiError) -> Action {
+        self.finish_request(&format!("blocked:{}", cause.id()));
+        self.refuse(err)
+    }
+
+    /// The whole request body is here: moderate it.
+    fn moderate(&mut self, body: &[u8]) -> Action {
+        let rt = self.runtime.clone();
+        let Some(endpoint) = self.endpoint else {
+            return Action::Continue;
+        };
+        let mut value: Value = match sluice_core::body::parse(body) {
+            Ok(v) => v,
+            Err(err) => return self.refuse(&err),
+        };
+        let report = rt.engine.moderate_request(&mut value, endpoint);
+        self.count_hits(&report.hits);
+        if let Some(cause) = &report.blocked {
+            return self.block(cause, &cause.error());
+        }
+        if report.changed {
+            match serde_json::to_vec(&value) {
+                Ok(new_body) => {
+                    http::set_request_body(self.body_size, &new_body);
+                    http::set_request_header("content-length", Some(&new_body.len().to_string()));
+                }
+                Err(e) => log::error!("sluice moderation: cannot write the masked body: {e}"),
+            }
+        }
+        self.reads_answer = rt.engine.reads_answers(&report);
+        if rt.engine.restores() {
+            self.restorer = report.masker.restorer();
+        }
+        let outcome = report.outcome();
+        let Some(ext) = rt.engine.external() else {
+            self.finish_request(&outcome);
+            return Action::Continue;
+        };
+        let inputs = rt.engine.external_inputs(&mut value, endpoint);
+        if inputs.is_empty() {
+            self.finish_request(&outcome);
+            return Action::Continue;
+        }
+        let texts: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let call = external::call_out(ext, &texts);
+        let headers: Vec<(&str, &str)> = call
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        // The outcome so far waits for the verdict.
+        state::set(StateKey::Moderation, &outcome);
+        match hostcalls::dispatch_http_call(
+            &ext.cluster,
+            headers,
+            Some(&call.body),
+            Vec::new(),
+            Duration::from_millis(ext.timeout_ms),
+        ) {
+            Ok(_) => {
+                self.phase = Phase::Checking;
+                Action::Pause
+            }
+            Err(status) => {
+                log::warn!("sluice moderation: cannot call {}: {status:?}", ext.cluster);
+                match self.apply_verdict(&external::Verdict::Failed("dispatch"), &outcome) {
+                    Some(err) => self.refuse(&err),
+                    None => Action::Continue,
+                }
+            }
+        }
+    }
+
+    /// Applies the external verdict; the error to send when the request is refused.
+    fn apply_verdict(&mut self, verdict: &external::Verdict, outcome: &str) -> Option<ApiError> {
+        let rt = self.runtime.clone();
+        let ext = rt.engine.external()?;
+        let result = match verdict {
+            external::Verdict::Pass => "pass",
+            external::Verdict::Block(_) => "blocked",
+            external::Verdict::Failed(_) => match ext.failure_mode {
+                sluice_core::moderation::config::FailureMode::Open => "failed_open",
+                sluice_core::moderation::config::FailureMode::Closed => "failed_closed",
+            },
+        };
+        self.count("external_total", &[("result", result)]);
+        match external::decide(ext, verdict) {
+            Decision::Pass | Decision::PassFailedOpen => {
+                self.finish_request(outcome);
+                None
+            }
+            Decision::Refuse(err, Some(cause)) => {
+                self.finish_request(&format!("blocked:{}", cause.id()));
+                Some(err)
+            }
+            Decision::Refuse(err, None) => {
+                self.finish_request("blocked:external_unavailable");
+                Some(err)
+            }
+        }
+    }
+}
+
+impl Context for ModerationStream {
+    fn on_http_call_response(&mut self, _token: u32, _: usize, body_size: usize, _: usize) {
+        if self.phase != Phase::Checking {
+            return;
+        }
+        self.phase = Phase::Idle;
+        let rt = self.runtime.clone();
+        let Some(ext) = rt.engine.external() else {
+            return;
+        };
+        let status = http::call_response_headers().status();
+        let body = http::call_response_body(body_size).unwrap_or_default();
+        let verdict = external::verdict(ext, status, &body);
+        let outcome = state::get(StateKey::Moderation).unwrap_or_else(|| "pass".to_owned());
+        match self.apply_verdict(&verdict, &outcome) {
+            Some(err) => {
+                reply::send_error(&err, self.dialect);
+            }
+            None => {
+                if let Err(s) = hostcalls::resume_http_request() {
+                    log::error!("sluice moderation: cannot resume the request: {s:?}");
+                }
+            }
+        }
+    }
+}
+
+impl HttpContext for ModerationStream {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        if !self.runtime.engine.reads_requests() || end_of_stream {
+            return Action::Continue;
+        }
+        let headers = http::request_headers();
+        let path = headers.get(":path").unwrap_or_default();
+        let endpoint = Endpoint::from_path(path);
+        if endpoint.is_none() || headers.get(":method") != Some("POST") {
+            return Action::Continue;
+        }
+        self.dialect = Dialect::from_path(path);
+        self.endpoint = endpoint;
+        self.phase = Phase::Reading;
+        Action::Pause // the texts are in the body
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.body_size = body_size;
+        match self.phase {
+            Phase::Idle => return Action::Continue,
+            Phase::Checking => return Action::Pause,
+            Phase::Reading => {}
+        }
+        let body =
+            match http::whole_request_body(body_size, end_of_stream, self.runtime.max_body_bytes) {
+                http::BodyRead::Partial => return Action::Pause,
+                http::BodyRead::TooLarge(err) => {
+                    self.phase = Phase::Idle;
+                    return self.refuse(&err);
+                }
+                http::BodyRead::Whole(body) => body,
+            };
+        self.phase = Phase::Idle;
+        self.moderate(&body)
+    }
+
+    /// A body that ends with trailers is whole now.
+    fn on_http_request_trailers(&mut self, _: usize) -> Action {
+        match self.phase {
+            Phase::Reading => self.on_http_request_body(self.body_size, true),
+            Phase::Checking => Action::Pause,
+            Phase::Idle => Action::Continue,
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        if !self.reads_answer || end_of_stream {
+            return Action::Continue;
+        }
+        let headers = http::response_headers();
+        // Error answers (the provider's, or a later filter's refusal) carry no assistant text.
+        if !(200..300).contains(&headers.status()) {
+            return Action::Continue;
+        }
+        let content_type = headers.get("content-type").unwrap_or_default();
+        if content_type.starts_with("text/event-stream") {
+            self.answer = Answer::Stream(Box::new(AnswerStream::new(
+                &self.runtime.engine,
+                self.dialect,
+                self.restorer.take(),
+            )));
+            // Events may change length.
+            http::set_response_header("content-length", None);
+            return Action::Continue;
+        }
+        if !content_type.starts_with("application/json") {
+            return Action::Continue;
+        }
+        // An answer Envoy could not hold whole passes on unread (holding it would end in
+        // Envoy's 500); counted, so an operator sees it.
+        let fits = headers
+            .get("content-length")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_none_or(|n| n <= self.runtime.max_body_bytes);
+        if !fits {
+            self.count("answers_unchecked_total", &[]);
+            return Action::Continue;
+        }
+        // Held with its headers until whole: no byte reaches the caller before the check, and
+        // content-length is set to the body that goes out.
+        self.answer = Answer::Json;
+        Action::Pause
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let rt = self.runtime.clone();
+        match &mut self.answer {
+            Answer::AsIs => Action::Continue,
+            Answer::Stream(stream) => {
+                let was_stopped = stream.stopped().is_some();
+                let chunk = http::response_body(body_size).unwrap_or_default();
+                let mut out = Vec::with_capacity(chunk.len());
+                stream.feed(&rt.engine, &chunk, end_of_stream, &mut out);
+                let cut = (!was_stopped)
+                    .then(|| stream.stopped().map(Cause::id))
+                    .flatten();
+                if out != chunk {
+                    http::set_response_body(body_size, &out);
+                }
+                if let Some(id) = cut {
+                    self.answer_cut(&id);
+                }
+                Action::Continue
+            }
+            Answer::Json => {
+                if !end_of_stream {
+                    return Action::Pause; // held until whole
+                }
+                let body = http::response_body(body_size).unwrap_or_default();
+                let report = moderate_json(&rt.engine, self.restorer.as_ref(), self.dialect, &body);
+                if let Some(new_body) = &report.body {
+                    http::set_response_body(body_size, new_body);
+                    http::set_response_header("content-length", Some(&new_body.len().to_string()));
+                }
+                if let Some(cause) = &report.blocked {
+                    self.answer_cut(&cause.id());
+                }
+                self.answer = Answer::AsIs;
+                Action::Continue
+            }
+        }
+    }
+}
+
+impl ModerationStream {
+    fn answer_cut(&self, rule: &str) {
+        state::set(StateKey::Moderation, &format!("blocked:{rule}"));
+        self.count("answers_cut_total", &[("rule", rule)]);
+    }
+}
 
 proxy_wasm::main! {{
     sluice_host::install::<Moderation>();

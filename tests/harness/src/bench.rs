@@ -174,16 +174,16 @@ fn start(scenario: &Scenario, mock_port: u16) -> Result<Envoy, String> {
 
 /// The config with its moderation entry running `tests/floor-filter` in `mode` instead.
 fn floor_entry(config: &str, mode: &str) -> Result<String, String> {
-    let (code, value) = ("/moderation.wasm\"", "value: '{\"deny\":[]}'");
-    if !config.contains(code) || !config.contains(value) {
+    let code = "/moderation.wasm\"";
+    if !config.contains(code) {
         return Err(
             "envoy/sluice.yaml's moderation entry changed: update bench::floor_entry".into(),
         );
     }
+    let config = crate::render::set_plugin_config(config, "moderation", mode)?;
     Ok(config
         .replace(code, "/floor_filter.wasm\"")
-        .replace("vm_id: moderation", "vm_id: floor")
-        .replace(value, &format!("value: '{mode}'")))
+        .replace("vm_id: moderation", "vm_id: floor"))
 }
 
 fn env_num(name: &str, default: u64) -> u64 {

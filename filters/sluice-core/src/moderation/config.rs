@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{require_non_empty, ConfigError, JsonPath, Validate};
+use crate::config::{require_non_empty, require_range, ConfigError, JsonPath, Validate};
 use serde::Deserialize;
 
 use super::injection::Heuristic;
@@ -42,6 +42,13 @@ pub struct ModerationConfig {
     /// their own length by themselves).
     #[serde(default = "default_window")]
     pub stream_window_chars: usize,
+    /// Request bodies over this are refused with 413 (the body is read whole).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+}
+
+fn default_max_body_bytes() -> u64 {
+    4 << 20
 }
 
 impl Default for ModerationConfig {
@@ -53,6 +60,7 @@ impl Default for ModerationConfig {
             injection: None,
             external: None,
             stream_window_chars: default_window(),
+            max_body_bytes: default_max_body_bytes(),
         }
     }
 }
@@ -197,6 +205,9 @@ pub struct ExternalConfig {
     pub thresholds: BTreeMap<String, f64>,
     /// Required: the policy must be a decision, not a default.
     pub failure_mode: FailureMode,
+    /// Which messages are sent to the service (after masking: masked values never leave).
+    #[serde(default)]
+    pub scope: Scope,
 }
 
 fn default_timeout() -> u64 {
@@ -296,6 +307,12 @@ impl Validate for ModerationConfig {
                 }
             }
         }
+        require_range(
+            &path.field("max_body_bytes"),
+            self.max_body_bytes,
+            1,
+            64 << 20,
+        )?;
         if !(1..=4096).contains(&self.stream_window_chars) {
             return Err(path.field("stream_window_chars").error("must be 1..=4096"));
         }

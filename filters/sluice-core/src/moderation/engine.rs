@@ -238,6 +238,18 @@ impl Engine {
         Guard::new(self.window)
     }
 
+    /// The texts the external check reads, from the (masked) body.
+    pub fn external_inputs(&self, body: &mut Value, endpoint: Endpoint) -> Vec<String> {
+        let Some(ext) = &self.external else {
+            return Vec::new();
+        };
+        texts_mut(body, endpoint)
+            .into_iter()
+            .filter(|(segment, text)| ext.scope.covers(*segment) && !text.trim().is_empty())
+            .map(|(_, text)| text.clone())
+            .collect()
+    }
+
     /// Moderates a parsed request body in place.
     pub fn moderate_request(&self, body: &mut Value, endpoint: Endpoint) -> RequestReport {
         let mut report = RequestReport::default();

@@ -2,7 +2,7 @@
 //! tail just long enough to catch a match that spans pieces. On a match, what comes before it is
 //! released and the rest never is.
 
-use super::rules::{RuleSet, Segment};
+use super::rules::{start_of_last_chars, RuleSet, Segment};
 
 /// One streamed text's check (one choice, or one content block).
 #[derive(Debug, Clone, Default)]
@@ -71,7 +71,7 @@ impl Guard {
         let cut = if all {
             self.held.len()
         } else {
-            start_of_last_chars(&self.held, self.window)
+            rules.hold_start(&self.held, self.window)
         };
         let (released, kept) = self.held.split_at(cut);
         out.push_str(released);
@@ -82,14 +82,6 @@ impl Guard {
         self.held = kept.to_owned();
         None
     }
-}
-
-/// Byte index where the last `n` characters of `text` start (0 if it is shorter).
-fn start_of_last_chars(text: &str, n: usize) -> usize {
-    if n == 0 {
-        return text.len();
-    }
-    text.char_indices().rev().nth(n - 1).map_or(0, |(i, _)| i)
 }
 
 #[cfg(test)]

@@ -174,6 +174,53 @@ impl RuleSet {
         self.longest_keyword
     }
 
+    /// Where, in a streamed answer's unreleased `text`, the part to hold back starts: with a
+    /// pattern rule on answers, the last `window` characters (a pattern's matches cannot be
+    /// foreseen); with keyword rules only, just the longest end of `text` that could still
+    /// grow into a keyword, so that most events pass as they came.
+    pub fn hold_start(&self, text: &str, window: usize) -> usize {
+        let answer_rule = |r: usize| {
+            self.rules
+                .get(r)
+                .is_some_and(|rule| rule.response && rule.action == RuleAction::Deny)
+        };
+        if self.regexes.iter().any(|(_, r)| answer_rule(*r)) {
+            return start_of_last_chars(text, window);
+        }
+        let bytes = text.as_bytes();
+        let mut hold = 0;
+        for rule in self
+            .rules
+            .iter()
+            .filter(|r| r.response && r.action == RuleAction::Deny)
+        {
+            for k in &rule.keywords {
+                let k = k.as_bytes();
+                let longest = k.len().saturating_sub(1).min(bytes.len());
+                for len in (hold + 1..=longest).rev() {
+                    let (Some(tail), Some(head)) = (bytes.get(bytes.len() - len..), k.get(..len))
+                    else {
+                        continue;
+                    };
+                    let same = if rule.case_insensitive {
+                        tail.eq_ignore_ascii_case(head)
+                    } else {
+                        tail == head
+                    };
+                    if same {
+                        hold = len;
+                        break;
+                    }
+                }
+            }
+        }
+        let mut start = text.len() - hold;
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        start
+    }
+
     /// Whether any rule reads the answer.
     pub fn reads_answers(&self) -> bool {
         self.rules
@@ -253,6 +300,14 @@ impl RuleSet {
     }
 }
 
+/// Byte index where the last `n` characters of `text` start (0 if it is shorter).
+pub fn start_of_last_chars(text: &str, n: usize) -> usize {
+    if n == 0 {
+        return text.len();
+    }
+    text.char_indices().rev().nth(n - 1).map_or(0, |(i, _)| i)
+}
+
 /// Whether `start..end` of `text` neither starts nor ends inside a word.
 fn at_word_edges(text: &str, start: usize, end: usize) -> bool {
     let word = |c: char| c.is_alphanumeric() || c == '_';
@@ -330,6 +385,20 @@ mod tests {
         assert_eq!(r.check(Segment::Answer, "x").unwrap().rule, "last");
         assert!(r.check(Segment::Answer, "z").is_none());
         assert!(r.reads_answers());
+    }
+
+    #[test]
+    fn only_what_could_grow_into_a_keyword_is_held() {
+        let r = rules(
+            r#"[{"id":"k","keywords":["forbidden topic"],"case_insensitive":true},{"id":"q","keywords":["xyz"],"response":false}]"#,
+        );
+        assert_eq!(r.hold_start("hello world", 64), 11);
+        assert_eq!(r.hold_start("this is FOR", 64), 8);
+        assert_eq!(r.hold_start("the forbidden t", 64), 4);
+        // Rules that do not read answers hold nothing.
+        assert_eq!(r.hold_start("xy", 64), 2);
+        let p = rules(r#"[{"id":"p","patterns":["a+"]}]"#);
+        assert_eq!(p.hold_start("héllo", 3), 3);
     }
 
     #[test]
