@@ -106,7 +106,12 @@ fn emails_and_cards_are_masked_upstream_and_restored_in_json_answers() {
     assert_eq!(masked, 1.0);
 
     // Anthropic dialect, JSON.
-    let resp = http::post(&gw.url(MESSAGES), anthropic(PII, false).as_bytes(), &[DEMO_AUTH]).unwrap();
+    let resp = http::post(
+        &gw.url(MESSAGES),
+        anthropic(PII, false).as_bytes(),
+        &[DEMO_AUTH],
+    )
+    .unwrap();
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(
         upstream_body(&gw)["messages"][0]["content"],
@@ -166,9 +171,17 @@ fn a_deny_rule_blocks_in_the_callers_dialect_and_nothing_goes_upstream() {
 #[test]
 fn the_answer_is_cut_cleanly_when_it_breaks_a_rule() {
     let gw = Gateway::start().unwrap();
-    let reply = ("x-mock-reply", "Sure. The forbidden topic is this: details.");
+    let reply = (
+        "x-mock-reply",
+        "Sure. The forbidden topic is this: details.",
+    );
     // JSON: cut before the match, finish_reason content_filter.
-    let resp = http::post(&gw.url(CHAT), chat("hi", false).as_bytes(), &[DEMO_AUTH, reply]).unwrap();
+    let resp = http::post(
+        &gw.url(CHAT),
+        chat("hi", false).as_bytes(),
+        &[DEMO_AUTH, reply],
+    )
+    .unwrap();
     assert_eq!(resp.status, 200);
     let v = resp.json().unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "Sure. The ");
@@ -176,26 +189,39 @@ fn the_answer_is_cut_cleanly_when_it_breaks_a_rule() {
     // Streams, cut anywhere: nothing from the match on, nothing before it lost.
     for bytes in ["1", "7", "13"] {
         let chunk = ("x-mock-chunk-bytes", bytes);
-        let resp = http::post(&gw.url(CHAT), chat("hi", true).as_bytes(), &[DEMO_AUTH, reply, chunk])
-            .unwrap();
+        let resp = http::post(
+            &gw.url(CHAT),
+            chat("hi", true).as_bytes(),
+            &[DEMO_AUTH, reply, chunk],
+        )
+        .unwrap();
         let (text, reasons, done) = read_stream(&resp.body);
         assert_eq!(text, "Sure. The ", "cut every {bytes}");
         assert_eq!(reasons, ["content_filter"]);
         assert!(done);
         assert!(!resp.text().to_lowercase().contains("details"));
 
-        let resp =
-            http::post(&gw.url(MESSAGES), anthropic("hi", true).as_bytes(), &[DEMO_AUTH, reply, chunk])
-                .unwrap();
+        let resp = http::post(
+            &gw.url(MESSAGES),
+            anthropic("hi", true).as_bytes(),
+            &[DEMO_AUTH, reply, chunk],
+        )
+        .unwrap();
         let (text, reasons, _) = read_stream(&resp.body);
         assert_eq!(text, "Sure. The ", "anthropic, cut every {bytes}");
         assert_eq!(reasons, ["refusal"]);
         let events = SseParser::new().feed(&resp.body);
-        assert_eq!(events.last().unwrap().event.as_deref(), Some("message_stop"));
+        assert_eq!(
+            events.last().unwrap().event.as_deref(),
+            Some("message_stop")
+        );
     }
     let cut = gw
         .envoy
-        .metric_reaching("sluice_moderation_answers_cut_total{rule=\"demo-deny\"}", 7.0)
+        .metric_reaching(
+            "sluice_moderation_answers_cut_total{rule=\"demo-deny\"}",
+            7.0,
+        )
         .unwrap();
     assert_eq!(cut, 7.0);
 }
@@ -317,10 +343,20 @@ fn service() -> Service {
                 if stream.read_exact(&mut body).is_err() {
                     return;
                 }
-                c.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+                c.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
                 let (status, ctype, reply) = match m.load(Ordering::SeqCst) {
-                    0 => (200, "application/json", r#"{"results":[{"flagged":false,"categories":{"violence":false},"category_scores":{"violence":0.01}}]}"#),
-                    1 => (200, "application/json", r#"{"results":[{"flagged":true,"categories":{"violence":true},"category_scores":{"violence":0.97}}]}"#),
+                    0 => (
+                        200,
+                        "application/json",
+                        r#"{"results":[{"flagged":false,"categories":{"violence":false},"category_scores":{"violence":0.01}}]}"#,
+                    ),
+                    1 => (
+                        200,
+                        "application/json",
+                        r#"{"results":[{"flagged":true,"categories":{"violence":true},"category_scores":{"violence":0.97}}]}"#,
+                    ),
                     2 => (500, "application/json", r#"{"error":"down"}"#),
                     3 => (200, "text/html", "<html>maintenance</html>"),
                     4 => {
@@ -389,10 +425,15 @@ fn external_check_blocks_passes_and_keeps_its_failure_policy() {
     // The service saw the texts after masking: never a masked value.
     let bodies = svc.bodies.lock().unwrap().clone();
     assert!(bodies.len() >= 12, "{bodies:?}");
-    assert!(bodies.iter().all(|b| b.contains("[EMAIL_1]") && !b.contains("a@x.io")));
+    assert!(bodies
+        .iter()
+        .all(|b| b.contains("[EMAIL_1]") && !b.contains("a@x.io")));
     let failed = open
         .envoy
-        .metric_reaching("sluice_moderation_external_total{result=\"failed_open\"}", 4.0)
+        .metric_reaching(
+            "sluice_moderation_external_total{result=\"failed_open\"}",
+            4.0,
+        )
         .unwrap();
     assert_eq!(failed, 4.0);
 
@@ -402,7 +443,9 @@ fn external_check_blocks_passes_and_keeps_its_failure_policy() {
         let mut options = with_moderation(&format!(
             r#"{{"external":{{"kind":"openai","cluster":"moderation_service","timeout_ms":400,"failure_mode":"{policy}"}}}}"#
         ));
-        options.extra_clusters.push(("moderation_service".into(), dead));
+        options
+            .extra_clusters
+            .push(("moderation_service".into(), dead));
         let gw = Gateway::start_with(&options).unwrap();
         let resp = send(&gw);
         assert_eq!(resp.status, want, "service down, {policy}: {}", resp.text());
@@ -416,13 +459,26 @@ fn the_mock_moderation_endpoint_works_as_the_external_service() {
     );
     options.env = Vec::new();
     let gw = Gateway::start_with(&options).unwrap();
-    let resp = http::post(&gw.url(CHAT), chat("a forbidden word", false).as_bytes(), &[DEMO_AUTH]).unwrap();
+    let resp = http::post(
+        &gw.url(CHAT),
+        chat("a forbidden word", false).as_bytes(),
+        &[DEMO_AUTH],
+    )
+    .unwrap();
     assert_eq!(resp.status, 400, "{}", resp.text());
     assert!(resp.json().unwrap()["error"]["message"]
         .as_str()
         .unwrap()
         .contains("harassment"));
-    assert_eq!(gw.access_line(1)["moderation"], "blocked:external:harassment");
-    let resp = http::post(&gw.url(CHAT), chat("a fine word", false).as_bytes(), &[DEMO_AUTH]).unwrap();
+    assert_eq!(
+        gw.access_line(1)["moderation"],
+        "blocked:external:harassment"
+    );
+    let resp = http::post(
+        &gw.url(CHAT),
+        chat("a fine word", false).as_bytes(),
+        &[DEMO_AUTH],
+    )
+    .unwrap();
     assert_eq!(resp.status, 200, "{}", resp.text());
 }
