@@ -23,6 +23,7 @@ use sluice_core::moderation::config::ModerationConfig;
 use sluice_core::moderation::engine::{Cause, Engine, Hit};
 use sluice_core::moderation::external::{self, Decision};
 use sluice_core::moderation::mask::Restorer;
+use sluice_core::moderation::rules::{RequestInfo, Selection};
 use sluice_core::{ApiError, ConfigError, Dialect, StateKey};
 use sluice_host::metrics::Metrics;
 use sluice_host::{http, reply, state};
@@ -65,6 +66,10 @@ impl sluice_host::Filter for Moderation {
             restorer: None,
             reads_answer: false,
             answer: Answer::AsIs,
+            route: None,
+            host: String::new(),
+            path: String::new(),
+            selection: Selection::all(),
         })
     }
 }
@@ -95,6 +100,12 @@ struct ModerationStream {
     restorer: Option<Restorer>,
     reads_answer: bool,
     answer: Answer,
+    /// What rules' `when` match on, read once per request.
+    route: Option<String>,
+    host: String,
+    path: String,
+    /// The rules of this request, for its answer.
+    selection: Selection,
 }
 
 const BASE: &str = "sluice_moderation";
@@ -147,7 +158,13 @@ impl ModerationStream {
             Ok(v) => v,
             Err(err) => return self.refuse(&err),
         };
-        let report = rt.engine.moderate_request(&mut value, endpoint);
+        let request = RequestInfo {
+            route: self.route.as_deref(),
+            host: &self.host,
+            path: &self.path,
+        };
+        let report = rt.engine.moderate_request(&mut value, endpoint, &request);
+        self.selection = report.selection.clone();
         self.count_hits(&report.hits);
         if let Some(cause) = &report.blocked {
             return self.block(cause, &cause.error());
@@ -275,6 +292,11 @@ impl HttpContext for ModerationStream {
         }
         self.dialect = Dialect::from_path(path);
         self.endpoint = endpoint;
+        self.path = path.to_owned();
+        self.host = headers.get(":authority").unwrap_or_default().to_owned();
+        if self.runtime.engine.needs_route_name() {
+            self.route = http::property(&["xds", "route_name"]);
+        }
         self.phase = Phase::Reading;
         Action::Pause // the texts are in the body
     }
@@ -323,6 +345,7 @@ impl HttpContext for ModerationStream {
                 &self.runtime.engine,
                 self.dialect,
                 self.restorer.take(),
+                self.selection.clone(),
             )));
             // Events may change length.
             http::set_response_header("content-length", None);
@@ -372,7 +395,13 @@ impl HttpContext for ModerationStream {
                     return Action::Pause; // held until whole
                 }
                 let body = http::response_body(body_size).unwrap_or_default();
-                let report = moderate_json(&rt.engine, self.restorer.as_ref(), self.dialect, &body);
+                let report = moderate_json(
+                    &rt.engine,
+                    self.restorer.as_ref(),
+                    &self.selection,
+                    self.dialect,
+                    &body,
+                );
                 if let Some(new_body) = &report.body {
                     http::set_response_body(body_size, new_body);
                     http::set_response_header("content-length", Some(&new_body.len().to_string()));

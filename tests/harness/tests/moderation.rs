@@ -482,3 +482,61 @@ fn the_mock_moderation_endpoint_works_as_the_external_service() {
     .unwrap();
     assert_eq!(resp.status, 200, "{}", resp.text());
 }
+
+/// Names the route that API requests take before model-router re-picks it.
+fn name_the_mock_route(config: String) -> String {
+    let from = "              - match:\n                  safe_regex: *openai_paths\n                  headers: &post";
+    assert!(config.contains(from), "the shipped route table changed");
+    config.replace(
+        from,
+        "              - name: api-to-mock\n                match:\n                  safe_regex: *openai_paths\n                  headers: &post",
+    )
+}
+
+#[test]
+fn rules_apply_per_route_host_and_path() {
+    let mut options = with_moderation(
+        r#"{"rules":[{"id":"by-route","keywords":["alpha"],"when":{"routes":["api-to-mock"]}},
+                     {"id":"by-path","keywords":["beta"],"when":{"path_prefixes":["/v1/messages"]}},
+                     {"id":"by-host","keywords":["gamma"],"when":{"hosts":["other.example"]}},
+                     {"id":"elsewhere","keywords":["delta"],"when":{"routes":["no-such-route"]}}]}"#,
+    );
+    options.edit = Some(name_the_mock_route);
+    let gw = Gateway::start_with(&options).unwrap();
+    let status = |path: &str, body: String| {
+        http::post(&gw.url(path), body.as_bytes(), &[DEMO_AUTH])
+            .unwrap()
+            .status
+    };
+    assert_eq!(status(CHAT, chat("alpha", false)), 400);
+    assert_eq!(status(CHAT, chat("beta", false)), 200);
+    assert_eq!(status(MESSAGES, anthropic("beta", false)), 400);
+    assert_eq!(status(CHAT, chat("gamma", false)), 200);
+    assert_eq!(status(CHAT, chat("delta", false)), 200);
+    let resp = http::post(
+        &gw.url(CHAT),
+        chat("gamma", false).as_bytes(),
+        &[DEMO_AUTH, ("host", "other.example")],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    // Answers too: a rule not selected for this request does not cut its answer.
+    let reply = ("x-mock-reply", "beta then alpha");
+    let resp = http::post(
+        &gw.url(CHAT),
+        chat("hi", false).as_bytes(),
+        &[DEMO_AUTH, reply],
+    )
+    .unwrap();
+    assert_eq!(
+        resp.json().unwrap()["choices"][0]["message"]["content"],
+        "beta then "
+    );
+    let resp = http::post(
+        &gw.url(MESSAGES),
+        anthropic("hi", false).as_bytes(),
+        &[DEMO_AUTH, reply],
+    )
+    .unwrap();
+    assert_eq!(resp.json().unwrap()["content"][0]["text"], "");
+}

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::engine::{Cause, Engine};
 use super::guard::Guard;
 use super::mask::Restorer;
-use super::rules::Segment;
+use super::rules::{Segment, Selection};
 use crate::error::Dialect;
 use crate::sse::{SseEvent, SseParser};
 
@@ -30,12 +30,20 @@ pub struct AnswerReport {
 }
 
 /// One text through restore then check: what may be released, and whether it was cut.
-fn pass_text(engine: &Engine, restorer: Option<&Restorer>, text: &str) -> (String, Option<Cause>) {
+fn pass_text(
+    engine: &Engine,
+    restorer: Option<&Restorer>,
+    selection: &Selection,
+    text: &str,
+) -> (String, Option<Cause>) {
     let restored = match restorer {
         Some(r) => r.restore_all(text),
         None => text.to_owned(),
     };
-    match engine.rules().check(Segment::Answer, &restored) {
+    match engine
+        .rules()
+        .check_in(Segment::Answer, &restored, selection)
+    {
         Some(v) => (
             restored.get(..v.start).unwrap_or("").to_owned(),
             Some(Cause::Rule(v.rule.to_owned())),
@@ -49,6 +57,7 @@ fn pass_text(engine: &Engine, restorer: Option<&Restorer>, text: &str) -> (Strin
 pub fn moderate_json(
     engine: &Engine,
     restorer: Option<&Restorer>,
+    selection: &Selection,
     dialect: Dialect,
     body: &[u8],
 ) -> AnswerReport {
@@ -72,7 +81,7 @@ pub fn moderate_json(
                     None => choice.get_mut("text"),
                 };
                 if let Some(Value::String(text)) = slot {
-                    let (out, cause) = pass_text(engine, restorer, text);
+                    let (out, cause) = pass_text(engine, restorer, selection, text);
                     if out != *text {
                         *text = out;
                         changed = true;
@@ -109,7 +118,7 @@ pub fn moderate_json(
             if let Some(blocks) = value.get_mut("content").and_then(Value::as_array_mut) {
                 for (i, block) in blocks.iter_mut().enumerate() {
                     if let Some(Value::String(text)) = block.get_mut("text") {
-                        let (out, cause) = pass_text(engine, restorer, text);
+                        let (out, cause) = pass_text(engine, restorer, selection, text);
                         if out != *text {
                             *text = out;
                             changed = true;
@@ -206,6 +215,7 @@ pub struct AnswerStream {
     dialect: Dialect,
     parser: SseParser,
     restorer: Option<Restorer>,
+    selection: Selection,
     check: bool,
     texts: Vec<Text>,
     /// The last OpenAI chunk's `id`, `object`, `created`, `model`: the frame of added chunks.
@@ -216,12 +226,18 @@ pub struct AnswerStream {
 
 impl AnswerStream {
     /// `restorer`: the request's placeholders (None when nothing was masked or restore is off).
-    pub fn new(engine: &Engine, dialect: Dialect, restorer: Option<Restorer>) -> AnswerStream {
+    pub fn new(
+        engine: &Engine,
+        dialect: Dialect,
+        restorer: Option<Restorer>,
+        selection: Selection,
+    ) -> AnswerStream {
         AnswerStream {
             dialect,
             parser: SseParser::new(),
             restorer,
-            check: engine.rules().reads_answers(),
+            check: engine.rules().reads_answers(&selection),
+            selection,
             texts: Vec::new(),
             frame: None,
             stopped: None,
@@ -261,7 +277,7 @@ impl AnswerStream {
         Text {
             index,
             restorer: self.restorer.clone(),
-            guard: self.check.then(|| engine.guard()),
+            guard: self.check.then(|| engine.guard(&self.selection)),
         }
     }
 
@@ -519,7 +535,7 @@ mod tests {
     /// The restorer of a request that masked a@x.io as [EMAIL_1].
     fn restorer(engine: &Engine) -> Restorer {
         let mut body = json!({"messages":[{"role":"user","content":"a@x.io"}]});
-        let report = engine.moderate_request(&mut body, Endpoint::Chat);
+        let report = engine.moderate_request(&mut body, Endpoint::Chat, &Default::default());
         let masker: &Masker = &report.masker;
         masker.restorer().unwrap()
     }
@@ -566,7 +582,7 @@ mod tests {
         r: Option<Restorer>,
         chunks: &[&[u8]],
     ) -> (Vec<u8>, Option<Cause>) {
-        let mut stream = AnswerStream::new(engine, dialect, r);
+        let mut stream = AnswerStream::new(engine, dialect, r, Selection::all());
         let mut out = Vec::new();
         for (i, c) in chunks.iter().enumerate() {
             stream.feed(engine, c, i + 1 == chunks.len(), &mut out);
@@ -713,27 +729,29 @@ mod tests {
         let e = engine();
         let r = restorer(&e);
         let body = br#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"Hi [EMAIL_1]"},"finish_reason":"stop"}]}"#;
-        let rep = moderate_json(&e, Some(&r), Dialect::OpenAi, body);
+        let rep = moderate_json(&e, Some(&r), &Selection::all(), Dialect::OpenAi, body);
         let v: Value = serde_json::from_slice(&rep.body.unwrap()).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], "Hi a@x.io");
         assert!(rep.blocked.is_none());
 
         let body = br#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"So: the forbidden topic is x"},"finish_reason":"stop"}]}"#;
-        let rep = moderate_json(&e, None, Dialect::OpenAi, body);
+        let rep = moderate_json(&e, None, &Selection::all(), Dialect::OpenAi, body);
         let v: Value = serde_json::from_slice(&rep.body.unwrap()).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], "So: the ");
         assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
         assert_eq!(rep.blocked, Some(Cause::Rule("demo-deny".into())));
 
         let body = br#"{"type":"message","content":[{"type":"text","text":"To [EMAIL_1]: forbidden topic"},{"type":"text","text":"more"}],"stop_reason":"end_turn"}"#;
-        let rep = moderate_json(&e, Some(&r), Dialect::Anthropic, body);
+        let rep = moderate_json(&e, Some(&r), &Selection::all(), Dialect::Anthropic, body);
         let v: Value = serde_json::from_slice(&rep.body.unwrap()).unwrap();
         assert_eq!(v["content"], json!([{"type":"text","text":"To a@x.io: "}]));
         assert_eq!(v["stop_reason"], "refusal");
 
         let clean = br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"fine"}}]}"#;
-        assert!(moderate_json(&e, Some(&r), Dialect::OpenAi, clean)
-            .body
-            .is_none());
+        assert!(
+            moderate_json(&e, Some(&r), &Selection::all(), Dialect::OpenAi, clean)
+                .body
+                .is_none()
+        );
     }
 }

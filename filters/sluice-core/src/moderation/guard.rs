@@ -2,7 +2,7 @@
 //! tail just long enough to catch a match that spans pieces. On a match, what comes before it is
 //! released and the rest never is.
 
-use super::rules::{start_of_last_chars, RuleSet, Segment};
+use super::rules::{start_of_last_chars, RuleSet, Segment, Selection};
 
 /// One streamed text's check (one choice, or one content block).
 #[derive(Debug, Clone, Default)]
@@ -15,6 +15,8 @@ pub struct Guard {
     /// How many characters are held back and re-read.
     window: usize,
     stopped: bool,
+    /// The rules of this request.
+    selection: Selection,
 }
 
 /// A match was found: the rule's id; nothing from the match on is released.
@@ -29,6 +31,15 @@ impl Guard {
     pub fn new(window: usize) -> Guard {
         Guard {
             window,
+            ..Guard::default()
+        }
+    }
+
+    /// A guard that checks only the rules `selection` keeps.
+    pub fn with_selection(window: usize, selection: Selection) -> Guard {
+        Guard {
+            window,
+            selection,
             ..Guard::default()
         }
     }
@@ -58,7 +69,7 @@ impl Guard {
     fn release(&mut self, rules: &RuleSet, out: &mut String, all: bool) -> Option<Stopped> {
         let text = format!("{}{}", self.context, self.held);
         let base = self.context.len();
-        if let Some(v) = rules.check_after(Segment::Answer, &text, base) {
+        if let Some(v) = rules.check_after(Segment::Answer, &text, base, &self.selection) {
             // Release what comes before the match, if any of it is still held.
             let keep = v.start.saturating_sub(base);
             out.push_str(self.held.get(..keep).unwrap_or(""));
@@ -71,7 +82,7 @@ impl Guard {
         let cut = if all {
             self.held.len()
         } else {
-            rules.hold_start(&self.held, self.window)
+            rules.hold_start(&self.held, self.window, &self.selection)
         };
         let (released, kept) = self.held.split_at(cut);
         out.push_str(released);

@@ -59,6 +59,69 @@ impl Scope {
     }
 }
 
+/// Which requests a rule is for; every list that is given must match (an empty one matches
+/// all). Read once per request: the route name only when some rule names routes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    /// Envoy route names (the route's `name` in the route config).
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// Request hosts (`:authority` without its port), compared case-insensitively.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Request path prefixes.
+    #[serde(default)]
+    pub path_prefixes: Vec<String>,
+}
+
+/// What a [`When`] is matched against.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestInfo<'a> {
+    pub route: Option<&'a str>,
+    pub host: &'a str,
+    pub path: &'a str,
+}
+
+impl When {
+    pub fn matches(&self, req: &RequestInfo<'_>) -> bool {
+        let host = req.host.rsplit_once(':').map_or(req.host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') {
+                h
+            } else {
+                req.host
+            }
+        });
+        (self.routes.is_empty()
+            || req
+                .route
+                .is_some_and(|r| self.routes.iter().any(|x| x == r)))
+            && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+            && (self.path_prefixes.is_empty()
+                || self
+                    .path_prefixes
+                    .iter()
+                    .any(|p| req.path.starts_with(p.as_str())))
+    }
+}
+
+/// The rules that apply to one request (from their `when`); `None` inside: all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection(Option<Vec<bool>>);
+
+impl Selection {
+    pub fn all() -> Selection {
+        Selection(None)
+    }
+
+    fn has(&self, rule: usize) -> bool {
+        match &self.0 {
+            None => true,
+            Some(active) => active.get(rule).copied().unwrap_or(false),
+        }
+    }
+}
+
 /// One rule as the config gives it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +147,9 @@ pub struct Rule {
     /// Whether the rule also reads the answer's text.
     #[serde(default = "yes")]
     pub response: bool,
+    /// Which requests the rule is for (default: all).
+    #[serde(default)]
+    pub when: Option<When>,
 }
 
 fn yes() -> bool {
@@ -169,6 +235,26 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
+    /// Whether some rule names Envoy routes (the glue then reads the route name).
+    pub fn needs_route_name(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.when.as_ref().is_some_and(|w| !w.routes.is_empty()))
+    }
+
+    /// The rules that apply to this request.
+    pub fn select(&self, req: &RequestInfo<'_>) -> Selection {
+        if self.rules.iter().all(|r| r.when.is_none()) {
+            return Selection::all();
+        }
+        Selection(Some(
+            self.rules
+                .iter()
+                .map(|r| r.when.as_ref().is_none_or(|w| w.matches(req)))
+                .collect(),
+        ))
+    }
+
     /// The longest keyword in bytes: a stream check holds back at least this much minus one.
     pub fn longest_keyword(&self) -> usize {
         self.longest_keyword
@@ -178,11 +264,13 @@ impl RuleSet {
     /// pattern rule on answers, the last `window` characters (a pattern's matches cannot be
     /// foreseen); with keyword rules only, just the longest end of `text` that could still
     /// grow into a keyword, so that most events pass as they came.
-    pub fn hold_start(&self, text: &str, window: usize) -> usize {
+    pub fn hold_start(&self, text: &str, window: usize, sel: &Selection) -> usize {
         let answer_rule = |r: usize| {
-            self.rules
-                .get(r)
-                .is_some_and(|rule| rule.response && rule.action == RuleAction::Deny)
+            sel.has(r)
+                && self
+                    .rules
+                    .get(r)
+                    .is_some_and(|rule| rule.response && rule.action == RuleAction::Deny)
         };
         if self.regexes.iter().any(|(_, r)| answer_rule(*r)) {
             return start_of_last_chars(text, window);
@@ -222,22 +310,29 @@ impl RuleSet {
     }
 
     /// Whether any rule reads the answer.
-    pub fn reads_answers(&self) -> bool {
+    pub fn reads_answers(&self, sel: &Selection) -> bool {
         self.rules
             .iter()
-            .any(|r| r.response && r.action == RuleAction::Deny)
+            .enumerate()
+            .any(|(i, r)| sel.has(i) && r.response && r.action == RuleAction::Deny)
     }
 
-    fn applies(&self, rule: usize, segment: Segment) -> bool {
-        self.rules.get(rule).is_some_and(|r| match segment {
-            Segment::Answer => r.response,
-            s => r.scope.covers(s),
-        })
+    fn applies(&self, rule: usize, segment: Segment, sel: &Selection) -> bool {
+        sel.has(rule)
+            && self.rules.get(rule).is_some_and(|r| match segment {
+                Segment::Answer => r.response,
+                s => r.scope.covers(s),
+            })
     }
 
     /// The first deny match in `text` (a text of `segment`) that no allow match overlaps.
     pub fn check(&self, segment: Segment, text: &str) -> Option<Violation<'_>> {
-        self.check_after(segment, text, 0)
+        self.check_after(segment, text, 0, &Selection::all())
+    }
+
+    /// [`RuleSet::check`] with only the selected rules.
+    pub fn check_in(&self, segment: Segment, text: &str, sel: &Selection) -> Option<Violation<'_>> {
+        self.check_after(segment, text, 0, sel)
     }
 
     /// [`RuleSet::check`] for the matches that end after byte `min_end`: a stream check
@@ -247,6 +342,7 @@ impl RuleSet {
         segment: Segment,
         text: &str,
         min_end: usize,
+        sel: &Selection,
     ) -> Option<Violation<'_>> {
         // (start, end, rule) of every match of a rule that applies here.
         let mut hits: Vec<(usize, usize, usize)> = Vec::new();
@@ -256,7 +352,7 @@ impl RuleSet {
                     continue;
                 };
                 let whole = self.rules.get(rule).is_some_and(|r| r.whole_words);
-                if self.applies(rule, segment)
+                if self.applies(rule, segment, sel)
                     && (!whole || at_word_edges(text, m.start(), m.end()))
                 {
                     hits.push((m.start(), m.end(), rule));
@@ -268,7 +364,7 @@ impl RuleSet {
                 let Some((regex, rule)) = self.regexes.get(i) else {
                     continue;
                 };
-                if self.applies(*rule, segment) {
+                if self.applies(*rule, segment, sel) {
                     hits.extend(regex.find_iter(text).map(|m| (m.start(), m.end(), *rule)));
                 }
             }
@@ -384,7 +480,7 @@ mod tests {
         // The answer: rules that read it (the default), not "all" (response: false).
         assert_eq!(r.check(Segment::Answer, "x").unwrap().rule, "last");
         assert!(r.check(Segment::Answer, "z").is_none());
-        assert!(r.reads_answers());
+        assert!(r.reads_answers(&Selection::all()));
     }
 
     #[test]
@@ -392,13 +488,42 @@ mod tests {
         let r = rules(
             r#"[{"id":"k","keywords":["forbidden topic"],"case_insensitive":true},{"id":"q","keywords":["xyz"],"response":false}]"#,
         );
-        assert_eq!(r.hold_start("hello world", 64), 11);
-        assert_eq!(r.hold_start("this is FOR", 64), 8);
-        assert_eq!(r.hold_start("the forbidden t", 64), 4);
+        let all = Selection::all();
+        assert_eq!(r.hold_start("hello world", 64, &all), 11);
+        assert_eq!(r.hold_start("this is FOR", 64, &all), 8);
+        assert_eq!(r.hold_start("the forbidden t", 64, &all), 4);
         // Rules that do not read answers hold nothing.
-        assert_eq!(r.hold_start("xy", 64), 2);
+        assert_eq!(r.hold_start("xy", 64, &all), 2);
         let p = rules(r#"[{"id":"p","patterns":["a+"]}]"#);
-        assert_eq!(p.hold_start("héllo", 3), 3);
+        assert_eq!(p.hold_start("héllo", 3, &all), 3);
+    }
+
+    #[test]
+    fn when_selects_rules_per_request() {
+        let r = rules(
+            r#"[{"id":"r","keywords":["x"],"when":{"routes":["internal"]}},
+                {"id":"h","keywords":["y"],"when":{"hosts":["api.example.com"],"path_prefixes":["/v1/chat"]}},
+                {"id":"any","keywords":["z"]}]"#,
+        );
+        assert!(r.needs_route_name());
+        let req = RequestInfo {
+            route: Some("internal"),
+            host: "API.example.com:443",
+            path: "/v1/chat/completions",
+        };
+        let sel = r.select(&req);
+        for (text, rule) in [("x", "r"), ("y", "h"), ("z", "any")] {
+            assert_eq!(r.check_in(USER, text, &sel).unwrap().rule, rule);
+        }
+        let other = r.select(&RequestInfo {
+            route: None,
+            host: "api.example.com",
+            path: "/v1/embeddings",
+        });
+        assert!(r.check_in(USER, "x", &other).is_none());
+        assert!(r.check_in(USER, "y", &other).is_none());
+        assert!(r.check_in(USER, "z", &other).is_some());
+        assert!(!rules(r#"[{"id":"a","keywords":["x"]}]"#).needs_route_name());
     }
 
     #[test]
