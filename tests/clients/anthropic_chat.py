@@ -1,6 +1,6 @@
 """Drive a Messages call through the official `anthropic` Python SDK and print what it saw.
 
-Usage: anthropic_chat.py BASE_URL MODEL PROMPT [--api-key KEY]
+Usage: anthropic_chat.py BASE_URL MODEL PROMPT [--api-key KEY] [--header NAME:VALUE ...]
 
 Prints one JSON object: the plain answer (`model_dump()`), and for the same prompt streamed,
 the event types in order, the streamed text and the final message the SDK assembled.
@@ -19,9 +19,11 @@ def main() -> int:
     ap.add_argument("model")
     ap.add_argument("prompt")
     ap.add_argument("--api-key", default="sk-test")
+    ap.add_argument("--header", action="append", default=[], help="NAME:VALUE sent on every request")
     args = ap.parse_args()
+    headers = dict(h.split(":", 1) for h in args.header)
 
-    client = anthropic.Anthropic(base_url=args.base_url, api_key=args.api_key, max_retries=0, timeout=30)
+    client = anthropic.Anthropic(base_url=args.base_url, api_key=args.api_key, max_retries=0, timeout=30, default_headers=headers)
     messages = [{"role": "user", "content": args.prompt}]
     out = {}
     try:

@@ -1,6 +1,6 @@
 """Drive a chat completion through the official `openai` Python SDK and print what it saw.
 
-Usage: openai_chat.py BASE_URL MODEL PROMPT [--api-key KEY]
+Usage: openai_chat.py BASE_URL MODEL PROMPT [--api-key KEY] [--header NAME:VALUE ...]
 
 Prints one JSON object: the plain answer (`model_dump()` of the SDK's object) and, for the same
 prompt streamed with `include_usage`, every chunk the SDK yielded, in order. The Rust tests run
@@ -20,9 +20,11 @@ def main() -> int:
     ap.add_argument("model")
     ap.add_argument("prompt")
     ap.add_argument("--api-key", default="sk-test")
+    ap.add_argument("--header", action="append", default=[], help="NAME:VALUE sent on every request")
     args = ap.parse_args()
+    headers = dict(h.split(":", 1) for h in args.header)
 
-    client = openai.OpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0, timeout=30)
+    client = openai.OpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0, timeout=30, default_headers=headers)
     messages = [{"role": "user", "content": args.prompt}]
     out = {}
     try:

@@ -134,8 +134,8 @@ fn every_filter_refuses_a_bad_config_naming_the_field() {
         ),
         (
             "moderation",
-            r#"{"deny":[""]}"#,
-            "sluice moderation: config refused: $.deny[0]",
+            r#"{"rules":[{"id":"ok","patterns":["fine"]},{"id":"bad","patterns":["x","(unclosed"]}]}"#,
+            "sluice moderation: config refused: $.rules[1].patterns[1]",
         ),
         (
             "key_injection_authenticate",

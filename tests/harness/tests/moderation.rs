@@ -540,3 +540,137 @@ fn rules_apply_per_route_host_and_path() {
     .unwrap();
     assert_eq!(resp.json().unwrap()["content"][0]["text"], "");
 }
+
+/// The official SDKs, through the shipped chain: `(openai_chat.py output, anthropic_chat.py
+/// output)` for `prompt`, with `headers` sent on every request.
+fn sdks(gw: &Gateway, model_openai: &str, prompt: &str, headers: &[&str]) -> (Value, Value) {
+    let mut extra: Vec<&str> = Vec::new();
+    for h in headers {
+        extra.push("--header");
+        extra.push(h);
+    }
+    let key = sluice_harness::DEMO_KEY;
+    let openai_base = gw.url("/v1");
+    let mut args = vec![openai_base.as_str(), model_openai, prompt, "--api-key", key];
+    args.extend(&extra);
+    let openai = sluice_harness::python::run_client("openai_chat.py", &args).unwrap();
+    let anthropic_base = gw.url("");
+    let mut args = vec![
+        anthropic_base.as_str(),
+        "claude-sonnet-4-5",
+        prompt,
+        "--api-key",
+        key,
+    ];
+    args.extend(&extra);
+    let anthropic = sluice_harness::python::run_client("anthropic_chat.py", &args).unwrap();
+    (openai, anthropic)
+}
+
+fn openai_stream_text(out: &Value) -> (String, Vec<String>) {
+    let mut text = String::new();
+    let mut finishes = Vec::new();
+    for chunk in out["stream"].as_array().unwrap() {
+        for choice in chunk["choices"].as_array().unwrap() {
+            text += choice["delta"]["content"].as_str().unwrap_or_default();
+            if let Some(f) = choice["finish_reason"].as_str() {
+                finishes.push(f.to_owned());
+            }
+        }
+    }
+    (text, finishes)
+}
+
+#[test]
+fn the_official_sdks_see_restored_and_cut_answers_well_formed() {
+    let gw = Gateway::start().unwrap();
+    // Restored, plain and streamed; OpenAI through model-router's translation too (a claude
+    // model on the chat endpoint is sent to the mock's Anthropic endpoint and translated back).
+    for model in ["gpt-4o-mini", "claude-sonnet-4-5"] {
+        let (openai, anthropic) = sdks(&gw, model, PII, &["x-mock-chunk-bytes:3"]);
+        assert!(openai.get("error").is_none(), "{openai}");
+        assert_eq!(
+            openai["plain"]["choices"][0]["message"]["content"], PII,
+            "{model}"
+        );
+        let (text, finishes) = openai_stream_text(&openai);
+        assert_eq!(text, PII, "{model}");
+        assert_eq!(finishes.len(), 1, "{model}: {finishes:?}");
+        assert_eq!(anthropic["plain"]["content"][0]["text"], PII);
+        assert_eq!(anthropic["stream"]["final"]["content"][0]["text"], PII);
+    }
+    // Cut by the demo rule, mid-stream.
+    let reply = "x-mock-reply:All fine. The forbidden topic is here.";
+    let (openai, anthropic) = sdks(&gw, "gpt-4o-mini", "hi", &[reply, "x-mock-chunk-bytes:5"]);
+    assert!(openai.get("error").is_none(), "{openai}");
+    let plain = &openai["plain"]["choices"][0];
+    assert_eq!(plain["message"]["content"], "All fine. The ");
+    assert_eq!(plain["finish_reason"], "content_filter");
+    let (text, finishes) = openai_stream_text(&openai);
+    assert_eq!(text, "All fine. The ");
+    assert_eq!(finishes, ["content_filter"]);
+    assert_eq!(anthropic["plain"]["content"][0]["text"], "All fine. The ");
+    assert_eq!(anthropic["plain"]["stop_reason"], "refusal");
+    let events: Vec<&str> = anthropic["stream"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(events.first(), Some(&"message_start"));
+    assert_eq!(events.last(), Some(&"message_stop"));
+    assert_eq!(
+        anthropic["stream"]["final"]["content"][0]["text"],
+        "All fine. The "
+    );
+    assert_eq!(anthropic["stream"]["final"]["stop_reason"], "refusal");
+}
+
+#[test]
+fn every_detector_masks_its_values_and_leaves_look_alikes() {
+    let gw = Gateway::start_with(&with_moderation(
+        r#"{"pii":{"detectors":{"email":"mask","phone":"mask","payment_card":"mask","iban":"mask",
+            "us_ssn":"mask","ipv4":"mask","ipv6":"mask","secret":"mask"}}}"#,
+    ))
+    .unwrap();
+    let cases = [
+        (
+            "mail ann@corp.example.org",
+            "mail [EMAIL_1]",
+            "user@localhost",
+        ),
+        ("call +44 20 7946 0958", "call [PHONE_1]", "on 2024-01-15"),
+        (
+            "card 5555-5555-5555-4444",
+            "card [CARD_1]",
+            "order 1234567812345678",
+        ),
+        (
+            "iban GB82WEST12345698765432",
+            "iban [IBAN_1]",
+            "GB82WEST12345698765433",
+        ),
+        ("ssn 123-45-6789", "ssn [SSN_1]", "ssn 666-45-6789"),
+        ("host 10.20.30.40", "host [IPV4_1]", "version 999.1.1.1"),
+        ("host 2001:db8::1", "host [IPV6_1]", "at 12:30:45"),
+        (
+            "key sk-proj-abcdefghijklmnopqrstuvwx",
+            "key [SECRET_1]",
+            "the task-force",
+        ),
+    ];
+    for (value, masked, look_alike) in cases {
+        let text = format!("{value}; {look_alike}");
+        let resp = http::post(&gw.url(CHAT), chat(&text, false).as_bytes(), &[DEMO_AUTH]).unwrap();
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(
+            upstream_body(&gw)["messages"][1]["content"],
+            format!("{masked}; {look_alike}"),
+            "{value}"
+        );
+        assert_eq!(
+            resp.json().unwrap()["choices"][0]["message"]["content"],
+            text
+        );
+    }
+}
