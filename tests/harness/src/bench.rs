@@ -14,7 +14,8 @@
 //! not a test: nothing here passes or fails on a number.
 //!
 //! Settings (environment): `SLUICE_BENCH_CONFIGS` (default `bare,floor,floor-body,floor-hold,
-//! floor-calls,floor-count,floor-route,key-injection,token-count,router,chain`; also
+//! floor-calls,floor-count,floor-route,key-injection,token-count,router,moderation,
+//! moderation-heavy,chain`; also
 //! `router-anthropic`), `SLUICE_BENCH_SECONDS` per run (default 10), `SLUICE_BENCH_ROUNDS`
 //! (default 2), `SLUICE_BENCH_CONNECTIONS` (default 16), `SLUICE_BENCH_OUT` (default
 //! `bench/out/report.md`).
@@ -37,6 +38,39 @@ struct Scenario {
     model: &'static str,
     /// A floor row: the one entry kept runs `tests/floor-filter` in this mode instead.
     floor: Option<&'static str>,
+    /// Another JSON config for the moderation entry.
+    moderation: Option<fn() -> String>,
+}
+
+/// The heavy moderation row's config: 100 keyword rules, 20 pattern rules, every PII detector.
+pub fn heavy_moderation_config() -> String {
+    let mut rules: Vec<serde_json::Value> = (0..100)
+        .map(|i| {
+            serde_json::json!({"id": format!("kw-{i}"),
+                               "keywords": [format!("blocked phrase number {i}")],
+                               "case_insensitive": true})
+        })
+        .collect();
+    rules.extend((0..20).map(|i| {
+        serde_json::json!({"id": format!("re-{i}"),
+                           "patterns": [format!("(?i)project[ -]codename[ -]{i}[0-9]{{3}}")]})
+    }));
+    let detectors: serde_json::Map<String, serde_json::Value> = [
+        "email",
+        "phone",
+        "payment_card",
+        "iban",
+        "us_ssn",
+        "ipv4",
+        "ipv6",
+        "secret",
+    ]
+    .iter()
+    .map(|d| ((*d).to_owned(), serde_json::json!("mask")))
+    .collect();
+    serde_json::json!({"rules": rules, "pii": {"detectors": detectors},
+                       "injection": {"action": "flag"}})
+    .to_string()
 }
 
 const OPENAI_MODEL: &str = "gpt-4o-mini";
@@ -44,13 +78,14 @@ const OPENAI_MODEL: &str = "gpt-4o-mini";
 /// The shipped chain's entry whose place a floor row takes (any one entry would do).
 const FLOOR_ENTRY: &str = "sluice.moderation";
 
-const SCENARIOS: [Scenario; 12] = [
+const SCENARIOS: [Scenario; 14] = [
     Scenario {
         key: "bare",
         name: "bare Envoy",
         filters: None,
         model: OPENAI_MODEL,
         floor: None,
+        moderation: None,
     },
     // The floors (tests/floor-filter): one Wasm entry that does nothing on traffic, though
     // Envoy still calls it for every stream event; then one that also waits for the request
@@ -62,6 +97,7 @@ const SCENARIOS: [Scenario; 12] = [
         filters: Some(&[FLOOR_ENTRY]),
         model: OPENAI_MODEL,
         floor: Some("pass"),
+        moderation: None,
     },
     Scenario {
         key: "floor-body",
@@ -69,6 +105,7 @@ const SCENARIOS: [Scenario; 12] = [
         filters: Some(&[FLOOR_ENTRY]),
         model: OPENAI_MODEL,
         floor: Some("read-body"),
+        moderation: None,
     },
     Scenario {
         key: "floor-hold",
@@ -76,6 +113,7 @@ const SCENARIOS: [Scenario; 12] = [
         filters: Some(&[FLOOR_ENTRY]),
         model: OPENAI_MODEL,
         floor: Some("hold-answer"),
+        moderation: None,
     },
     // The unit the filters' other work costs: ten host calls more than floor-hold.
     Scenario {
@@ -84,6 +122,7 @@ const SCENARIOS: [Scenario; 12] = [
         filters: Some(&[FLOOR_ENTRY]),
         model: OPENAI_MODEL,
         floor: Some("ten-calls"),
+        moderation: None,
     },
     // A filter's own floor: the floor-filter making exactly the host calls that filter makes on
     // these requests, and nothing else. What a filter loses beyond it is its own code's.
@@ -93,6 +132,7 @@ const SCENARIOS: [Scenario; 12] = [
         filters: Some(&[FLOOR_ENTRY]),
         model: OPENAI_MODEL,
         floor: Some("count-calls"),
+        moderation: None,
     },
     Scenario {
         key: "floor-route",
@@ -100,6 +140,7 @@ const SCENARIOS: [Scenario; 12] = [
         filters: Some(&[FLOOR_ENTRY]),
         model: OPENAI_MODEL,
         floor: Some("route-calls"),
+        moderation: None,
     },
     Scenario {
         key: "key-injection",
@@ -110,6 +151,7 @@ const SCENARIOS: [Scenario; 12] = [
         ]),
         model: OPENAI_MODEL,
         floor: None,
+        moderation: None,
     },
     Scenario {
         key: "token-count",
@@ -117,6 +159,7 @@ const SCENARIOS: [Scenario; 12] = [
         filters: Some(&["sluice.token_count"]),
         model: OPENAI_MODEL,
         floor: None,
+        moderation: None,
     },
     Scenario {
         key: "router",
@@ -124,6 +167,7 @@ const SCENARIOS: [Scenario; 12] = [
         filters: Some(&["sluice.model_router"]),
         model: OPENAI_MODEL,
         floor: None,
+        moderation: None,
     },
     Scenario {
         key: "router-anthropic",
@@ -131,6 +175,25 @@ const SCENARIOS: [Scenario; 12] = [
         filters: Some(&["sluice.model_router"]),
         model: "claude-sonnet-5-5",
         floor: None,
+        moderation: None,
+    },
+    // moderation: the make-run demo config (two detectors masking, one deny rule, injection
+    // flagged), and a heavy one (100 keyword rules, 20 patterns, every detector).
+    Scenario {
+        key: "moderation",
+        name: "moderation alone (demo config)",
+        filters: Some(&["sluice.moderation"]),
+        model: OPENAI_MODEL,
+        floor: None,
+        moderation: None,
+    },
+    Scenario {
+        key: "moderation-heavy",
+        name: "moderation alone (100 keywords, 20 patterns, every detector)",
+        filters: Some(&["sluice.moderation"]),
+        model: OPENAI_MODEL,
+        floor: None,
+        moderation: Some(heavy_moderation_config),
     },
     Scenario {
         key: "chain",
@@ -138,6 +201,7 @@ const SCENARIOS: [Scenario; 12] = [
         filters: Some(&[]),
         model: OPENAI_MODEL,
         floor: None,
+        moderation: None,
     },
 ];
 
@@ -154,10 +218,14 @@ fn start(scenario: &Scenario, mock_port: u16) -> Result<Envoy, String> {
     match scenario.filters {
         None => Envoy::start_template("envoy/bare.yaml", mock_port, &BTreeMap::new()),
         Some(keep) => Envoy::start_config(|port, admin| {
+            let mut overrides = BTreeMap::new();
+            if let Some(config) = scenario.moderation {
+                overrides.insert("moderation".to_owned(), config());
+            }
             let config = render_template(
                 "envoy/sluice.yaml",
                 &template_vars(port, admin, mock_port),
-                &BTreeMap::new(),
+                &overrides,
             )?;
             let config = if keep.is_empty() {
                 config
@@ -413,6 +481,116 @@ fn tokenizer_speed(bare: &Envoy, counting: &Envoy) -> Result<String, String> {
     Ok(rows)
 }
 
+/// moderation's scanning speed: the heavy config's whole request moderation (rules, injection
+/// heuristics, every PII detector) natively in this process, and inside Envoy as the CPU per
+/// 32 KB request it adds over bare Envoy (body read and JSON parse included).
+fn moderation_speed(extra_cpu_us: Option<f64>) -> Result<String, String> {
+    use sluice_core::endpoint::Endpoint;
+    use sluice_core::moderation::config::ModerationConfig;
+    use sluice_core::moderation::engine::Engine;
+    let config: ModerationConfig = sluice_core::parse_config(heavy_moderation_config().as_bytes())
+        .map_err(|e| e.to_string())?;
+    let engine = Engine::new(&config).map_err(|e| e.to_string())?;
+    let body = chat_body(32 * 1024);
+    let value: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    let mb = body.len() as f64 / 1e6;
+    let mut times = Vec::new();
+    for _ in 0..21 {
+        let mut v = value.clone();
+        let t = std::time::Instant::now();
+        let report = engine.moderate_request(&mut v, Endpoint::Chat, &Default::default());
+        times.push(t.elapsed().as_secs_f64());
+        if report.blocked.is_some() {
+            return Err("the heavy config blocked the benchmark text".to_owned());
+        }
+    }
+    let native = mb / median(times).max(1e-9);
+    let in_filter = extra_cpu_us
+        .filter(|us| *us > 0.0)
+        .map_or("-".to_owned(), |us| format!("{:.1} MB/s", mb / (us / 1e6)));
+    Ok(format!(
+        "\n## Moderation scanning speed (32 KB chat request, 100 keyword rules, 20 patterns, every PII detector, injection heuristics)\n\n\
+         | native (`regex` + `aho-corasick` in this process, the filter's own engine) | in the filter (Envoy CPU per request over bare Envoy) |\n|---|---|\n\
+         | {native:.1} MB/s | {in_filter} |\n"
+    ))
+}
+
+/// Streamed answers through bare Envoy and through moderation with rules on answers: the time
+/// to the first body byte and to the end, medians of sequential requests.
+fn stream_delay(bare: &Envoy, moderated: &Envoy) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let body = serde_json::json!({"model": OPENAI_MODEL, "stream": true,
+        "messages": [{"role": "user", "content": "Tell me a story about the river and the sea, in forty words or so."}]})
+    .to_string();
+    let measure = |envoy: &Envoy| -> Result<(f64, f64, f64), String> {
+        let (mut first, mut event, mut whole) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..60 {
+            let mut conn = std::net::TcpStream::connect(("127.0.0.1", envoy.port))
+                .map_err(|e| e.to_string())?;
+            conn.set_nodelay(true).map_err(|e| e.to_string())?;
+            let request = format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n\
+                 {}: {}\r\nx-mock-chunk-delay-ms: 1\r\nx-mock-chunk-bytes: 40\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                DEMO_AUTH.0,
+                DEMO_AUTH.1,
+                body.len()
+            );
+            let t = std::time::Instant::now();
+            conn.write_all(request.as_bytes())
+                .map_err(|e| e.to_string())?;
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            let mut first_at = None;
+            let mut event_at = None;
+            loop {
+                let n = conn.read(&mut buf).map_err(|e| e.to_string())?;
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(buf.get(..n).unwrap_or_default());
+                if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let body = got.get(end + 4..).unwrap_or_default();
+                    if first_at.is_none() && !body.is_empty() {
+                        first_at = Some(t.elapsed().as_secs_f64());
+                    }
+                    // The first whole event: an empty line inside the (chunked) body.
+                    if event_at.is_none() && body.windows(2).any(|w| w == b"\n\n") {
+                        event_at = Some(t.elapsed().as_secs_f64());
+                    }
+                }
+            }
+            whole.push(t.elapsed().as_secs_f64());
+            first.push(first_at.unwrap_or(0.0));
+            event.push(event_at.unwrap_or(0.0));
+            // Whole: a 200, and the chunked body's last (empty) chunk.
+            if !got.starts_with(b"HTTP/1.1 200") || !got.ends_with(b"0\r\n\r\n") {
+                return Err(format!(
+                    "a streamed bench answer was not whole: {}",
+                    String::from_utf8_lossy(&got)
+                ));
+            }
+        }
+        Ok((
+            median(first) * 1000.0,
+            median(event) * 1000.0,
+            median(whole) * 1000.0,
+        ))
+    };
+    let (bare_first, bare_event, bare_whole) = measure(bare)?;
+    let (mod_first, mod_event, mod_whole) = measure(moderated)?;
+    Ok(format!(
+        "\n## Streamed answer through moderation (demo config: a rule on answers, masking on)\n\n\
+         60 sequential requests each, the mock sending 40-byte pieces 1 ms apart; medians. \
+         The filter passes events, not bytes: its first byte is its first whole event.\n\n\
+         | config | first body byte | first whole event | whole stream |\n|---|---|---|---|\n\
+         | bare Envoy | {bare_first:.2} ms | {bare_event:.2} ms | {bare_whole:.2} ms |\n\
+         | moderation alone (demo config) | {mod_first:.2} ms (+{:.2}) | {mod_event:.2} ms (+{:.2}) | {mod_whole:.2} ms (+{:.2}) |\n",
+        mod_first - bare_first,
+        mod_event - bare_event,
+        mod_whole - bare_whole
+    ))
+}
+
 /// The wrk script for one request body.
 fn wrk_script(dir: &std::path::Path, body: &str) -> Result<std::path::PathBuf, String> {
     let script = dir.join(format!(
@@ -475,7 +653,7 @@ pub fn run() -> Result<(), String> {
 
     let wanted = std::env::var("SLUICE_BENCH_CONFIGS").unwrap_or_else(|_| {
         "bare,floor,floor-body,floor-hold,floor-calls,floor-count,floor-route,key-injection,\
-         token-count,router,chain"
+         token-count,router,moderation,moderation-heavy,chain"
             .to_owned()
     });
     let mock = MockProvider::start()?;
@@ -550,6 +728,15 @@ pub fn run() -> Result<(), String> {
         eprintln!("bench: counting speed, native and in the filter");
         report.push_str(&tokenizer_speed(bare, counting)?);
     }
+    let moderating = configs
+        .iter()
+        .find(|(n, _)| *n == "moderation alone (demo config)")
+        .map(|(_, e)| e);
+    if let (Some(bare), Some(moderating)) = (bare, moderating) {
+        eprintln!("bench: streamed answers through moderation");
+        report.push_str(&stream_delay(bare, moderating)?);
+    }
+    let mut heavy_extra_cpu = None;
     let ticks_per_second = crate::envoy::clock_ticks_per_second().max(1) as f64;
     for kb in &sizes {
         let mut scripts = Vec::new();
@@ -588,6 +775,15 @@ pub fn run() -> Result<(), String> {
             }
         }
         let summary: Vec<Summary> = results.iter().map(|r| summarise(r)).collect();
+        if *kb == 32 {
+            let heavy = configs
+                .iter()
+                .position(|(n, _)| n.starts_with("moderation alone (100"))
+                .and_then(|i| summary.get(i));
+            if let (Some(heavy), Some(base)) = (heavy, summary.first()) {
+                heavy_extra_cpu = Some(heavy.cpu_us - base.cpu_us);
+            }
+        }
         let base = summary.first().copied().unwrap_or(Summary {
             rps: 1.0,
             cpu_us: 1.0,
@@ -614,6 +810,12 @@ pub fn run() -> Result<(), String> {
                 mib(envoy.rss_kib()),
             ));
         }
+    }
+    if configs
+        .iter()
+        .any(|(n, _)| n.starts_with("moderation alone (100"))
+    {
+        report.push_str(&moderation_speed(heavy_extra_cpu)?);
     }
     if let Some(parent) = out_path.parent() {
         std::fs::create_dir_all(parent)
