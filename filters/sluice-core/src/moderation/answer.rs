@@ -62,6 +62,10 @@ pub fn moderate_json(
     body: &[u8],
 ) -> AnswerReport {
     let mut report = AnswerReport::default();
+    // Nothing to restore and nothing a rule could find: no parse.
+    if restorer.is_none() && !engine.rules().answer_may_match_raw(body, selection) {
+        return report;
+    }
     let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
         return report;
     };

@@ -309,6 +309,46 @@ impl RuleSet {
         start
     }
 
+    /// Whether a rule could match the text inside a raw JSON answer, judged on its bytes
+    /// without parsing it: false only when no selected pattern rule reads answers, the body
+    /// has no `\u` escape, and no selected keyword of an answer rule occurs in the bytes. A
+    /// keyword is printable text JSON never escapes otherwise, so it appears verbatim in the
+    /// string that holds it; a hit anywhere (a field that is not the text) just means the answer
+    /// is parsed and checked properly.
+    pub fn answer_may_match_raw(&self, body: &[u8], sel: &Selection) -> bool {
+        let answer_rule = |r: usize| {
+            sel.has(r)
+                && self
+                    .rules
+                    .get(r)
+                    .is_some_and(|rule| rule.response && rule.action == RuleAction::Deny)
+        };
+        if self.regexes.iter().any(|(_, r)| answer_rule(*r)) {
+            return true;
+        }
+        if body.windows(2).any(|w| w == b"\\u") {
+            return true;
+        }
+        // A keyword JSON writes escaped (a quote, a backslash, a control character) is not
+        // verbatim in the bytes.
+        let escaped = |k: &String| k.chars().any(|c| c == '"' || c == '\\' || c.is_control());
+        if self
+            .rules
+            .iter()
+            .enumerate()
+            .any(|(i, r)| answer_rule(i) && r.keywords.iter().any(escaped))
+        {
+            return true;
+        }
+        [&self.exact, &self.folded].into_iter().flatten().any(|k| {
+            k.finder.find_overlapping_iter(body).any(|m| {
+                k.owner
+                    .get(m.pattern().as_usize())
+                    .is_some_and(|&r| answer_rule(r))
+            })
+        })
+    }
+
     /// Whether any rule reads the answer.
     pub fn reads_answers(&self, sel: &Selection) -> bool {
         self.rules
@@ -524,6 +564,24 @@ mod tests {
         assert!(r.check_in(USER, "y", &other).is_none());
         assert!(r.check_in(USER, "z", &other).is_some());
         assert!(!rules(r#"[{"id":"a","keywords":["x"]}]"#).needs_route_name());
+    }
+
+    #[test]
+    fn raw_answers_are_ruled_out_only_when_nothing_could_match() {
+        let all = Selection::all();
+        let r = rules(
+            r#"[{"id":"k","keywords":["forbidden topic"],"case_insensitive":true},{"id":"q","keywords":["model"],"response":false}]"#,
+        );
+        assert!(!r.answer_may_match_raw(br#"{"model":"m","content":"fine"}"#, &all));
+        assert!(r.answer_may_match_raw(br#"{"content":"the FORBIDDEN topic"}"#, &all));
+        // An escape could spell a keyword: parse then.
+        assert!(r.answer_may_match_raw(br#"{"content":"forbidden topic"}"#, &all));
+        let p = rules(r#"[{"id":"p","patterns":["x"]}]"#);
+        assert!(p.answer_may_match_raw(b"{}", &all));
+        let quoted = rules(r#"[{"id":"q","keywords":["say \"hi\""]}]"#);
+        assert!(quoted.answer_may_match_raw(br#"{"content":"fine"}"#, &all));
+        let off = rules(r#"[{"id":"p","patterns":["x"],"response":false}]"#);
+        assert!(!off.answer_may_match_raw(b"{}", &all));
     }
 
     #[test]
