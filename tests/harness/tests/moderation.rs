@@ -305,7 +305,8 @@ fn secrets_block_custom_detectors_mask_and_a_bad_config_is_refused() {
 }
 
 /// A moderation service whose behaviour the test switches: 0 pass, 1 flag, 2 answer 500,
-/// 3 answer HTML, 4 never answer, 5 close the connection.
+/// 3 answer HTML, 4 never answer, 5 close the connection; as Azure Content Safety, 6 a high
+/// severity, 7 a low one.
 struct Service {
     port: u16,
     mode: Arc<AtomicUsize>,
@@ -359,6 +360,16 @@ fn service() -> Service {
                     ),
                     2 => (500, "application/json", r#"{"error":"down"}"#),
                     3 => (200, "text/html", "<html>maintenance</html>"),
+                    6 => (
+                        200,
+                        "application/json",
+                        r#"{"blocklistsMatch":[],"categoriesAnalysis":[{"category":"Hate","severity":0},{"category":"Violence","severity":6}]}"#,
+                    ),
+                    7 => (
+                        200,
+                        "application/json",
+                        r#"{"blocklistsMatch":[],"categoriesAnalysis":[{"category":"Hate","severity":0},{"category":"Violence","severity":2}]}"#,
+                    ),
                     4 => {
                         std::thread::sleep(Duration::from_secs(3));
                         return;
@@ -673,4 +684,32 @@ fn every_detector_masks_its_values_and_leaves_look_alikes() {
             text
         );
     }
+}
+
+#[test]
+fn azure_content_safety_as_the_external_service() {
+    let svc = service();
+    let mut options = with_moderation(
+        r#"{"external":{"kind":"azure_content_safety","cluster":"moderation_service","api_key":"cs-key","timeout_ms":400,"failure_mode":"closed"}}"#,
+    );
+    options
+        .extra_clusters
+        .push(("moderation_service".into(), svc.port));
+    let gw = Gateway::start_with(&options).unwrap();
+    let body = chat("some text", false);
+    svc.mode.store(6, Ordering::SeqCst);
+    let resp = http::post(&gw.url(CHAT), body.as_bytes(), &[DEMO_AUTH]).unwrap();
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(resp.json().unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Violence"));
+    svc.mode.store(7, Ordering::SeqCst);
+    let resp = http::post(&gw.url(CHAT), body.as_bytes(), &[DEMO_AUTH]).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    // What the service received: Azure's request shape, with its key header.
+    let last = svc.bodies.lock().unwrap().last().cloned().unwrap();
+    let v: Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(v["text"], "some text");
+    assert_eq!(v["outputType"], "FourSeverityLevels");
 }
