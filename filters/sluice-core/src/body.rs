@@ -9,15 +9,15 @@
 
 use std::fmt;
 
-use serde::de::{DeserializeOwned, Error as _, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use crate::config::{serde_path, strip_position};
 use crate::endpoint::Endpoint;
 use crate::ApiError;
 
-/// Parses a whole request body as `T`.
-pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// Parses a whole request body as `T` (which may borrow from it).
+pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(missing_body());
     }
@@ -160,7 +160,7 @@ fn refusal_of(message: &str, code: &str, param: &str) -> ApiError {
 }
 
 /// A serde error at `path`, said in the API's terms.
-fn refusal(path: &str, err: &serde_json::Error) -> ApiError {
+pub fn refusal(path: &str, err: &serde_json::Error) -> ApiError {
     if !err.is_data() {
         return ApiError::malformed_json(&err.to_string());
     }

@@ -16,9 +16,7 @@
 //!   the recipe and marked as such.
 //! - Search models add hidden context: estimates.
 
-use serde_json::Value;
-
-use crate::openai::{ChatCompletionRequest, ChatMessage, MessageContent};
+use super::request::{Chat, Content, Message};
 
 /// How a model frames a chat prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +61,7 @@ impl Family {
 
 /// Why a chat request's count is only an estimate, or `None` when the rules count it as
 /// OpenAI bills it.
-pub fn estimate_reason(model: Option<&str>, req: &ChatCompletionRequest) -> Option<&'static str> {
+pub fn estimate_reason(model: Option<&str>, req: &Chat) -> Option<&'static str> {
     let family = Family::of(model);
     if family == Family::O1 {
         return Some("o1 adds a hidden preamble");
@@ -74,12 +72,10 @@ pub fn estimate_reason(model: Option<&str>, req: &ChatCompletionRequest) -> Opti
     if model.is_some_and(|m| m.contains("search")) {
         return Some("search models add hidden context");
     }
-    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) || req.extra.contains_key("functions") {
+    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) || req.functions.is_some() {
         return Some("tool definitions");
     }
-    if req.extra.get("response_format").and_then(|f| f.get("type"))
-        == Some(&Value::from("json_schema"))
-    {
+    if req.response_format_type() == Some("json_schema") {
         return Some("a response_format JSON schema");
     }
     for m in &req.messages {
@@ -90,8 +86,8 @@ pub fn estimate_reason(model: Option<&str>, req: &ChatCompletionRequest) -> Opti
     None
 }
 
-fn message_estimate(family: Family, m: &ChatMessage) -> Option<&'static str> {
-    match m.role.as_str() {
+fn message_estimate(family: Family, m: &Message) -> Option<&'static str> {
+    match m.role.as_ref() {
         "system" | "developer" | "user" => {}
         "assistant" if family == Family::Reasoning => {
             return Some("an assistant message in a reasoning model's history")
@@ -100,15 +96,14 @@ fn message_estimate(family: Family, m: &ChatMessage) -> Option<&'static str> {
         "tool" | "function" => return Some("tool results in the history"),
         _ => return Some("an unknown role"),
     }
-    if m.tool_calls.as_ref().is_some_and(|c| !c.is_empty()) || m.extra.contains_key("function_call")
-    {
+    if m.tool_calls.as_ref().is_some_and(|c| !c.is_empty()) || m.function_call.is_some() {
         return Some("tool calls in the history");
     }
-    if m.extra.contains_key("audio") {
+    if m.audio.is_some() {
         return Some("audio");
     }
     match &m.content {
-        Some(MessageContent::Parts(parts)) => {
+        Some(Content::Parts(parts)) => {
             // Images are priced by size (`image.rs` has the rules and reads the size from a data
             // URL), but counting them that way does not yet fit token-count's module under 2 MiB:
             // an image is counted at 85 and marked estimate.
@@ -127,6 +122,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn families_by_model_name() {
@@ -158,7 +154,8 @@ mod tests {
 
     #[test]
     fn what_makes_a_count_an_estimate() {
-        let req = |v: Value| serde_json::from_value::<ChatCompletionRequest>(v).unwrap();
+        // Test bodies live for the whole test run.
+        let req = |v: Value| serde_json::from_str::<Chat>(v.to_string().leak()).unwrap();
         let plain = req(serde_json::json!({"messages": [
             {"role": "developer", "content": "d"}, {"role": "user", "content": [{"type": "text", "text": "u"}]},
             {"role": "assistant", "content": "a"}, {"role": "user", "content": "u"}]}));

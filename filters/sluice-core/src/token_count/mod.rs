@@ -8,6 +8,7 @@ pub mod counter;
 pub mod family;
 pub mod image;
 pub mod recipe;
+pub mod request;
 pub mod settle;
 pub mod tokenizer;
 pub mod usage;

@@ -19,10 +19,9 @@ use serde_json::Value;
 use super::config::Encoding;
 use super::counter::Counter;
 use super::family::{estimate_reason, Family};
-use crate::anthropic::{self, MessagesRequest};
+use super::request::{self, Block, Blocks, Chat, Content, Message, Messages, Tool};
 use crate::body::{self, Head};
 pub use crate::endpoint::{azure_deployment, Endpoint};
-use crate::openai::{ChatCompletionRequest, ChatMessage, MessageContent, Tool};
 use crate::ApiError;
 
 const TOKENS_PER_MESSAGE: u64 = 3;
@@ -49,13 +48,24 @@ pub fn count_request(
     body: &[u8],
     path_model: Option<&str>,
 ) -> Result<PromptCount, ApiError> {
+    let object = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    if !object && endpoint != Endpoint::Completions && endpoint != Endpoint::Embeddings {
+        // The views below would take a JSON array for an object (serde's derive does): let
+        // the head's parser say what is wrong.
+        return Err(body::parse::<Head>(body)
+            .err()
+            .unwrap_or_else(body::missing_body));
+    }
     match endpoint {
         Endpoint::Chat => {
-            let req: ChatCompletionRequest = body::parse(body)?;
+            let req: Chat = request::parse(body)?;
             if req.messages.is_empty() {
                 return Err(body::messages_empty());
             }
-            let model = req.model.clone().or(path_model.map(str::to_owned));
+            let model = req.model.as_deref().or(path_model).map(str::to_owned);
             let enc = counter.encoding_for(model.as_deref());
             Ok(PromptCount {
                 tokens: count_chat(counter, enc, model.as_deref(), &req),
@@ -105,7 +115,7 @@ pub fn count_request(
             })
         }
         Endpoint::AnthropicMessages => {
-            let req: MessagesRequest = body::parse(body)?;
+            let req: Messages = request::parse(body)?;
             if req.messages.is_empty() {
                 return Err(body::messages_empty());
             }
@@ -115,20 +125,20 @@ pub fn count_request(
                 encoding: enc,
                 max_completion: req.max_tokens,
                 stream: req.is_stream(),
-                model: req.model,
+                model: req.model.map(|m| m.into_owned()),
                 exact: false,
             })
         }
     }
 }
 
-fn count_message(counter: &Counter, enc: Encoding, m: &ChatMessage) -> u64 {
+fn count_message(counter: &Counter, enc: Encoding, m: &Message) -> u64 {
     let mut n = TOKENS_PER_MESSAGE + counter.count(enc, &m.role);
     match &m.content {
-        Some(MessageContent::Text(t)) => n += counter.count(enc, t),
-        Some(MessageContent::Parts(parts)) => {
+        Some(Content::Text(t)) => n += counter.count(enc, t),
+        Some(Content::Parts(parts)) => {
             for p in parts {
-                match (&p.text, p.kind.as_str()) {
+                match (&p.text, p.kind.as_ref()) {
                     (Some(t), _) => n += counter.count(enc, t),
                     (None, "image_url" | "image") => n += IMAGE_TOKENS,
                     _ => {}
@@ -152,12 +162,7 @@ fn count_message(counter: &Counter, enc: Encoding, m: &ChatMessage) -> u64 {
 }
 
 /// Chat prompt tokens (messages, then tool definitions).
-pub fn count_chat(
-    counter: &Counter,
-    enc: Encoding,
-    model: Option<&str>,
-    req: &ChatCompletionRequest,
-) -> u64 {
+pub fn count_chat(counter: &Counter, enc: Encoding, model: Option<&str>, req: &Chat) -> u64 {
     let messages: u64 = req
         .messages
         .iter()
@@ -234,12 +239,12 @@ fn count_inputs(counter: &Counter, enc: Encoding, input: &Value) -> u64 {
     }
 }
 
-fn count_anthropic_content(counter: &Counter, enc: Encoding, content: &anthropic::Content) -> u64 {
+fn count_anthropic_content(counter: &Counter, enc: Encoding, content: &Blocks) -> u64 {
     match content {
-        anthropic::Content::Text(t) => counter.count(enc, t),
-        anthropic::Content::Blocks(blocks) => blocks
+        Blocks::Text(t) => counter.count(enc, t),
+        Blocks::Parts(blocks) => blocks
             .iter()
-            .map(|b| {
+            .map(|b: &Block| {
                 let mut n = b.text.as_deref().map_or(0, |t| counter.count(enc, t));
                 if let Some(input) = &b.input {
                     n += counter.count(enc, &input.to_string());
@@ -260,7 +265,7 @@ fn count_anthropic_content(counter: &Counter, enc: Encoding, content: &anthropic
 }
 
 /// An estimate for Anthropic prompts (see the module docs).
-fn count_anthropic(counter: &Counter, enc: Encoding, req: &MessagesRequest) -> u64 {
+fn count_anthropic(counter: &Counter, enc: Encoding, req: &Messages) -> u64 {
     let system = req
         .system
         .as_ref()
