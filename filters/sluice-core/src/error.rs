@@ -41,6 +41,8 @@ pub enum ErrorKind {
     Permission,
     /// 404: unknown model, template or endpoint.
     NotFound,
+    /// 405: a method the path does not take (send an `allow` header with it).
+    MethodNotAllowed,
     /// 413: the body is over the configured limit.
     RequestTooLarge,
     /// 429: over a rate or token budget.
@@ -58,6 +60,7 @@ impl ErrorKind {
             ErrorKind::Authentication => 401,
             ErrorKind::Permission => 403,
             ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
             ErrorKind::RequestTooLarge => 413,
             ErrorKind::RateLimit => 429,
             ErrorKind::BadGateway => 502,
@@ -68,7 +71,7 @@ impl ErrorKind {
     /// The `error.type` string in the given dialect.
     pub const fn type_name(self, dialect: Dialect) -> &'static str {
         match (dialect, self) {
-            (_, ErrorKind::InvalidRequest) => "invalid_request_error",
+            (_, ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed) => "invalid_request_error",
             (_, ErrorKind::Authentication) => "authentication_error",
             (_, ErrorKind::Permission) => "permission_error",
             (Dialect::OpenAi, ErrorKind::NotFound) => "invalid_request_error",

@@ -1,3 +1,197 @@
 //! Logic of the `prompt-template` filter (its crate under `filters/prompt-template` is the host glue).
+//!
+//! - [`config`]: templates, route rules, REST endpoints, validated at load.
+//! - [`render`]: `{{variable}}` substitution on parsed JSON strings.
+//! - [`Engine`]: which rule a request falls under ([`Engine::rule_for`]), whether its body
+//!   must be read ([`Engine::reads_body`]), the request a template and a decoration make of a
+//!   body ([`Engine::apply`]), a REST call turned into a chat request ([`Engine::rest_request`]),
+//!   and a REST answer reduced to `{"result"}` ([`reduce_answer`]).
+//!
+//! No host calls here: the glue reads the route name, host, path and body, and acts on what
+//! these functions return.
 
 pub mod config;
+mod decorate;
+mod expand;
+pub mod render;
+mod rest;
+
+use std::collections::BTreeMap;
+
+use crate::{ApiError, ConfigError, Dialect};
+
+use config::{PromptTemplateConfig, RestEndpoint, Rule, Template, Untemplated};
+
+pub use rest::{reduce_answer, RestRequest};
+
+/// Filter state `sluice.template` for a request expanded from `name`.
+pub fn state_value(name: &str, template: &Template) -> String {
+    format!("{name}@{}", template.version)
+}
+
+/// The config, ready for requests.
+#[derive(Debug)]
+pub struct Engine {
+    pub config: PromptTemplateConfig,
+    /// Rules as configured, or one rule that matches everything when none are.
+    rules: Vec<Rule>,
+    needs_route_name: bool,
+}
+
+/// What [`Engine::apply`] made of a body.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// The new body, when it changed.
+    pub body: Option<Vec<u8>>,
+    /// `name@version` of the template used.
+    pub template: Option<String>,
+}
+
+impl Engine {
+    pub fn new(config: PromptTemplateConfig) -> Result<Engine, ConfigError> {
+        let rules = if config.rules.is_empty() {
+            vec![Rule::default()]
+        } else {
+            config.rules.clone()
+        };
+        let needs_route_name = rules.iter().any(|r| r.route_name.is_some());
+        Ok(Engine {
+            config,
+            rules,
+            needs_route_name,
+        })
+    }
+
+    /// Whether [`Engine::rule_for`] needs Envoy's route name (a host call): only when a rule
+    /// matches on it.
+    pub fn needs_route_name(&self) -> bool {
+        self.needs_route_name
+    }
+
+    /// The first rule matching the request, by index.
+    pub fn rule_for(&self, route_name: Option<&str>, host: &str, path: &str) -> Option<usize> {
+        self.rules.iter().position(|r| {
+            r.route_name
+                .as_deref()
+                .is_none_or(|n| Some(n) == route_name)
+                && r.host.as_deref().is_none_or(|h| host_matches(h, host))
+                && r.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+        })
+    }
+
+    /// Whether a rule could change or refuse a request, so that its body must be read.
+    pub fn reads_body(&self, rule: usize) -> bool {
+        let Some(r) = self.rules.get(rule) else {
+            return false;
+        };
+        let may_template = match &r.templates {
+            Some(list) => !list.is_empty(),
+            None => !self.config.templates.is_empty(),
+        };
+        may_template || r.decorate.is_some() || self.untemplated(r) == Untemplated::Refuse
+    }
+
+    fn untemplated(&self, rule: &Rule) -> Untemplated {
+        rule.untemplated.unwrap_or(self.config.untemplated)
+    }
+
+    /// The REST endpoint published at `path` (query string aside), if any.
+    pub fn endpoint_for(&self, path: &str) -> Option<&RestEndpoint> {
+        let path = path.split('?').next().unwrap_or(path);
+        self.config.endpoints.iter().find(|e| e.path == path)
+    }
+
+    /// Expands the template a body names (in any of the accepted forms) and applies the rule's
+    /// decoration. `dialect` is the caller's: Anthropic Messages keep their system prompt in
+    /// the top-level `system`.
+    pub fn apply(&self, rule: usize, dialect: Dialect, body: &[u8]) -> Result<Outcome, ApiError> {
+        let Some(rule) = self.rules.get(rule) else {
+            return Ok(Outcome::default());
+        };
+        let mut request: serde_json::Map<String, serde_json::Value> = crate::body::parse(body)?;
+        let mut template = None;
+        let named = expand::named_template(&mut request)?;
+        match named {
+            Some(call) => {
+                let allowed = rule
+                    .templates
+                    .as_ref()
+                    .is_none_or(|list| list.contains(&call.name));
+                let found = self.config.templates.get_key_value(call.name.as_str());
+                let (name, t) = match found {
+                    Some(found) if allowed => found,
+                    _ => return Err(expand::not_found(&call.name)),
+                };
+                request = expand::expand(name, t, call, request, dialect)?;
+                template = Some(state_value(name, t));
+            }
+            None => {
+                if self.untemplated(rule) == Untemplated::Refuse {
+                    return Err(expand::template_required());
+                }
+            }
+        }
+        let mut changed = template.is_some();
+        if let Some(d) = &rule.decorate {
+            decorate::decorate(&mut request, d, dialect, template.is_none())?;
+            changed = true;
+        }
+        let body = if changed {
+            Some(
+                serde_json::to_vec(&request)
+                    .map_err(|e| ApiError::invalid_request(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        Ok(Outcome { body, template })
+    }
+
+    /// A REST call to `endpoint` as a chat request.
+    pub fn rest_request(
+        &self,
+        endpoint: &RestEndpoint,
+        body: &[u8],
+    ) -> Result<RestRequest, ApiError> {
+        let Some((name, template)) = self.config.templates.get_key_value(&endpoint.template) else {
+            return Err(expand::not_found(&endpoint.template));
+        };
+        rest::request(endpoint, name, template, body)
+    }
+}
+
+/// `pattern` against a request's `:authority`: exact (case aside), with or without the port,
+/// or `*.example.com` for any subdomain.
+fn host_matches(pattern: &str, authority: &str) -> bool {
+    let host = strip_port(authority);
+    if host.eq_ignore_ascii_case(pattern) || authority.eq_ignore_ascii_case(pattern) {
+        return true;
+    }
+    let Some(suffix) = pattern.strip_prefix("*.") else {
+        return false;
+    };
+    let host = host.to_ascii_lowercase();
+    host.strip_suffix(&suffix.to_ascii_lowercase())
+        .and_then(|rest| rest.strip_suffix('.'))
+        .is_some_and(|sub| !sub.is_empty())
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`; a bare IPv6 address stays.
+fn strip_port(authority: &str) -> &str {
+    match authority.rsplit_once(':') {
+        Some((h, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!h.contains(':') || h.ends_with(']')) =>
+        {
+            h
+        }
+        _ => authority,
+    }
+}
+
+/// Values a caller sent for a template's variables, by name.
+pub type Variables = BTreeMap<String, String>;
+
+#[cfg(test)]
+mod tests;
