@@ -14,17 +14,30 @@ PYTHON       ?= python3
 # wasm-bindgen-cli must match the wasm-bindgen in Cargo.lock.
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p}' Cargo.lock)
 WBG_RUNNER   := $(TOOLS)/bin/wasm-bindgen-test-runner
+# OCI images of the filters (make oci): one layout per filter; TAG defaults to the workspace
+# version; REGISTRY (make oci-push, make istio-manifests) is host/path, e.g.
+# registry.example.com/sluice, and the images go to $(REGISTRY)/<filter>:$(TAG).
+OCI_DIR      := target/oci
+ISTIO_OUT    := target/istio
+TAG          := $(shell sed -n '/^\[workspace.package\]/,/^\[/{s/^version = "\(.*\)"/\1/p}' Cargo.toml)
+SKOPEO_FLAGS ?=
+# Istio's own CRD schemas (npm @kubernetes-models/istio, pinned by its package-lock.json).
+ISTIO_SCHEMA := tests/istio-schema
 
-.PHONY: .rust-targets help setup build wasm test lint unit-test wasm-unit-test integration-test run bench clean key-digest
+.PHONY: .rust-targets .oci-tools help setup build wasm test lint unit-test wasm-unit-test integration-test run bench clean key-digest oci oci-push istio-manifests
 
 help:
 	@echo "make run    build everything, start Envoy with the whole chain in front of the mock provider"
 	@echo "make test   fmt, clippy, unit tests (host and wasm32), wasm builds, real-Envoy integration tests"
 	@echo "make bench  bare Envoy vs the chain, same run; writes bench/out/report.md"
-	@echo "make setup  wasm targets, .venv (pinned Envoy + SDKs), wasm-bindgen-cli; idempotent"
+	@echo "make setup  wasm targets, .venv (pinned Envoy + SDKs), wasm-bindgen-cli, skopeo and"
+	@echo "            docker-registry (apt), Istio's schemas (npm ci in $(ISTIO_SCHEMA)); idempotent"
+	@echo "make oci    every filter as OCI image layouts in $(OCI_DIR)/<filter> (tags $(TAG), $(TAG)-artifact)"
+	@echo "make oci-push REGISTRY=host/path [TAG=...] [SKOPEO_FLAGS=...]   push them, render the Istio manifests"
+	@echo "make istio-manifests REGISTRY=host/path [TAG=...]   examples/istio rendered into $(ISTIO_OUT)"
 
 # ---- setup (idempotent; a second run takes seconds) ----
-setup: .rust-targets $(VENV)/.installed $(WBG_RUNNER).$(WASM_BINDGEN_VERSION)
+setup: .rust-targets $(VENV)/.installed $(WBG_RUNNER).$(WASM_BINDGEN_VERSION) .oci-tools $(ISTIO_SCHEMA)/node_modules/.installed
 
 .rust-targets:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -33,6 +46,15 @@ setup: .rust-targets $(VENV)/.installed $(WBG_RUNNER).$(WASM_BINDGEN_VERSION)
 $(VENV)/.installed: tests/requirements.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+# skopeo pushes and pulls the images; the OCI test starts Debian's docker-registry on 127.0.0.1.
+.oci-tools:
+	@command -v skopeo >/dev/null && command -v docker-registry >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo docker-registry)
+
+$(ISTIO_SCHEMA)/node_modules/.installed: $(ISTIO_SCHEMA)/package-lock.json
+	cd $(ISTIO_SCHEMA) && npm ci --silent --no-audit --no-fund
 	touch $@
 
 # Not --locked: the registry mirror here lacks some of the CLI's locked dependency versions.
@@ -80,6 +102,22 @@ bench: setup wasm
 clean:
 	cargo clean
 	rm -rf bench/out
+
+# ---- OCI images and the Istio manifests (no Docker; reproducible: same .wasm, same digests) ----
+oci: wasm
+	cargo run --quiet -p sluice-oci -- build --out $(OCI_DIR) --tag $(TAG)
+
+oci-push: oci .oci-tools
+	@test -n "$(REGISTRY)" || (echo "usage: make oci-push REGISTRY=host/path [TAG=...] [SKOPEO_FLAGS=--dest-tls-verify=false]" >&2; exit 2)
+	set -e; for f in $(FILTERS); do for t in $(TAG) $(TAG)-artifact; do \
+	  skopeo copy --quiet $(SKOPEO_FLAGS) oci:$(OCI_DIR)/$$f:$$t docker://$(REGISTRY)/$$f:$$t; \
+	  echo "pushed $(REGISTRY)/$$f:$$t"; done; done
+	$(MAKE) --no-print-directory istio-manifests
+
+istio-manifests: oci
+	@test -n "$(REGISTRY)" || (echo "usage: make istio-manifests REGISTRY=host/path [TAG=...]" >&2; exit 2)
+	cargo run --quiet -p sluice-oci -- render --oci $(OCI_DIR) --registry $(REGISTRY) --tag $(TAG) \
+	  --templates examples/istio --out $(ISTIO_OUT)
 
 # The SHA-256 a consumer's key_sha256 holds: make key-digest KEY=sk-...
 key-digest:
