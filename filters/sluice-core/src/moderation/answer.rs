@@ -324,11 +324,7 @@ impl AnswerStream {
             }
             return;
         }
-        let Some(mut value) = event
-            .data
-            .as_deref()
-            .and_then(|d| serde_json::from_str::<Value>(d).ok())
-        else {
+        let Some(mut value) = event_json(&event) else {
             out.extend_from_slice(&event.raw);
             return;
         };
@@ -414,11 +410,7 @@ impl AnswerStream {
     // ---- Anthropic: `content_block_delta` / `text_delta`
 
     fn anthropic_event(&mut self, engine: &Engine, event: SseEvent, out: &mut Vec<u8>) {
-        let Some(mut value) = event
-            .data
-            .as_deref()
-            .and_then(|d| serde_json::from_str::<Value>(d).ok())
-        else {
+        let Some(mut value) = event_json(&event) else {
             out.extend_from_slice(&event.raw);
             return;
         };
@@ -515,6 +507,15 @@ fn encode(event: &SseEvent, value: &Value) -> Vec<u8> {
     let mut e = event.clone();
     e.data = Some(value.to_string());
     e.encode()
+}
+
+/// An event's `data` as JSON, or `None` when it has none or it is not JSON (such an event is
+/// passed on as it came).
+fn event_json(event: &SseEvent) -> Option<Value> {
+    event
+        .data
+        .as_deref()
+        .and_then(|d| serde_json::from_str::<Value>(d).ok())
 }
 
 #[cfg(test)]

@@ -265,22 +265,17 @@ impl RuleSet {
     /// foreseen); with keyword rules only, just the longest end of `text` that could still
     /// grow into a keyword, so that most events pass as they came.
     pub fn hold_start(&self, text: &str, window: usize, sel: &Selection) -> usize {
-        let answer_rule = |r: usize| {
-            sel.has(r)
-                && self
-                    .rules
-                    .get(r)
-                    .is_some_and(|rule| rule.response && rule.action == RuleAction::Deny)
-        };
+        let answer_rule = |r: usize| self.reads_answer(r, sel);
         if self.regexes.iter().any(|(_, r)| answer_rule(*r)) {
             return start_of_last_chars(text, window);
         }
         let bytes = text.as_bytes();
         let mut hold = 0;
-        for rule in self
+        for (_, rule) in self
             .rules
             .iter()
-            .filter(|r| r.response && r.action == RuleAction::Deny)
+            .enumerate()
+            .filter(|(i, _)| answer_rule(*i))
         {
             for k in &rule.keywords {
                 let k = k.as_bytes();
@@ -316,13 +311,7 @@ impl RuleSet {
     /// string that holds it; a hit anywhere (a field that is not the text) just means the answer
     /// is parsed and checked properly.
     pub fn answer_may_match_raw(&self, body: &[u8], sel: &Selection) -> bool {
-        let answer_rule = |r: usize| {
-            sel.has(r)
-                && self
-                    .rules
-                    .get(r)
-                    .is_some_and(|rule| rule.response && rule.action == RuleAction::Deny)
-        };
+        let answer_rule = |r: usize| self.reads_answer(r, sel);
         if self.regexes.iter().any(|(_, r)| answer_rule(*r)) {
             return true;
         }
@@ -349,12 +338,18 @@ impl RuleSet {
         })
     }
 
-    /// Whether any rule reads the answer.
+    /// Whether any selected rule reads the answer.
     pub fn reads_answers(&self, sel: &Selection) -> bool {
-        self.rules
-            .iter()
-            .enumerate()
-            .any(|(i, r)| sel.has(i) && r.response && r.action == RuleAction::Deny)
+        (0..self.rules.len()).any(|i| self.reads_answer(i, sel))
+    }
+
+    /// Whether rule `r` is selected for this request and denies text in the answer.
+    fn reads_answer(&self, r: usize, sel: &Selection) -> bool {
+        sel.has(r)
+            && self
+                .rules
+                .get(r)
+                .is_some_and(|rule| rule.response && rule.action == RuleAction::Deny)
     }
 
     fn applies(&self, rule: usize, segment: Segment, sel: &Selection) -> bool {

@@ -10,13 +10,16 @@
 //!   less, on every plain request recorded. An assistant message in their history bills a few
 //!   tokens more than the recipe says (too few recordings to say how many): an estimate.
 //! - o1 bills a hidden preamble (+7 on the one recording): an estimate.
-//! - Tool definitions, tool calls and results in the history, a `response_format` JSON schema
-//!   and images, audio and files are rendered into the prompt in ways the recipe only
-//!   approximates (the recordings differ from it by -56 to +82 tokens): estimates, counted by
-//!   the recipe and marked as such.
+//! - Tool definitions, tool calls and results in the history, a `response_format` JSON schema,
+//!   audio and files are rendered into the prompt in ways the recipe only approximates (the
+//!   recordings differ from it by -56 to +82 tokens): estimates, counted by the recipe and
+//!   marked as such.
+//! - Images sent as data URLs are priced by their size (`image.rs`): exact on the families whose
+//!   image rule the bills settle, estimates on the others and for images behind an http URL.
 //! - Search models add hidden context: estimates.
 
-use super::request::{Chat, Content, Message};
+use super::image;
+use super::request::{Chat, Content, Message, Part};
 
 /// How a model frames a chat prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,14 +82,14 @@ pub fn estimate_reason(model: Option<&str>, req: &Chat) -> Option<&'static str> 
         return Some("a response_format JSON schema");
     }
     for m in &req.messages {
-        if let Some(reason) = message_estimate(family, m) {
+        if let Some(reason) = message_estimate(family, model, m) {
             return Some(reason);
         }
     }
     None
 }
 
-fn message_estimate(family: Family, m: &Message) -> Option<&'static str> {
+fn message_estimate(family: Family, model: Option<&str>, m: &Message) -> Option<&'static str> {
     match m.role.as_ref() {
         "system" | "developer" | "user" => {}
         "assistant" if family == Family::Reasoning => {
@@ -103,16 +106,29 @@ fn message_estimate(family: Family, m: &Message) -> Option<&'static str> {
         return Some("audio");
     }
     match &m.content {
-        Some(Content::Parts(parts)) => {
-            // Images are priced by size (`image.rs` has the rules and reads the size from a data
-            // URL), but counting them that way does not yet fit token-count's module under 2 MiB:
-            // an image is counted at 85 and marked estimate.
-            parts
-                .iter()
-                .any(|p| p.kind != "text")
-                .then_some("images, audio or files")
-        }
+        Some(Content::Parts(parts)) => parts.iter().find_map(|p| part_estimate(model, p)),
         _ => None,
+    }
+}
+
+/// Why a content part makes the count an estimate: text is exact; an image is exact when it
+/// is a data URL whose header gives its size and the model's image rule rests on bills
+/// (`image.rs`); audio and files are estimates.
+fn part_estimate(model: Option<&str>, p: &Part) -> Option<&'static str> {
+    match p.kind.as_ref() {
+        "text" => None,
+        "image_url" | "image" => {
+            let url = p.image_url.as_ref().and_then(|u| u.url.as_deref());
+            match url {
+                Some(u) if u.starts_with("data:") => {
+                    let priced = model.is_some_and(image::rule_rests_on_bills)
+                        && image::data_url_image_size(u).is_some();
+                    (!priced).then_some("an image priced by an unproven rule or of unknown size")
+                }
+                _ => Some("an image behind a URL (its size is not known here)"),
+            }
+        }
+        _ => Some("audio or files"),
     }
 }
 

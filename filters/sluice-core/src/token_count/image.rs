@@ -120,6 +120,35 @@ pub fn rule_for(model: &str) -> ImageRule {
     }
 }
 
+/// Whether `model`'s image rule rests on recorded bills (gpt-4o and the gpt-4 vision models,
+/// tiles; gpt-4.1-nano, gpt-5-nano and gpt-5-mini, patches): images sent as data URLs are then
+/// counted exactly. Other families' images are counted by their documented rule and marked
+/// estimates.
+pub fn rule_rests_on_bills(model: &str) -> bool {
+    let lower = model.trim().to_ascii_lowercase();
+    let name = lower.rsplit('/').next().unwrap_or_default();
+    let is = |family: &str| {
+        name == family
+            || name
+                .strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('-'))
+    };
+    rule_for(model) != ImageRule::Unknown
+        && ((is("gpt-4o") && !is("gpt-4o-mini"))
+            || name.contains("vision")
+            || (is("gpt-4-turbo") && !name.contains("preview"))
+            || is("gpt-4.1-nano")
+            || is("gpt-5-nano")
+            || is("gpt-5-mini"))
+}
+
+/// Prompt tokens of an `image_url` part on a model priced by `rule`: by the image's size when
+/// `url` is a data URL whose header gives it, else None.
+pub fn part_tokens(rule: ImageRule, url: Option<&str>, detail: Option<&str>) -> Option<u64> {
+    let (width, height) = data_url_image_size(url?)?;
+    image_tokens(rule, width, height, detail)
+}
+
 /// Prompt tokens of one `width`×`height` image under `rule`; `detail` is the part's `detail`
 /// (`low`, `high`, `auto` or absent). None for [`ImageRule::Unknown`] or an empty size.
 pub fn image_tokens(rule: ImageRule, width: u32, height: u32, detail: Option<&str>) -> Option<u64> {

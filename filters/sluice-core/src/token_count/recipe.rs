@@ -4,8 +4,9 @@
 //! `content`, `name`, `tool_call_id`), a `name` one more, and the reply is primed with 3
 //! (OpenAI cookbook, "How to count tokens with tiktoken"). Tool definitions follow the
 //! cookbook's function-calling recipe. Text parts of multi-part content are counted exactly; an
-//! image part is counted as 85 tokens (OpenAI's low-detail base cost; high-detail images cost
-//! more by their size, which the body does not say). Completions and embeddings: the tokens of
+//! image given as a data URL is priced by its size read from its header and the model's image
+//! rule (`image.rs`); any other image part is counted as 85 tokens (OpenAI's low-detail base
+//! cost) and the count is an estimate. Completions and embeddings: the tokens of
 //! each input string (token-array inputs count their length). Anthropic Messages: Anthropic's
 //! tokenizer is not public, so its prompts are estimated with the model's mapped encoding
 //! (`o200k_base` by default) and settled from the provider's `usage`.
@@ -19,6 +20,7 @@ use serde_json::Value;
 use super::config::Encoding;
 use super::counter::Counter;
 use super::family::{estimate_reason, Family};
+use super::image::{self, ImageRule};
 use super::request::{self, Block, Blocks, Chat, Content, Message, Messages, Tool};
 use crate::body::{self, Head};
 pub use crate::endpoint::{azure_deployment, Endpoint};
@@ -132,7 +134,7 @@ pub fn count_request(
     }
 }
 
-fn count_message(counter: &Counter, enc: Encoding, m: &Message) -> u64 {
+fn count_message(counter: &Counter, enc: Encoding, images: ImageRule, m: &Message) -> u64 {
     let mut n = TOKENS_PER_MESSAGE + counter.count(enc, &m.role);
     match &m.content {
         Some(Content::Text(t)) => n += counter.count(enc, t),
@@ -140,7 +142,15 @@ fn count_message(counter: &Counter, enc: Encoding, m: &Message) -> u64 {
             for p in parts {
                 match (&p.text, p.kind.as_ref()) {
                     (Some(t), _) => n += counter.count(enc, t),
-                    (None, "image_url" | "image") => n += IMAGE_TOKENS,
+                    (None, "image_url" | "image") => {
+                        let url = p.image_url.as_ref();
+                        n += image::part_tokens(
+                            images,
+                            url.and_then(|u| u.url.as_deref()),
+                            url.and_then(|u| u.detail.as_deref()),
+                        )
+                        .unwrap_or(IMAGE_TOKENS);
+                    }
                     _ => {}
                 }
             }
@@ -163,10 +173,11 @@ fn count_message(counter: &Counter, enc: Encoding, m: &Message) -> u64 {
 
 /// Chat prompt tokens (messages, then tool definitions).
 pub fn count_chat(counter: &Counter, enc: Encoding, model: Option<&str>, req: &Chat) -> u64 {
+    let images = model.map_or(ImageRule::Unknown, image::rule_for);
     let messages: u64 = req
         .messages
         .iter()
-        .map(|m| count_message(counter, enc, m))
+        .map(|m| count_message(counter, enc, images, m))
         .sum();
     let tools = req
         .tools
