@@ -18,8 +18,8 @@ use proxy_wasm::types::Action;
 use serde_json::Value;
 use sluice_core::endpoint::Endpoint;
 use sluice_core::metrics::stat_name;
-use sluice_core::moderation::answer::{moderate_json, AnswerStream};
-use sluice_core::moderation::config::ModerationConfig;
+use sluice_core::moderation::answer::{answer_texts, moderate_json, withhold_json, AnswerStream};
+use sluice_core::moderation::config::{ExternalConfig, ModerationConfig};
 use sluice_core::moderation::engine::{Cause, Engine, Hit};
 use sluice_core::moderation::external::{self, Decision};
 use sluice_core::moderation::mask::Restorer;
@@ -70,6 +70,7 @@ impl sluice_host::Filter for Moderation {
             host: String::new(),
             path: String::new(),
             selection: Selection::all(),
+            held_answer: None,
         })
     }
 }
@@ -81,8 +82,10 @@ enum Phase {
     Idle,
     /// Waiting for the whole body.
     Reading,
-    /// Waiting for the external check's verdict.
+    /// Waiting for the external check's verdict on the request.
     Checking,
+    /// Waiting for the external check's verdict on a JSON answer, held whole.
+    CheckingAnswer,
 }
 
 enum Answer {
@@ -106,6 +109,9 @@ struct ModerationStream {
     path: String,
     /// The rules of this request, for its answer.
     selection: Selection,
+    /// A held JSON answer waiting for the external verdict: its size in Envoy's buffer, and
+    /// the restored body to send when it passes (None: as it came).
+    held_answer: Option<(usize, Option<Vec<u8>>)>,
 }
 
 const BASE: &str = "sluice_moderation";
@@ -226,15 +232,10 @@ impl ModerationStream {
     fn apply_verdict(&mut self, verdict: &external::Verdict, outcome: &str) -> Option<ApiError> {
         let rt = self.runtime.clone();
         let ext = rt.engine.external()?;
-        let result = match verdict {
-            external::Verdict::Pass => "pass",
-            external::Verdict::Block(_) => "blocked",
-            external::Verdict::Failed(_) => match ext.failure_mode {
-                sluice_core::moderation::config::FailureMode::Open => "failed_open",
-                sluice_core::moderation::config::FailureMode::Closed => "failed_closed",
-            },
-        };
-        self.count("external_total", &[("result", result)]);
+        self.count(
+            "external_total",
+            &[("result", external::result_label(ext, verdict))],
+        );
         match external::decide(ext, verdict) {
             Decision::Pass | Decision::PassFailedOpen => {
                 self.finish_request(outcome);
@@ -254,7 +255,8 @@ impl ModerationStream {
 
 impl Context for ModerationStream {
     fn on_http_call_response(&mut self, _token: u32, _: usize, body_size: usize, _: usize) {
-        if self.phase != Phase::Checking {
+        let phase = self.phase;
+        if phase != Phase::Checking && phase != Phase::CheckingAnswer {
             return;
         }
         self.phase = Phase::Idle;
@@ -265,6 +267,10 @@ impl Context for ModerationStream {
         let status = http::call_response_headers().status();
         let body = http::call_response_body(body_size).unwrap_or_default();
         let verdict = external::verdict(ext, status, &body);
+        if phase == Phase::CheckingAnswer {
+            self.release_answer(&verdict);
+            return;
+        }
         let outcome = state::get(StateKey::Moderation).unwrap_or_else(|| "pass".to_owned());
         match self.apply_verdict(&verdict, &outcome) {
             Some(err) => {
@@ -305,7 +311,7 @@ impl HttpContext for ModerationStream {
         self.body_size = body_size;
         match self.phase {
             Phase::Idle => return Action::Continue,
-            Phase::Checking => return Action::Pause,
+            Phase::Checking | Phase::CheckingAnswer => return Action::Pause,
             Phase::Reading => {}
         }
         let body =
@@ -325,7 +331,7 @@ impl HttpContext for ModerationStream {
     fn on_http_request_trailers(&mut self, _: usize) -> Action {
         match self.phase {
             Phase::Reading => self.on_http_request_body(self.body_size, true),
-            Phase::Checking => Action::Pause,
+            Phase::Checking | Phase::CheckingAnswer => Action::Pause,
             Phase::Idle => Action::Continue,
         }
     }
@@ -402,6 +408,15 @@ impl HttpContext for ModerationStream {
                     self.dialect,
                     &body,
                 );
+                if report.blocked.is_none() {
+                    if let Some(ext) = rt.engine.external_on_answers() {
+                        let texts = answer_texts(self.dialect, &body);
+                        if !texts.is_empty() {
+                            self.answer = Answer::AsIs;
+                            return self.check_answer(ext, &texts, body_size, report.body);
+                        }
+                    }
+                }
                 if let Some(new_body) = &report.body {
                     http::set_response_body(body_size, new_body);
                     http::set_response_header("content-length", Some(&new_body.len().to_string()));
@@ -417,6 +432,84 @@ impl HttpContext for ModerationStream {
 }
 
 impl ModerationStream {
+    /// Sends a held JSON answer's texts (placeholders kept) to the external service; the answer
+    /// stays held until [`Self::release_answer`].
+    fn check_answer(
+        &mut self,
+        ext: &ExternalConfig,
+        texts: &[String],
+        body_size: usize,
+        restored: Option<Vec<u8>>,
+    ) -> Action {
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let call = external::call_out(ext, &texts);
+        let headers: Vec<(&str, &str)> = call
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.held_answer = Some((body_size, restored));
+        match hostcalls::dispatch_http_call(
+            &ext.cluster,
+            headers,
+            Some(&call.body),
+            Vec::new(),
+            Duration::from_millis(ext.timeout_ms),
+        ) {
+            Ok(_) => {
+                self.phase = Phase::CheckingAnswer;
+                Action::Pause
+            }
+            Err(status) => {
+                log::warn!("sluice moderation: cannot call {}: {status:?}", ext.cluster);
+                self.apply_answer_verdict(&external::Verdict::Failed("dispatch"));
+                Action::Continue
+            }
+        }
+    }
+
+    /// The external verdict on a held JSON answer: it goes on as it came (restored), or with
+    /// its text withheld.
+    fn release_answer(&mut self, verdict: &external::Verdict) {
+        self.apply_answer_verdict(verdict);
+        if let Err(s) = hostcalls::resume_http_response() {
+            log::error!("sluice moderation: cannot resume the answer: {s:?}");
+        }
+    }
+
+    fn apply_answer_verdict(&mut self, verdict: &external::Verdict) {
+        let rt = self.runtime.clone();
+        let Some(ext) = rt.engine.external_on_answers() else {
+            return;
+        };
+        let Some((body_size, restored)) = self.held_answer.take() else {
+            return;
+        };
+        self.count(
+            "external_total",
+            &[("result", external::result_label(ext, verdict))],
+        );
+        let cause = match external::decide(ext, verdict) {
+            Decision::Pass | Decision::PassFailedOpen => None,
+            Decision::Refuse(_, Some(cause)) => Some(cause.id()),
+            Decision::Refuse(_, None) => Some("external_unavailable".to_owned()),
+        };
+        let out = match &cause {
+            None => restored,
+            Some(_) => {
+                let original = http::response_body(body_size).unwrap_or_default();
+                withhold_json(self.dialect, restored.as_deref().unwrap_or(&original))
+            }
+        };
+        if let Some(new_body) = &out {
+            http::set_response_body(body_size, new_body);
+            http::set_response_header("content-length", Some(&new_body.len().to_string()));
+        }
+        if let Some(id) = cause {
+            self.answer_cut(&id);
+        }
+    }
+
     fn answer_cut(&self, rule: &str) {
         state::set(StateKey::Moderation, &format!("blocked:{rule}"));
         self.count("answers_cut_total", &[("rule", rule)]);

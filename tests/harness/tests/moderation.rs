@@ -306,7 +306,7 @@ fn secrets_block_custom_detectors_mask_and_a_bad_config_is_refused() {
 
 /// A moderation service whose behaviour the test switches: 0 pass, 1 flag, 2 answer 500,
 /// 3 answer HTML, 4 never answer, 5 close the connection; as Azure Content Safety, 6 a high
-/// severity, 7 a low one.
+/// severity, 7 a low one; 8 by content (flag "violent", never answer "slow", else pass).
 struct Service {
     port: u16,
     mode: Arc<AtomicUsize>,
@@ -374,6 +374,21 @@ fn service() -> Service {
                         std::thread::sleep(Duration::from_secs(3));
                         return;
                     }
+                    // By content: flags "violent", never answers "slow", passes the rest.
+                    8 if body.windows(7).any(|w| w == b"violent") => (
+                        200,
+                        "application/json",
+                        r#"{"results":[{"flagged":true,"categories":{"violence":true},"category_scores":{"violence":0.97}}]}"#,
+                    ),
+                    8 if body.windows(4).any(|w| w == b"slow") => {
+                        std::thread::sleep(Duration::from_secs(3));
+                        return;
+                    }
+                    8 => (
+                        200,
+                        "application/json",
+                        r#"{"results":[{"flagged":false,"categories":{"violence":false},"category_scores":{"violence":0.01}}]}"#,
+                    ),
                     _ => return,
                 };
                 let out = format!(
@@ -461,6 +476,87 @@ fn external_check_blocks_passes_and_keeps_its_failure_policy() {
         let resp = send(&gw);
         assert_eq!(resp.status, want, "service down, {policy}: {}", resp.text());
     }
+}
+
+#[test]
+fn external_check_on_json_answers_withholds_flagged_text_and_keeps_its_failure_policy() {
+    let svc = service();
+    svc.mode.store(8, Ordering::SeqCst);
+    let start = |policy: &str| {
+        let mut options = with_moderation(&format!(
+            r#"{{"pii":{{"detectors":{{"email":"mask"}}}},"external":{{"kind":"openai","cluster":"moderation_service","timeout_ms":400,"failure_mode":"{policy}","answers":true}}}}"#
+        ));
+        options
+            .extra_clusters
+            .push(("moderation_service".into(), svc.port));
+        Gateway::start_with(&options).unwrap()
+    };
+    let (open, closed) = (start("open"), start("closed"));
+    let ask = |gw: &Gateway, path: &str, reply: &str| {
+        let body = if path == CHAT {
+            chat("hello from a@x.io", false)
+        } else {
+            anthropic("hello from a@x.io", false)
+        };
+        let resp = http::post(
+            &gw.url(path),
+            body.as_bytes(),
+            &[DEMO_AUTH, ("x-mock-reply", reply)],
+        )
+        .unwrap();
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let len: usize = resp.header("content-length").unwrap().parse().unwrap();
+        assert_eq!(len, resp.body.len(), "content-length is the body's");
+        resp.json().unwrap()
+    };
+    // A clean answer passes, restored; the service saw it masked.
+    for gw in [&open, &closed] {
+        let v = ask(gw, CHAT, "calm, write to [EMAIL_1]");
+        assert_eq!(
+            v["choices"][0]["message"]["content"],
+            "calm, write to a@x.io"
+        );
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    }
+    let bodies = svc.bodies.lock().unwrap().clone();
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("calm, write to [EMAIL_1]")),
+        "{bodies:?}"
+    );
+    assert!(bodies.iter().all(|b| !b.contains("a@x.io")), "{bodies:?}");
+    // A flagged answer is withheld in either policy, in the caller's dialect.
+    for gw in [&open, &closed] {
+        let v = ask(gw, CHAT, "a violent answer for [EMAIL_1]");
+        assert_eq!(v["choices"][0]["message"]["content"], "");
+        assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
+        assert_eq!(gw.access_line(2)["moderation"], "blocked:external:violence");
+        let v = ask(gw, MESSAGES, "a violent answer");
+        assert_eq!(v["content"], json!([]));
+        assert_eq!(v["stop_reason"], "refusal");
+        assert_eq!(v["type"], "message");
+    }
+    // The service does not answer in time: open passes the answer, closed withholds it.
+    let v = ask(&open, CHAT, "a slow answer for [EMAIL_1]");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "a slow answer for a@x.io"
+    );
+    let v = ask(&closed, CHAT, "a slow answer for [EMAIL_1]");
+    assert_eq!(v["choices"][0]["message"]["content"], "");
+    assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(
+        closed.access_line(4)["moderation"],
+        "blocked:external_unavailable"
+    );
+    closed
+        .envoy
+        .metric_reaching(
+            "sluice_moderation_answers_cut_total{rule=\"external_unavailable\"}",
+            1.0,
+        )
+        .unwrap();
 }
 
 #[test]

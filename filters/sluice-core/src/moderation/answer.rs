@@ -153,6 +153,70 @@ pub fn moderate_json(
     report
 }
 
+/// The assistant's texts in a JSON answer, as the provider wrote them (placeholders kept): what
+/// the external check reads. Empty for a body that is not JSON or has no text.
+pub fn answer_texts(dialect: Dialect, body: &[u8]) -> Vec<String> {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    let texts: Vec<&Value> = match dialect {
+        Dialect::OpenAi => value
+            .get("choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.pointer("/message/content").or_else(|| c.get("text")))
+            .collect(),
+        Dialect::Anthropic => value
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b.get("text"))
+            .collect(),
+    };
+    texts
+        .into_iter()
+        .filter_map(Value::as_str)
+        .filter(|t| !t.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A JSON answer with its assistant text withheld, as a rule's cut leaves it: OpenAI choices
+/// with empty content and `finish_reason: "content_filter"`, Anthropic with no content blocks
+/// and `stop_reason: "refusal"`. None for a body that is not a JSON object.
+pub fn withhold_json(dialect: Dialect, body: &[u8]) -> Option<Vec<u8>> {
+    let mut value = serde_json::from_slice::<Value>(body).ok()?;
+    let obj = value.as_object_mut()?;
+    match dialect {
+        Dialect::OpenAi => {
+            for choice in obj
+                .get_mut("choices")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                let Some(choice) = choice.as_object_mut() else {
+                    continue;
+                };
+                if let Some(message) = choice.get_mut("message").and_then(Value::as_object_mut) {
+                    message.insert("content".into(), json!(""));
+                    message.remove("tool_calls");
+                } else {
+                    choice.insert("text".into(), json!(""));
+                }
+                choice.insert("finish_reason".into(), json!("content_filter"));
+            }
+        }
+        Dialect::Anthropic => {
+            obj.insert("content".into(), json!([]));
+            obj.insert("stop_reason".into(), json!("refusal"));
+        }
+    }
+    serde_json::to_vec(&value).ok()
+}
+
 /// Restores placeholders in every string inside a JSON value (a tool call's input).
 fn restore_strings(r: &Restorer, value: &mut Value) -> bool {
     match value {
@@ -758,5 +822,32 @@ mod tests {
                 .body
                 .is_none()
         );
+    }
+
+    #[test]
+    fn answer_texts_and_withheld_answers_in_both_dialects() {
+        let openai = br#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"hi [EMAIL_1]","tool_calls":[]},"finish_reason":"stop"}],"usage":{"prompt_tokens":3}}"#;
+        assert_eq!(answer_texts(Dialect::OpenAi, openai), vec!["hi [EMAIL_1]"]);
+        let withheld: Value =
+            serde_json::from_slice(&withhold_json(Dialect::OpenAi, openai).unwrap()).unwrap();
+        assert_eq!(withheld["choices"][0]["message"]["content"], "");
+        assert_eq!(withheld["choices"][0]["finish_reason"], "content_filter");
+        assert!(withheld["choices"][0]["message"]
+            .get("tool_calls")
+            .is_none());
+        assert_eq!(withheld["usage"]["prompt_tokens"], 3);
+        let completion = br#"{"choices":[{"index":0,"text":"a","finish_reason":"stop"}]}"#;
+        assert_eq!(answer_texts(Dialect::OpenAi, completion), vec!["a"]);
+        let anthropic = br#"{"type":"message","content":[{"type":"text","text":"one"},{"type":"tool_use","input":{}},{"type":"text","text":"two"}],"stop_reason":"end_turn"}"#;
+        assert_eq!(
+            answer_texts(Dialect::Anthropic, anthropic),
+            vec!["one", "two"]
+        );
+        let withheld: Value =
+            serde_json::from_slice(&withhold_json(Dialect::Anthropic, anthropic).unwrap()).unwrap();
+        assert_eq!(withheld["content"], json!([]));
+        assert_eq!(withheld["stop_reason"], "refusal");
+        assert!(answer_texts(Dialect::OpenAi, b"not json").is_empty());
+        assert!(withhold_json(Dialect::OpenAi, b"[1]").is_none());
     }
 }

@@ -208,6 +208,10 @@ pub struct ExternalConfig {
     /// Which messages are sent to the service (after masking: masked values never leave).
     #[serde(default)]
     pub scope: Scope,
+    /// Also check the assistant's text of JSON answers (as the provider wrote it: placeholders
+    /// are restored only after the check). Streamed answers are checked by the rules only.
+    #[serde(default)]
+    pub answers: bool,
 }
 
 fn default_timeout() -> u64 {

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::config::{ExternalConfig, InjectionAction, ModerationConfig, PiiAction};
+use super::gate::Gate;
 use super::guard::Guard;
 use super::injection::Injection;
 use super::mask::Masker;
@@ -18,6 +19,8 @@ use crate::error::ApiError;
 /// The compiled config.
 #[derive(Debug)]
 pub struct Engine {
+    /// One pass that tells which request texts any module could find something in.
+    gate: Option<Gate>,
     rules: RuleSet,
     pii: Option<Pii>,
     injection: Option<(Injection, InjectionAction, Scope)>,
@@ -201,7 +204,18 @@ impl Engine {
         let window = config
             .stream_window_chars
             .max(rule_set.longest_keyword().saturating_sub(1));
+        let mut gate_patterns = rule_set.gate_patterns();
+        if let Some(p) = &pii {
+            gate_patterns.extend(p.scanner.gate_patterns());
+        }
+        if let Some((i, _, _)) = &injection {
+            gate_patterns.extend(i.gate.iter().cloned());
+        }
+        // Built from patterns that each compiled already; a failure here is ours, not the
+        // operator's: named at the root.
+        let gate = Gate::new(&gate_patterns).map_err(|e| JsonPath::root().error(e))?;
         Ok(Engine {
+            gate,
             rules: rule_set,
             pii,
             injection,
@@ -222,10 +236,17 @@ impl Engine {
             || self.external.is_some()
     }
 
-    /// Whether answers are read: rules that read them, or placeholders to restore.
+    /// Whether answers are read: rules that read them, placeholders to restore, or the
+    /// external check on answers.
     pub fn reads_answers(&self, report: &RequestReport) -> bool {
         self.rules.reads_answers(&report.selection)
             || (self.restores() && !report.masker.is_empty())
+            || self.external_on_answers().is_some()
+    }
+
+    /// The external service, when it also checks JSON answers.
+    pub fn external_on_answers(&self) -> Option<&ExternalConfig> {
+        self.external.as_ref().filter(|e| e.answers)
     }
 
     /// Whether the glue must read the route name for [`RequestInfo`].
@@ -271,6 +292,10 @@ impl Engine {
             ..RequestReport::default()
         };
         let mut texts = texts_mut(body, endpoint);
+        // Texts no module could find anything in are not searched again (see `gate.rs`).
+        if let Some(gate) = &self.gate {
+            texts.retain(|(_, text)| gate.may_match(text));
+        }
 
         for (segment, text) in texts.iter() {
             if let Some(v) = self.rules.check_in(*segment, text, &report.selection) {

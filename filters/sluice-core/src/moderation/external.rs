@@ -162,6 +162,17 @@ fn azure(config: &ExternalConfig, value: &Value) -> Verdict {
     Verdict::Pass
 }
 
+/// The verdict as counted (`sluice_moderation_external_total{result}`): `pass`, `blocked`,
+/// `failed_open` or `failed_closed`.
+pub fn result_label(config: &ExternalConfig, verdict: &Verdict) -> &'static str {
+    match (verdict, config.failure_mode) {
+        (Verdict::Pass, _) => "pass",
+        (Verdict::Block(_), _) => "blocked",
+        (Verdict::Failed(_), FailureMode::Open) => "failed_open",
+        (Verdict::Failed(_), FailureMode::Closed) => "failed_closed",
+    }
+}
+
 /// The verdict under the configured failure policy.
 pub fn decide(config: &ExternalConfig, verdict: &Verdict) -> Decision {
     match verdict {

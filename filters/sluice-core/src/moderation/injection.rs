@@ -8,6 +8,8 @@
 
 use base64::Engine as _;
 use regex::{Regex, RegexSet};
+
+use super::gate;
 use serde::Deserialize;
 
 /// One heuristic: a pattern and what it adds to the score.
@@ -62,6 +64,8 @@ pub const DEFAULT_SET: &[(&str, &str, f64)] = &[
 /// Compiled heuristics.
 #[derive(Debug)]
 pub struct Injection {
+    /// Patterns matching at least what the heuristics and the payload runs match (`gate.rs`).
+    pub gate: Vec<String>,
     ids: Vec<String>,
     weights: Vec<f64>,
     set: RegexSet,
@@ -96,7 +100,18 @@ impl Injection {
         // Runs of base64 or hex long enough to hide a sentence.
         let payload = Regex::new(r"[A-Za-z0-9+/_-]{24,}={0,2}|(?:[0-9a-fA-F]{2}){16,}")
             .map_err(|e| e.to_string())?;
+        // The gate reads each heuristic case-insensitively (as the set does), the built-in ones
+        // without their word boundaries, and the payload runs.
+        let mut gate: Vec<String> = list
+            .iter()
+            .map(|(_, p, _)| match heuristics {
+                Some(_) => format!("(?i:{p})"),
+                None => format!("(?i:{})", gate::without_word_boundaries(p)),
+            })
+            .collect();
+        gate.push(payload.as_str().to_owned());
         Ok(Injection {
+            gate,
             ids: list.iter().map(|(i, _, _)| i.clone()).collect(),
             weights: list.iter().map(|(_, _, w)| *w).collect(),
             set,
@@ -109,18 +124,20 @@ impl Injection {
     /// payload.
     pub fn score(&self, text: &str) -> Score {
         let mut hit = vec![false; self.ids.len()];
-        for i in self.set.matches(text).iter() {
-            if let Some(h) = hit.get_mut(i) {
-                *h = true;
-            }
-        }
-        for m in self.payload.find_iter(text) {
-            if let Some(decoded) = decode(m.as_str()) {
-                for i in self.set.matches(&decoded).iter() {
+        let mut mark = |text: &str| {
+            // `is_match` first: one fast scan when nothing is there (the usual case).
+            if self.set.is_match(text) {
+                for i in self.set.matches(text).iter() {
                     if let Some(h) = hit.get_mut(i) {
                         *h = true;
                     }
                 }
+            }
+        };
+        mark(text);
+        for m in self.payload.find_iter(text) {
+            if let Some(decoded) = decode(m.as_str()) {
+                mark(&decoded);
             }
         }
         let mut score = 0.0;

@@ -4,6 +4,7 @@ pub mod answer;
 pub mod config;
 pub mod engine;
 pub mod external;
+pub mod gate;
 pub mod guard;
 pub mod injection;
 pub mod mask;

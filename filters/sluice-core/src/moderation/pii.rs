@@ -11,6 +11,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use regex::{Regex, RegexSet};
+
+use super::gate;
 use serde::Deserialize;
 
 /// The kinds of built-in detector.
@@ -258,6 +260,17 @@ impl Scanner {
         Ok(Scanner { detectors, set })
     }
 
+    /// Patterns matching at least what the detectors match (see `gate.rs`).
+    pub fn gate_patterns(&self) -> Vec<String> {
+        self.detectors
+            .iter()
+            .map(|d| match d.kind {
+                Some(_) => gate::without_word_boundaries(d.regex.as_str()),
+                None => d.regex.as_str().to_owned(),
+            })
+            .collect()
+    }
+
     pub fn detectors(&self) -> &[Compiled] {
         &self.detectors
     }
@@ -266,6 +279,9 @@ impl Scanner {
     /// starts first wins, then the longer, then the detector listed first.
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         let mut found = Vec::new();
+        if !self.set.is_match(text) {
+            return found;
+        }
         for index in self.set.matches(text).iter() {
             let Some(d) = self.detectors.get(index) else {
                 continue;

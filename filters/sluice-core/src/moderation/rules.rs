@@ -5,7 +5,9 @@
 //! A deny match blocks unless an allow match overlaps it. Each rule has a scope (which messages
 //! of a request it reads) and says whether it also reads the answer.
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+
+use super::gate;
 use regex::{Regex, RegexSet};
 use serde::Deserialize;
 
@@ -214,6 +216,10 @@ impl RuleSet {
             }
             AhoCorasick::builder()
                 .match_kind(MatchKind::Standard)
+                // A DFA, without the rare-byte prefilter: ordinary prose holds every letter,
+                // so the prefilter would stop at almost every byte (measured: 2.5x slower).
+                .kind(Some(AhoCorasickKind::DFA))
+                .prefilter(false)
                 .ascii_case_insensitive(fold)
                 .build(&words)
                 .map(|finder| Some(Keywords { finder, owner }))
@@ -229,6 +235,15 @@ impl RuleSet {
             regexes,
             longest_keyword: longest_keyword.unwrap_or(0),
         })
+    }
+
+    /// Patterns matching at least what the rules match (see `gate.rs`).
+    pub fn gate_patterns(&self) -> Vec<String> {
+        let keywords = self.rules.iter().flat_map(|r| r.keywords.iter());
+        keywords
+            .map(|k| gate::keyword(k))
+            .chain(self.regexes.iter().map(|(r, _)| r.as_str().to_owned()))
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -382,6 +397,11 @@ impl RuleSet {
         // (start, end, rule) of every match of a rule that applies here.
         let mut hits: Vec<(usize, usize, usize)> = Vec::new();
         for keywords in [&self.exact, &self.folded].into_iter().flatten() {
+            // A plain scan first: the overlapping search costs more per byte, and usually
+            // finds nothing.
+            if !keywords.finder.is_match(text) {
+                continue;
+            }
             for m in keywords.finder.find_overlapping_iter(text) {
                 let Some(&rule) = keywords.owner.get(m.pattern().as_usize()) else {
                     continue;
@@ -394,7 +414,9 @@ impl RuleSet {
                 }
             }
         }
-        if !self.regexes.is_empty() {
+        // `is_match` first: with nothing to find (the usual case) it is one fast forward scan,
+        // where `matches` runs the slower overlapping search.
+        if !self.regexes.is_empty() && self.set.is_match(text) {
             for i in self.set.matches(text).iter() {
                 let Some((regex, rule)) = self.regexes.get(i) else {
                     continue;
