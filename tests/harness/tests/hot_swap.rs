@@ -304,8 +304,12 @@ fn push_rejected(envoy: &Envoy, dir: &Path, what: &str, swap: Swap) {
     assert_eq!(after["version_text"], before["version_text"], "{what}");
 }
 
+/// The tests of this file one at a time: the load test's timings are its results.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn builds_swap_under_load_and_bad_ones_are_refused_while_the_last_good_one_serves() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let scratch = tempfile::tempdir().unwrap();
     let layout = scratch.path().join("ecds");
     ecds::init(&layout, &paths::wasm_dir()).unwrap();
@@ -581,4 +585,80 @@ fn write_config(dir: &Path) -> PathBuf {
     let path = dir.join("token_count.json");
     std::fs::write(&path, config).unwrap();
     path
+}
+
+/// No default_config: a resource missing at start stops Envoy; one refused at start leaves the
+/// listener answering 500 until a good one is renamed in (envoy/sluice-ecds.yaml's header).
+#[test]
+fn a_filter_missing_or_refused_at_start_fails_closed() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().unwrap();
+    let layout = scratch.path().join("ecds");
+    ecds::init(&layout, &paths::wasm_dir()).unwrap();
+    let mock = MockProvider::start().unwrap();
+    let mut vars = BTreeMap::new();
+    vars.insert("ECDS_DIR", layout.display().to_string());
+    let start = || {
+        Envoy::start_template_with(
+            "envoy/sluice-ecds.yaml",
+            mock.port,
+            &BTreeMap::new(),
+            &[],
+            &vars,
+        )
+    };
+
+    let file = layout.join("prompt-template.json");
+    let kept = std::fs::read_to_string(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let err = start()
+        .err()
+        .expect("Envoy started without prompt-template's resource");
+    assert!(
+        err.contains("paths must refer to an existing path"),
+        "{err}"
+    );
+
+    // Refused at start: the module is cut short.
+    std::fs::write(&file, kept).unwrap();
+    let good = paths::wasm_dir().join("prompt_template.wasm");
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = scratch.path().join("prompt_template_truncated.wasm");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let bad = Swap {
+        filter: "prompt-template".into(),
+        wasm: Some(truncated),
+        ..Swap::default()
+    };
+    ecds::swap(&layout, &bad).unwrap();
+    let envoy = start().unwrap();
+    let url = envoy.url("/v1/chat/completions");
+    let resp = http::post(&url, &chat_body(false), &[DEMO_AUTH]).unwrap();
+    assert_eq!(resp.status, 500, "{}", resp.text());
+    assert_eq!(resp.json().unwrap()["error"]["code"], "gateway_error");
+    let stats = http::get(&envoy.admin_url("/stats?filter=prompt_template"))
+        .unwrap()
+        .text();
+    assert!(
+        stats.contains(
+            "extension_config_discovery.http_filter.sluice.prompt_template.update_rejected: 1"
+        ),
+        "{stats}"
+    );
+
+    // A good resource heals it.
+    let fix = Swap {
+        filter: "prompt-template".into(),
+        wasm: Some(good),
+        ..Swap::default()
+    };
+    ecds::swap(&layout, &fix).unwrap();
+    let deadline = Instant::now() + LIVE_BOUND;
+    loop {
+        match one_request(&agent(), &url, false) {
+            Ok(Build::A) => break,
+            other => assert!(Instant::now() < deadline, "{other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
