@@ -24,12 +24,17 @@ SKOPEO_FLAGS ?=
 # Istio's own CRD schemas (npm @kubernetes-models/istio, pinned by its package-lock.json).
 ISTIO_SCHEMA := tests/istio-schema
 
-.PHONY: .rust-targets .oci-tools help setup build wasm test lint unit-test wasm-unit-test integration-test run bench clean key-digest oci oci-push istio-manifests
+# The hot-swap layout (make run-ecds, make swap): resource files and builds for ECDS.
+ECDS_DIR     ?= .sluice/ecds
+
+.PHONY: .rust-targets .oci-tools help setup build wasm test lint unit-test wasm-unit-test integration-test run run-ecds swap bench clean key-digest oci oci-push istio-manifests
 
 help:
 	@echo "make run    build everything, start Envoy with the whole chain in front of the mock provider"
 	@echo "make test   fmt, clippy, unit tests (host and wasm32), wasm builds, real-Envoy integration tests"
 	@echo "make bench  bare Envoy vs the chain, same run; writes bench/out/report.md"
+	@echo "make run-ecds   make run in the hot-swap layout: every filter through ECDS from $(ECDS_DIR)"
+	@echo "make swap FILTER=name [WASM=path] [CONFIG=path]   a new build/config into $(ECDS_DIR), atomically"
 	@echo "make setup  wasm targets, .venv (pinned Envoy + SDKs), wasm-bindgen-cli, skopeo and"
 	@echo "            docker-registry (apt), Istio's schemas (npm ci in $(ISTIO_SCHEMA)); idempotent"
 	@echo "make oci    every filter as OCI image layouts in $(OCI_DIR)/<filter> (tags $(TAG), $(TAG)-artifact)"
@@ -93,6 +98,19 @@ integration-test: build
 # ---- the two user commands' other half ----
 run: setup build
 	@exec target/debug/sluice-dev run
+
+# The same in the hot-swap layout (envoy/sluice-ecds.yaml); its directory is filled afresh.
+run-ecds: setup build
+	@SLUICE_ECDS_DIR=$(ECDS_DIR) exec target/debug/sluice-dev run --ecds
+
+# A filter's new build and/or config into the running layout: FILTER is token-count,
+# prompt-template, moderation, model-router, key-injection (the build of both roles), or
+# key-injection.authenticate / key-injection.inject (a role's config). Without WASM and CONFIG,
+# the filter's current build in $(WASM_DIR) (make wasm) goes in.
+swap:
+	@test -n "$(FILTER)" || (echo "usage: make swap FILTER=name [WASM=path] [CONFIG=path] [ECDS_DIR=$(ECDS_DIR)]" >&2; exit 2)
+	@cargo run --quiet -p sluice-harness --bin sluice-dev -- swap --dir "$(ECDS_DIR)" --filter "$(FILTER)" \
+	  $(if $(WASM),--wasm "$(WASM)") $(if $(CONFIG),--config "$(CONFIG)")
 
 bench: setup wasm
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

@@ -6,6 +6,7 @@
 //! both processes are stopped when the value is dropped, pass or fail. Tests run in parallel.
 
 pub mod bench;
+pub mod ecds;
 pub mod envoy;
 pub mod http;
 pub mod mock;

@@ -6,23 +6,32 @@
 use std::collections::BTreeMap;
 
 use sluice_harness::envoy::{render_template, template_vars, validate, validate_env};
-use sluice_harness::{providers, Gateway};
+use sluice_harness::{ecds, paths, providers, Gateway};
+
+/// The hot-swap layout envoy/sluice-ecds.yaml points at, filled once per test run (Envoy checks
+/// that its files exist, even in validate mode).
+fn ecds_layout() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("configs-ecds-layout");
+        ecds::init(&dir, &paths::wasm_dir()).unwrap();
+        dir
+    })
+}
 
 fn rendered(template: &str) -> String {
-    render_template(
-        template,
-        &template_vars(10000, 9901, 18000),
-        &BTreeMap::new(),
-    )
-    .unwrap()
+    let mut vars = template_vars(10000, 9901, 18000);
+    vars.insert("ECDS_DIR", ecds_layout().display().to_string());
+    render_template(template, &vars, &BTreeMap::new()).unwrap()
 }
 
 /// Every Envoy config in envoy/ a user may start (providers.yaml is a fragment sluice.yaml's
 /// renderer appends).
-const SHIPPED: [&str; 3] = [
+const SHIPPED: [&str; 4] = [
     "envoy/sluice.yaml",
     "envoy/bare.yaml",
     "envoy/own-envoy.yaml",
+    "envoy/sluice-ecds.yaml",
 ];
 
 #[test]
@@ -56,6 +65,7 @@ fn shipped_configs_share_one_local_reply_mapping() {
     assert!(sluice.contains("request_too_large"));
     assert_eq!(block("envoy/bare.yaml"), sluice);
     assert_eq!(block("envoy/own-envoy.yaml"), sluice);
+    assert_eq!(block("envoy/sluice-ecds.yaml"), sluice);
 }
 
 /// Rendering replaces placeholders everywhere, comments included: a comment must not name one
@@ -198,4 +208,70 @@ fn chain_loads_every_filter_once_per_plugin() {
         .unwrap_or_else(|| panic!("no v8 active gauge in:\n{stats}"));
     // Five modules, each on the main thread and two workers.
     assert!(active >= 15, "active VMs {active}");
+}
+
+/// envoy/sluice-ecds.yaml is envoy/sluice.yaml with each Sluice filter's inline config replaced
+/// by config discovery, and the resources `make run-ecds` writes carry what sluice.yaml has
+/// inline: the chain cannot drift apart between the two layouts.
+#[test]
+fn hot_swap_layout_is_the_shipped_chain() {
+    // Everything but the header comment and the bodies of the Sluice filter entries.
+    fn skeleton(text: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut in_entry = false;
+        for line in text.lines().skip_while(|l| !l.starts_with("node:")) {
+            if line.starts_with("          - name: sluice.") {
+                in_entry = true;
+                out.push(line);
+            } else if in_entry && line.starts_with("            ") {
+                continue;
+            } else {
+                in_entry = false;
+                out.push(line);
+            }
+        }
+        out
+    }
+    let read = |t: &str| std::fs::read_to_string(paths::repo().join(t)).unwrap();
+    let (inline, ecds_text) = (read("envoy/sluice.yaml"), read("envoy/sluice-ecds.yaml"));
+    assert_eq!(skeleton(&ecds_text), skeleton(&inline));
+    let entries = ecds_text.matches("            config_discovery:").count();
+    assert_eq!(
+        entries, 7,
+        "six entries, key-injection's inject on both listeners"
+    );
+    for r in ecds::RESOURCES {
+        assert!(ecds_text.contains(&format!(
+            "          - name: {}\n            config_discovery:\n              config_source:\n                path_config_source:\n                  path: ${{ECDS_DIR}}/{}\n",
+            r.name, r.file
+        )), "{}", r.name);
+        let file = std::fs::read_to_string(ecds_layout().join(r.file)).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&file).unwrap();
+        let res = &doc["resources"][0];
+        assert_eq!(res["name"], r.name);
+        let plugin = &res["typed_config"]["config"];
+        assert_eq!(plugin["name"], r.plugin);
+        assert_eq!(plugin["vm_config"]["vm_id"], r.vm_id);
+        assert_eq!(plugin["allow_on_headers_stop_iteration"], true);
+        assert_eq!(
+            plugin["configuration"]["value"].as_str(),
+            sluice_harness::render::plugin_config(&inline, r.plugin).as_deref()
+        );
+        // The module is the current build, under its content-addressed name.
+        let module = plugin["vm_config"]["code"]["local"]["filename"]
+            .as_str()
+            .unwrap();
+        let build = std::fs::read(paths::wasm_dir().join(format!("{}.wasm", r.module))).unwrap();
+        assert_eq!(std::fs::read(module).unwrap(), build);
+        assert!(module.ends_with(&format!(
+            "{}-{}.wasm",
+            r.module,
+            &ecds::sha256_hex(&build)[..16]
+        )));
+        if r.module == "key_injection" {
+            let env = plugin["vm_config"]["environment_variables"]["host_env_keys"].clone();
+            let keys: Vec<String> = serde_json::from_value(env).unwrap();
+            assert!(inline.contains(&format!("host_env_keys: [{}]", keys.join(", "))));
+        }
+    }
 }

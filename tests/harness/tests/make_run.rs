@@ -64,6 +64,15 @@ fn is_running(pid: u32) -> bool {
 /// `sluice-dev run` on free ports, its TMPDIR `tmp`; waits for the curl it prints and runs it.
 /// Returns the child, its output lines up to the curl, and the curl's answer.
 fn start_and_call(tmp: &Path, run_dir: Option<&Path>) -> (Run, u16, Vec<String>) {
+    start_and_call_with(tmp, run_dir, None)
+}
+
+/// Same; with `ecds`, `sluice-dev run --ecds` (make run-ecds) with its layout there.
+fn start_and_call_with(
+    tmp: &Path,
+    run_dir: Option<&Path>,
+    ecds: Option<&Path>,
+) -> (Run, u16, Vec<String>) {
     let (port, admin) = (free_port().unwrap(), free_port().unwrap());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-dev"));
     cmd.arg("run")
@@ -75,6 +84,9 @@ fn start_and_call(tmp: &Path, run_dir: Option<&Path>) -> (Run, u16, Vec<String>)
         .stderr(Stdio::inherit());
     if let Some(dir) = run_dir {
         cmd.env("SLUICE_RUN_DIR", dir);
+    }
+    if let Some(dir) = ecds {
+        cmd.arg("--ecds").env("SLUICE_ECDS_DIR", dir);
     }
     let mut run = Run {
         child: cmd.spawn().unwrap(),
@@ -198,4 +210,41 @@ fn run_stops_on_sigterm_and_keeps_its_logs() {
     let run_dir = tempfile::tempdir().unwrap();
     let (child, port, printed) = start_and_call(tmp.path(), Some(run_dir.path()));
     stop_and_check(child, port, &printed, "-TERM", tmp.path(), run_dir.path());
+}
+
+/// `make run-ecds`: the same chain in the hot-swap layout serves the same curl; `make swap`'s
+/// command puts a build in while it runs (here token-count's current build: unchanged, and the
+/// resource's version moves on); SIGINT stops it the same way.
+#[test]
+fn run_ecds_serves_the_curl_takes_a_swap_and_stops_on_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = tempfile::tempdir().unwrap();
+    let ecds = tempfile::tempdir().unwrap();
+    let (child, port, printed) =
+        start_and_call_with(tmp.path(), Some(run_dir.path()), Some(ecds.path()));
+    assert!(
+        printed.iter().any(|l| l.starts_with("Hot-swap layout in")),
+        "{printed:#?}"
+    );
+    let swap = Command::new(env!("CARGO_BIN_EXE_sluice-dev"))
+        .args(["swap", "--filter", "token-count", "--dir"])
+        .arg(ecds.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&swap.stdout);
+    assert!(
+        swap.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&swap.stderr)
+    );
+    assert!(
+        said.contains("(unchanged)") && said.contains(r#"version "1" -> "2 token_count-"#),
+        "{said}"
+    );
+    let resource = std::fs::read_to_string(ecds.path().join("token-count.json")).unwrap();
+    assert!(
+        resource.contains(r#""version_info": "2 token_count-"#),
+        "{resource}"
+    );
+    stop_and_check(child, port, &printed, "-INT", tmp.path(), run_dir.path());
 }

@@ -6,6 +6,14 @@
 //! run, in `.sluice/run/` (or $SLUICE_RUN_DIR).
 //! With SLUICE_PROVIDERS=1 the real provider clusters of envoy/providers.yaml are added.
 //!
+//! run --ecds (`make run-ecds`): the same, in the hot-swap layout (envoy/sluice-ecds.yaml): the
+//! filters come through ECDS from the directory $SLUICE_ECDS_DIR (default `.sluice/ecds/`),
+//! which is filled afresh from the current builds and envoy/sluice.yaml's plugin configs.
+//!
+//! swap (`make swap`): `sluice-dev swap --dir DIR --filter NAME [--wasm PATH] [--config PATH]
+//! [--unchecked]` replaces a filter's build and/or config in that layout (see
+//! `sluice_harness::ecds`).
+//!
 //! bench: see `sluice_harness::bench`.
 
 use std::collections::BTreeMap;
@@ -13,7 +21,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use sluice_harness::envoy::{render_template, template_vars};
-use sluice_harness::{bench, demo_curl, paths, providers, Envoy, MockProvider, DEMO_KEY};
+use sluice_harness::{bench, demo_curl, ecds, paths, providers, Envoy, MockProvider, DEMO_KEY};
 
 fn env_port(name: &str, default: u16) -> Result<u16, String> {
     match std::env::var(name) {
@@ -22,7 +30,15 @@ fn env_port(name: &str, default: u16) -> Result<u16, String> {
     }
 }
 
-fn run() -> Result<(), String> {
+/// The hot-swap layout's directory: $SLUICE_ECDS_DIR, else `.sluice/ecds/` in the repo.
+fn ecds_dir() -> std::path::PathBuf {
+    match std::env::var("SLUICE_ECDS_DIR") {
+        Ok(dir) if !dir.is_empty() => dir.into(),
+        _ => paths::repo().join(".sluice/ecds"),
+    }
+}
+
+fn run(hot_swap: bool) -> Result<(), String> {
     let port = env_port("SLUICE_PORT", 10000)?;
     let admin = env_port("SLUICE_ADMIN_PORT", 9901)?;
     // From here on SIGINT, SIGTERM and SIGHUP end the run the same way: children stopped, temp
@@ -50,8 +66,29 @@ fn run() -> Result<(), String> {
     let mock = MockProvider::start()?;
     let mut vars = template_vars(port, admin, mock.port);
     vars.insert("ACCESS_LOG", access_log.display().to_string());
-    let mut config = render_template("envoy/sluice.yaml", &vars, &BTreeMap::new())?;
-    if std::env::var("SLUICE_PROVIDERS").is_ok_and(|v| v == "1") {
+    let providers = std::env::var("SLUICE_PROVIDERS").is_ok_and(|v| v == "1");
+    let template = if hot_swap {
+        if providers {
+            return Err(
+                "SLUICE_PROVIDERS=1 is for make run; in the hot-swap layout give \
+                        model-router and key-injection their provider configs with make swap"
+                    .to_owned(),
+            );
+        }
+        let dir = ecds_dir();
+        let done = ecds::init(&dir, &paths::wasm_dir())?;
+        let dir = dir.canonicalize().unwrap_or(dir);
+        println!("Hot-swap layout in {} (filled afresh):", dir.display());
+        for line in done {
+            println!("  {line}");
+        }
+        vars.insert("ECDS_DIR", dir.display().to_string());
+        "envoy/sluice-ecds.yaml"
+    } else {
+        "envoy/sluice.yaml"
+    };
+    let mut config = render_template(template, &vars, &BTreeMap::new())?;
+    if providers {
         let (with_providers, notes) =
             providers::with_real_providers(config, |v| std::env::var(v).ok())?;
         config = with_providers;
@@ -78,6 +115,11 @@ fn run() -> Result<(), String> {
         "curl -s http://127.0.0.1:{port}/v1/messages -H 'x-api-key: {DEMO_KEY}' \\\n  \
          -d '{{\"model\":\"claude-sonnet-5-5\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello, Sluice!\"}}]}}'"
     );
+    if hot_swap {
+        println!(
+            "Swap a build or config while it runs: make swap FILTER=token-count [WASM=path] [CONFIG=path]"
+        );
+    }
     println!("Ctrl-C stops everything.");
     let _ = rx.recv();
     println!("\nstopping Envoy and the mock provider");
@@ -89,12 +131,56 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
+const USAGE: &str = "usage: sluice-dev run [--ecds] | bench | swap --filter NAME [--dir DIR] \
+                     [--wasm PATH] [--config PATH] [--unchecked]";
+
+/// `sluice-dev swap …`: see `ecds::swap`. With neither --wasm nor --config, the filter's
+/// current build in the build folder (what `make wasm` just built) is the new build.
+fn swap(args: &[String]) -> Result<(), String> {
+    let mut dir = ecds_dir();
+    let mut swap = ecds::Swap::default();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--dir" => dir = value()?.into(),
+            "--filter" => swap.filter = value()?,
+            "--wasm" => swap.wasm = Some(value()?.into()),
+            "--config" => swap.config = Some(value()?.into()),
+            "--unchecked" => swap.unchecked = true,
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    if swap.filter.is_empty() {
+        return Err(USAGE.to_owned());
+    }
+    if swap.wasm.is_none() && swap.config.is_none() {
+        let module = ecds::resources_of(&swap.filter)?
+            .first()
+            .map(|r| r.module)
+            .unwrap_or_default();
+        swap.wasm = Some(paths::wasm_dir().join(format!("{module}.wasm")));
+    }
+    for line in ecds::swap(&dir, &swap)? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
 fn main() {
-    let cmd = std::env::args().nth(1).unwrap_or_default();
-    let result = match cmd.as_str() {
-        "run" => run(),
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
+    let result = match args.first().map(String::as_str).unwrap_or_default() {
+        "run" if rest.is_empty() => run(false),
+        "run" if rest == ["--ecds"] => run(true),
         "bench" => bench::run(),
-        _ => Err("usage: sluice-dev run | bench".to_owned()),
+        "swap" => swap(rest),
+        _ => Err(USAGE.to_owned()),
     };
     if let Err(e) = result {
         eprintln!("sluice-dev: {e}");
