@@ -160,14 +160,25 @@ impl ModerationStream {
         let Some(endpoint) = self.endpoint else {
             return Action::Continue;
         };
-        let mut value: Value = match sluice_core::body::parse(body) {
-            Ok(v) => v,
-            Err(err) => return self.refuse(&err),
-        };
         let request = RequestInfo {
             route: self.route.as_deref(),
             host: &self.host,
             path: &self.path,
+        };
+        // Most bodies hold nothing any module could find: told from the raw bytes, and the
+        // body is only checked to be JSON, not built into a tree.
+        if let Some(report) = rt.engine.moderate_raw(body, &request) {
+            if let Err(err) = sluice_core::body::check(body) {
+                return self.refuse(&err);
+            }
+            self.selection = report.selection.clone();
+            self.reads_answer = rt.engine.reads_answers(&report);
+            self.finish_request(&report.outcome());
+            return Action::Continue;
+        }
+        let mut value: Value = match sluice_core::body::parse(body) {
+            Ok(v) => v,
+            Err(err) => return self.refuse(&err),
         };
         let report = rt.engine.moderate_request(&mut value, endpoint, &request);
         self.selection = report.selection.clone();

@@ -16,6 +16,11 @@ use crate::config::{serde_path, strip_position};
 use crate::endpoint::Endpoint;
 use crate::ApiError;
 
+/// Checks that `body` is one JSON value, refused as [`parse`] refuses it, without building it.
+pub fn check(body: &[u8]) -> Result<(), ApiError> {
+    parse::<serde::de::IgnoredAny>(body).map(|_| ())
+}
+
 /// Parses a whole request body as `T` (which may borrow from it).
 pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {

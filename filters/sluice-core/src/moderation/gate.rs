@@ -33,12 +33,35 @@ impl Gate {
     pub fn may_match(&self, text: &str) -> bool {
         self.regex.is_match(text)
     }
+
+    /// Whether any module could find something in any string of a raw JSON `body`, told
+    /// without parsing it. Only meaningful when [`raw_body_is_verbatim`] holds and no gate
+    /// pattern is anchored ([`is_anchored`]): every string's text is then a run of the body's
+    /// bytes, and an unanchored pattern matching inside a string matches inside the body.
+    pub fn may_match_raw(&self, body: &[u8]) -> bool {
+        self.regex.is_match(body)
+    }
 }
 
-/// A built-in pattern for the gate: word-boundary assertions dropped (the pattern then matches
-/// where it did and more). Only for patterns written here, where `\b` is never escaped.
+/// A JSON body whose strings are their bytes as written: no escape (`\`) anywhere.
+pub fn raw_body_is_verbatim(body: &[u8]) -> bool {
+    !body.contains(&b'\\')
+}
+
+/// Whether a pattern may hold a line or text anchor (`^`, `$`, `\A`, `\z`), which would match
+/// at a string's edge but not inside a raw body. Conservative: any `^` or `$` counts.
+pub fn is_anchored(pattern: &str) -> bool {
+    pattern.contains(['^', '$']) || pattern.contains(r"\A") || pattern.contains(r"\z")
+}
+
+/// A built-in pattern for the gate: word-boundary assertions and line-start anchors dropped
+/// (the pattern then matches where it did and more). Only for patterns written here, where
+/// `\b` is never escaped.
 pub fn without_word_boundaries(pattern: &str) -> String {
-    pattern.replace(r"(?-u:\b)", "").replace(r"\b", "")
+    pattern
+        .replace(r"(?-u:\b)", "")
+        .replace(r"\b", "")
+        .replace("(?m)^", "")
 }
 
 /// A keyword for the gate: the literal, case-insensitively (a superset of ASCII case folding
@@ -65,5 +88,22 @@ mod tests {
         assert!(gate.may_match("abxyz"));
         assert!(!gate.may_match("nothing here"));
         assert!(Gate::new(&[]).unwrap().is_none());
+    }
+
+    #[test]
+    fn raw_bodies_and_anchors() {
+        assert!(raw_body_is_verbatim(br#"{"a":"b c"}"#));
+        assert!(!raw_body_is_verbatim(br#"{"a":"b\nc"}"#));
+        assert!(
+            is_anchored("^x") && is_anchored("x$") && is_anchored(r"\Ax") && is_anchored("[^x]")
+        );
+        assert!(!is_anchored(r"\bx\d+"));
+        assert_eq!(
+            without_word_boundaries(r"(?m)^\s*system:|\bx"),
+            r"\s*system:|x"
+        );
+        let gate = Gate::new(&[keyword("forbidden topic")]).unwrap().unwrap();
+        assert!(gate.may_match_raw(br#"{"messages":[{"content":"a Forbidden Topic"}]}"#));
+        assert!(!gate.may_match_raw(br#"{"messages":[{"content":"fine"}]}"#));
     }
 }
