@@ -70,6 +70,7 @@ impl sluice_host::Filter for ModelRouter {
         Box::new(RouteStream {
             runtime,
             routing: false,
+            path_recorded: false,
             dialect: Dialect::OpenAi,
             endpoint: None,
             body_size: 0,
@@ -108,6 +109,8 @@ struct Retry {
 struct RouteStream {
     runtime: Rc<Runtime>,
     routing: bool,
+    /// `x-envoy-original-path` came from prompt-template (a REST call): kept as it is.
+    path_recorded: bool,
     dialect: Dialect,
     endpoint: Option<Endpoint>,
     /// The request body Envoy has buffered, as the last body callback said (for trailers).
@@ -328,8 +331,12 @@ impl HttpContext for RouteStream {
         if headers.contains(ROUTE_HEADER) {
             http::set_request_header(ROUTE_HEADER, None);
         }
-        // Nor write the path the access log shows as theirs.
-        if headers.contains(ORIGINAL_PATH_HEADER) {
+        // Nor write the path the access log shows as theirs. prompt-template records the path
+        // of a REST call it turned into a chat request (and then only: it drops a caller's
+        // first, and names the template in filter state): that one stays, as the caller's.
+        self.path_recorded =
+            headers.contains(ORIGINAL_PATH_HEADER) && state::get(StateKey::Template).is_some();
+        if headers.contains(ORIGINAL_PATH_HEADER) && !self.path_recorded {
             http::set_request_header(ORIGINAL_PATH_HEADER, None);
         }
         let path = headers.get(":path").unwrap_or_default().to_owned();
@@ -402,7 +409,9 @@ impl HttpContext for RouteStream {
         }
         if prepared.path != self.path {
             http::set_request_header(":path", Some(&prepared.path));
-            http::set_request_header(ORIGINAL_PATH_HEADER, Some(&self.path));
+            if !self.path_recorded {
+                http::set_request_header(ORIGINAL_PATH_HEADER, Some(&self.path));
+            }
         }
         if target.kind == Kind::Anthropic && !self.headers.contains("anthropic-version") {
             http::set_request_header("anthropic-version", Some("2023-06-01"));

@@ -1,36 +1,240 @@
-//! prompt-template: named templates with variables, system-message decoration, prompts as REST endpoints.
+//! prompt-template: named templates with variables, system-message decoration, prompts as REST
+//! endpoints.
 //!
-//! Foundation stage: loads and validates its config, passes traffic through untouched.
+//! Host glue only; the logic is `sluice_core::prompt_template`. On the request headers the
+//! engine decides from the method, path, host (and the route name, only when a rule matches on
+//! it) whether anything could apply (`Engine::plan`): when nothing could, the request passes
+//! without its body being read. Otherwise the body is read once: a template is expanded and the
+//! rule's decoration applied (`Engine::apply`), or a REST call is turned into a chat request
+//! (`Engine::rest_request`) whose path replaces the caller's (the route is picked again). A
+//! REST answer in `result` or `json` mode is held whole and reduced (`reduce_answer`); a stream
+//! passes as it comes.
 
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
-use sluice_core::ConfigError;
-
+use proxy_wasm::types::Action;
 use sluice_core::prompt_template::config::PromptTemplateConfig;
+use sluice_core::prompt_template::{holds_answer, reduce_answer, Engine, Plan, RestRequest};
+use sluice_core::{ApiError, ConfigError, Dialect, StateKey};
+use sluice_host::{http, reply, state};
 
 pub struct PromptTemplate;
+
+pub struct Runtime {
+    engine: Engine,
+}
 
 impl sluice_host::Filter for PromptTemplate {
     const NAME: &'static str = "prompt-template";
     type Config = PromptTemplateConfig;
-    type Runtime = PromptTemplateConfig;
+    type Runtime = Runtime;
 
-    fn prepare(config: PromptTemplateConfig) -> Result<PromptTemplateConfig, ConfigError> {
-        Ok(config)
+    fn prepare(config: PromptTemplateConfig) -> Result<Runtime, ConfigError> {
+        Ok(Runtime {
+            engine: Engine::new(config)?,
+        })
     }
 
-    fn http_context(config: Rc<PromptTemplateConfig>, _context_id: u32) -> Box<dyn HttpContext> {
-        Box::new(PromptTemplateStream { _config: config })
+    fn http_context(runtime: Rc<Runtime>, _context_id: u32) -> Box<dyn HttpContext> {
+        Box::new(TemplateStream {
+            runtime,
+            phase: Phase::Idle,
+            dialect: Dialect::OpenAi,
+            body_size: 0,
+            caller_path: String::new(),
+            rest: None,
+            holding: false,
+        })
     }
 }
 
-struct PromptTemplateStream {
-    _config: Rc<PromptTemplateConfig>,
+/// What the request is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing to do, or done.
+    Idle,
+    /// The whole body, to apply rule `rule`.
+    Template { rule: usize },
+    /// The whole body of a call to REST endpoint `endpoint`.
+    Rest { endpoint: usize },
 }
 
-impl Context for PromptTemplateStream {}
-impl HttpContext for PromptTemplateStream {}
+/// The header to record a rewritten path under (Envoy's name for it): the access log shows it
+/// as the caller's path.
+const ORIGINAL_PATH_HEADER: &str = "x-envoy-original-path";
+
+struct TemplateStream {
+    runtime: Rc<Runtime>,
+    phase: Phase,
+    dialect: Dialect,
+    /// The request body Envoy has buffered, as the last body callback said (for trailers).
+    body_size: usize,
+    caller_path: String,
+    /// The REST call this request became (its body taken out): how to answer it.
+    rest: Option<RestRequest>,
+    /// A REST answer held until whole, to be reduced.
+    holding: bool,
+}
+
+impl TemplateStream {
+    fn refuse(&mut self, err: &ApiError) -> Action {
+        self.phase = Phase::Idle;
+        reply::send_error(err, self.dialect);
+        Action::Pause
+    }
+
+    fn write_body(&self, body: &[u8]) {
+        http::set_request_body(self.body_size, body);
+        http::set_request_header("content-length", Some(&body.len().to_string()));
+    }
+
+    /// The whole request body is here.
+    fn handle(&mut self, body: &[u8]) -> Action {
+        let rt = self.runtime.clone();
+        match std::mem::replace(&mut self.phase, Phase::Idle) {
+            Phase::Idle => Action::Continue,
+            Phase::Template { rule } => match rt.engine.apply(rule, self.dialect, body) {
+                Err(err) => self.refuse(&err),
+                Ok(outcome) => {
+                    if let Some(new_body) = &outcome.body {
+                        self.write_body(new_body);
+                    }
+                    if let Some(template) = &outcome.template {
+                        state::set(StateKey::Template, template);
+                    }
+                    Action::Continue
+                }
+            },
+            Phase::Rest { endpoint } => {
+                let Some(ep) = rt.engine.endpoint(endpoint) else {
+                    return Action::Continue;
+                };
+                let mut rest = match rt.engine.rest_request(ep, body) {
+                    Ok(r) => r,
+                    Err(err) => return self.refuse(&err),
+                };
+                self.write_body(&rest.body);
+                rest.body = Vec::new();
+                http::set_request_header(":method", Some("POST"));
+                http::set_request_header(":path", Some(&rest.path));
+                http::set_request_header(ORIGINAL_PATH_HEADER, Some(&self.caller_path));
+                http::clear_route_cache();
+                state::set(StateKey::Template, &rest.template);
+                self.rest = Some(rest);
+                Action::Continue
+            }
+        }
+    }
+}
+
+impl Context for TemplateStream {}
+
+impl HttpContext for TemplateStream {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        let rt = self.runtime.clone();
+        if rt.engine.idle() {
+            return Action::Continue; // no host call at all
+        }
+        let headers = http::request_headers();
+        let method = headers.get(":method").unwrap_or_default();
+        let path = headers.get(":path").unwrap_or_default();
+        let host = headers.get(":authority").unwrap_or_default();
+        let plan = rt.engine.plan(method, path, host, || {
+            http::property(&["xds", "route_name"])
+        });
+        self.phase = match plan {
+            Plan::Pass => return Action::Continue,
+            Plan::Refuse(err) => {
+                self.dialect = Dialect::from_path(path);
+                return self.refuse(&err);
+            }
+            Plan::Template { rule, dialect } => {
+                if end_of_stream {
+                    return Action::Continue; // no body: the next filters refuse it
+                }
+                self.dialect = dialect;
+                Phase::Template { rule }
+            }
+            Plan::Rest(endpoint) => Phase::Rest { endpoint },
+        };
+        // The original path this filter records is its own, never the caller's.
+        if headers.contains(ORIGINAL_PATH_HEADER) {
+            http::set_request_header(ORIGINAL_PATH_HEADER, None);
+        }
+        self.caller_path = path.to_owned();
+        if end_of_stream {
+            // A REST call without a body: the engine names the fields it takes.
+            return self.handle(&[]);
+        }
+        Action::Pause // the template, variables and messages are in the body
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.body_size = body_size;
+        if self.phase == Phase::Idle {
+            return Action::Continue;
+        }
+        let max = self.runtime.engine.config.max_body_bytes;
+        let body = match http::whole_request_body(body_size, end_of_stream, max) {
+            http::BodyRead::Partial => return Action::Pause,
+            http::BodyRead::TooLarge(err) => return self.refuse(&err),
+            http::BodyRead::Whole(body) => body,
+        };
+        self.handle(&body)
+    }
+
+    /// A body that ends with trailers is whole now: read it as if its last piece had come.
+    fn on_http_request_trailers(&mut self, _: usize) -> Action {
+        if self.phase == Phase::Idle {
+            return Action::Continue;
+        }
+        self.on_http_request_body(self.body_size, true)
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        let Some(rest) = &self.rest else {
+            return Action::Continue; // not a REST call: nothing to do on the answer
+        };
+        if end_of_stream {
+            return Action::Continue;
+        }
+        let headers = http::response_headers();
+        let content_type = headers.get("content-type").unwrap_or_default();
+        if !holds_answer(rest, headers.status(), content_type) {
+            return Action::Continue;
+        }
+        // Held with its headers until whole: the reduced body gets its own content-length.
+        self.holding = true;
+        Action::Pause
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.holding {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause; // held until whole
+        }
+        self.holding = false;
+        let Some(rest) = &self.rest else {
+            return Action::Continue;
+        };
+        let body = http::response_body(body_size).unwrap_or_default();
+        let out = match reduce_answer(rest.answer, &body) {
+            Ok(out) => out,
+            Err(err) => {
+                // The caller gets a clear error, in place of an answer it cannot use.
+                http::set_response_header(":status", Some(&err.status().to_string()));
+                err.body(Dialect::OpenAi)
+            }
+        };
+        http::set_response_body(body_size, &out);
+        http::set_response_header("content-type", Some("application/json"));
+        http::set_response_header("content-length", Some(&out.len().to_string()));
+        Action::Continue
+    }
+}
 
 proxy_wasm::main! {{
     sluice_host::install::<PromptTemplate>();

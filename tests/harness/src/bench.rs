@@ -15,7 +15,7 @@
 //!
 //! Settings (environment): `SLUICE_BENCH_CONFIGS` (default `bare,floor,floor-body,floor-hold,
 //! floor-calls,floor-count,floor-route,key-injection,token-count,router,moderation,
-//! moderation-heavy,chain`; also
+//! moderation-heavy,template,template-plain,chain`; also
 //! `router-anthropic`), `SLUICE_BENCH_SECONDS` per run (default 10), `SLUICE_BENCH_ROUNDS`
 //! (default 2), `SLUICE_BENCH_CONNECTIONS` (default 16), `SLUICE_BENCH_OUT` (default
 //! `bench/out/report.md`).
@@ -40,6 +40,32 @@ struct Scenario {
     floor: Option<&'static str>,
     /// Another JSON config for the moderation entry.
     moderation: Option<fn() -> String>,
+    /// Another JSON config for the prompt-template entry.
+    prompt_template: Option<fn() -> String>,
+    /// The requests name a template (`templated_body`) instead of carrying their messages.
+    templated: bool,
+}
+
+/// prompt-template's bench config: the template the templated rows name (no length limit), for
+/// any route but `/v1/chat/completions?plain`, which has no template, decoration or REST rule.
+pub fn bench_template_config() -> String {
+    serde_json::json!({
+        "templates": {"bench": {"model": OPENAI_MODEL, "messages": [
+            {"role": "system", "content": "Answer briefly."},
+            {"role": "user", "content": "{{text}}"}]}},
+        "rules": [{"path_prefix": "/v1/chat/completions?plain", "templates": []}, {}]
+    })
+    .to_string()
+}
+
+/// A request of about `size` bytes naming the bench template.
+pub fn templated_body(size: usize) -> String {
+    let head = r#"{"template":"bench","variables":{"text":""#;
+    let tail = r#""}}"#;
+    let filler = "The quick brown fox jumps over the lazy dog. ";
+    let want = size.saturating_sub(head.len() + tail.len());
+    let text: String = filler.chars().cycle().take(want).collect();
+    format!("{head}{text}{tail}")
 }
 
 /// The heavy moderation row's config: 100 keyword rules, 20 pattern rules, every PII detector.
@@ -78,7 +104,7 @@ const OPENAI_MODEL: &str = "gpt-4o-mini";
 /// The shipped chain's entry whose place a floor row takes (any one entry would do).
 const FLOOR_ENTRY: &str = "sluice.moderation";
 
-const SCENARIOS: [Scenario; 14] = [
+const SCENARIOS: [Scenario; 16] = [
     Scenario {
         key: "bare",
         name: "bare Envoy",
@@ -86,6 +112,8 @@ const SCENARIOS: [Scenario; 14] = [
         model: OPENAI_MODEL,
         floor: None,
         moderation: None,
+        prompt_template: None,
+        templated: false,
     },
     // The floors (tests/floor-filter): one Wasm entry that does nothing on traffic, though
     // Envoy still calls it for every stream event; then one that also waits for the request
@@ -98,6 +126,8 @@ const SCENARIOS: [Scenario; 14] = [
         model: OPENAI_MODEL,
         floor: Some("pass"),
         moderation: None,
+        prompt_template: None,
+        templated: false,
     },
     Scenario {
         key: "floor-body",
@@ -106,6 +136,8 @@ const SCENARIOS: [Scenario; 14] = [
         model: OPENAI_MODEL,
         floor: Some("read-body"),
         moderation: None,
+        prompt_template: None,
+        templated: false,
     },
     Scenario {
         key: "floor-hold",
@@ -114,6 +146,8 @@ const SCENARIOS: [Scenario; 14] = [
         model: OPENAI_MODEL,
         floor: Some("hold-answer"),
         moderation: None,
+        prompt_template: None,
+        templated: false,
     },
     // The unit the filters' other work costs: ten host calls more than floor-hold.
     Scenario {
@@ -123,6 +157,8 @@ const SCENARIOS: [Scenario; 14] = [
         model: OPENAI_MODEL,
         floor: Some("ten-calls"),
         moderation: None,
+        prompt_template: None,
+        templated: false,
     },
     // A filter's own floor: the floor-filter making exactly the host calls that filter makes on
     // these requests, and nothing else. What a filter loses beyond it is its own code's.
@@ -133,6 +169,8 @@ const SCENARIOS: [Scenario; 14] = [
         model: OPENAI_MODEL,
         floor: Some("count-calls"),
         moderation: None,
+        prompt_template: None,
+        templated: false,
     },
     Scenario {
         key: "floor-route",
@@ -141,6 +179,8 @@ const SCENARIOS: [Scenario; 14] = [
         model: OPENAI_MODEL,
         floor: Some("route-calls"),
         moderation: None,
+        prompt_template: None,
+        templated: false,
     },
     Scenario {
         key: "key-injection",
@@ -152,6 +192,8 @@ const SCENARIOS: [Scenario; 14] = [
         model: OPENAI_MODEL,
         floor: None,
         moderation: None,
+        prompt_template: None,
+        templated: false,
     },
     Scenario {
         key: "token-count",
@@ -160,6 +202,8 @@ const SCENARIOS: [Scenario; 14] = [
         model: OPENAI_MODEL,
         floor: None,
         moderation: None,
+        prompt_template: None,
+        templated: false,
     },
     Scenario {
         key: "router",
@@ -168,6 +212,8 @@ const SCENARIOS: [Scenario; 14] = [
         model: OPENAI_MODEL,
         floor: None,
         moderation: None,
+        prompt_template: None,
+        templated: false,
     },
     Scenario {
         key: "router-anthropic",
@@ -176,6 +222,8 @@ const SCENARIOS: [Scenario; 14] = [
         model: "claude-sonnet-5-5",
         floor: None,
         moderation: None,
+        prompt_template: None,
+        templated: false,
     },
     // moderation: the make-run demo config (two detectors masking, one deny rule, injection
     // flagged), and a heavy one (100 keyword rules, 20 patterns, every detector).
@@ -186,6 +234,8 @@ const SCENARIOS: [Scenario; 14] = [
         model: OPENAI_MODEL,
         floor: None,
         moderation: None,
+        prompt_template: None,
+        templated: false,
     },
     Scenario {
         key: "moderation-heavy",
@@ -194,6 +244,30 @@ const SCENARIOS: [Scenario; 14] = [
         model: OPENAI_MODEL,
         floor: None,
         moderation: Some(heavy_moderation_config),
+        prompt_template: None,
+        templated: false,
+    },
+    // prompt-template: a templated request (expanded, written back), and an untemplated one on
+    // a route no rule could change (its body is never read).
+    Scenario {
+        key: "template",
+        name: "prompt-template alone (templated request)",
+        filters: Some(&["sluice.prompt_template"]),
+        model: OPENAI_MODEL,
+        floor: None,
+        moderation: None,
+        prompt_template: Some(bench_template_config),
+        templated: true,
+    },
+    Scenario {
+        key: "template-plain",
+        name: "prompt-template alone (untemplated, no rule of its route applies)",
+        filters: Some(&["sluice.prompt_template"]),
+        model: OPENAI_MODEL,
+        floor: None,
+        moderation: None,
+        prompt_template: Some(bench_template_config),
+        templated: false,
     },
     Scenario {
         key: "chain",
@@ -202,6 +276,8 @@ const SCENARIOS: [Scenario; 14] = [
         model: OPENAI_MODEL,
         floor: None,
         moderation: None,
+        prompt_template: None,
+        templated: false,
     },
 ];
 
@@ -221,6 +297,9 @@ fn start(scenario: &Scenario, mock_port: u16) -> Result<Envoy, String> {
             let mut overrides = BTreeMap::new();
             if let Some(config) = scenario.moderation {
                 overrides.insert("moderation".to_owned(), config());
+            }
+            if let Some(config) = scenario.prompt_template {
+                overrides.insert("prompt_template".to_owned(), config());
             }
             let config = render_template(
                 "envoy/sluice.yaml",
@@ -653,7 +732,7 @@ pub fn run() -> Result<(), String> {
 
     let wanted = std::env::var("SLUICE_BENCH_CONFIGS").unwrap_or_else(|_| {
         "bare,floor,floor-body,floor-hold,floor-calls,floor-count,floor-route,key-injection,\
-         token-count,router,moderation,moderation-heavy,chain"
+         token-count,router,moderation,moderation-heavy,template,template-plain,chain"
             .to_owned()
     });
     let mock = MockProvider::start()?;
@@ -664,7 +743,11 @@ pub fn run() -> Result<(), String> {
         .filter(|s| wanted.split(',').any(|w| w.trim() == s.key))
     {
         configs.push((scenario.name, start(scenario, mock.port)?));
-        models.push(scenario.model);
+        models.push((
+            scenario.model,
+            scenario.templated,
+            scenario.key == "template-plain",
+        ));
     }
     if configs.first().map(|(n, _)| *n) != Some("bare Envoy") {
         return Err("SLUICE_BENCH_CONFIGS must include bare (the baseline)".to_owned());
@@ -740,23 +823,36 @@ pub fn run() -> Result<(), String> {
     let ticks_per_second = crate::envoy::clock_ticks_per_second().max(1) as f64;
     for kb in &sizes {
         let mut scripts = Vec::new();
-        for model in &models {
-            scripts.push(wrk_script(dir.path(), &chat_body_for(model, kb * 1024))?);
+        for (model, templated, _) in &models {
+            let body = if *templated {
+                templated_body(kb * 1024)
+            } else {
+                chat_body_for(model, kb * 1024)
+            };
+            scripts.push(wrk_script(dir.path(), &body)?);
         }
+        // The untemplated prompt-template row calls the route its rules leave alone.
+        let paths: Vec<&str> = models
+            .iter()
+            .map(|(_, _, plain)| {
+                if *plain {
+                    "/v1/chat/completions?plain"
+                } else {
+                    "/v1/chat/completions"
+                }
+            })
+            .collect();
         eprintln!("bench: {kb} KB body, {rounds} round(s) of {seconds} s per config, {connections} connections");
-        for ((_, envoy), script) in configs.iter().zip(&scripts) {
-            wrk(&envoy.url("/v1/chat/completions"), script, 2, connections)?; // warm-up
+        for (((_, envoy), script), path) in configs.iter().zip(&scripts).zip(&paths) {
+            wrk(&envoy.url(path), script, 2, connections)?; // warm-up
         }
         let mut results: Vec<Vec<WrkResult>> = vec![Vec::new(); configs.len()];
         for round in 0..rounds {
-            for (i, ((name, envoy), script)) in configs.iter().zip(&scripts).enumerate() {
+            for (i, (((name, envoy), script), path)) in
+                configs.iter().zip(&scripts).zip(&paths).enumerate()
+            {
                 let cpu_before = envoy.cpu_ticks();
-                let mut r = wrk(
-                    &envoy.url("/v1/chat/completions"),
-                    script,
-                    seconds,
-                    connections,
-                )?;
+                let mut r = wrk(&envoy.url(path), script, seconds, connections)?;
                 if let (Some(before), Some(after)) = (cpu_before, envoy.cpu_ticks()) {
                     let us = (after.saturating_sub(before)) as f64 * 1e6 / ticks_per_second;
                     r.cpu_us = us / r.requests.max(1) as f64;

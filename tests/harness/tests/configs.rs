@@ -143,6 +143,11 @@ fn every_filter_refuses_a_bad_config_naming_the_field() {
             r#"sluice prompt-template: config refused: $.templates["t"].messages"#,
         ),
         (
+            "prompt_template",
+            r#"{"templates":{"t":{"messages":[{"role":"user","content":"{{q}}"}]}},"endpoints":[{"path":"/apis/t","template":"t"}]}"#,
+            "sluice prompt-template: config refused: $.endpoints[0].template",
+        ),
+        (
             "moderation",
             r#"{"rules":[{"id":"ok","patterns":["fine"]},{"id":"bad","patterns":["x","(unclosed"]}]}"#,
             "sluice moderation: config refused: $.rules[1].patterns[1]",

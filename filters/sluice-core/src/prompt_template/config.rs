@@ -350,10 +350,20 @@ impl Validate for PromptTemplateConfig {
                     .field("method")
                     .error("must be POST, PUT, PATCH or GET (upper case)"));
             }
-            if !self.templates.contains_key(&ep.template) {
-                return Err(at
-                    .field("template")
-                    .error(format!("no template named {:?}", ep.template)));
+            match self.templates.get(&ep.template) {
+                None => {
+                    return Err(at
+                        .field("template")
+                        .error(format!("no template named {:?}", ep.template)))
+                }
+                // A REST caller sends variables only: the template names the model.
+                Some(t) if t.model.is_none() => {
+                    return Err(at.field("template").error(format!(
+                        "template {:?} names no `model` (a REST caller cannot send one)",
+                        ep.template
+                    )))
+                }
+                Some(_) => {}
             }
             if crate::endpoint::Endpoint::from_path(&ep.chat_path)
                 != Some(crate::endpoint::Endpoint::Chat)
@@ -459,6 +469,12 @@ mod tests {
                 r#"{{"templates":{{{t}}}}},"endpoints":[{{"path":"/apis/x","template":"t","answer":"xml"}}]}}"#
             )),
             "$.endpoints[0].answer"
+        );
+        assert_eq!(
+            refused(&format!(
+                r#"{{"templates":{{{t}}}}},"endpoints":[{{"path":"/apis/x","template":"t"}}]}}"#
+            )),
+            "$.endpoints[0].template"
         );
     }
 }

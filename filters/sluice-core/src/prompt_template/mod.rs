@@ -18,6 +18,8 @@ mod rest;
 
 use std::collections::BTreeMap;
 
+use crate::endpoint::Endpoint;
+use crate::error::ErrorKind;
 use crate::{ApiError, ConfigError, Dialect};
 
 use config::{PromptTemplateConfig, RestEndpoint, Rule, Template, Untemplated};
@@ -29,6 +31,27 @@ pub fn state_value(name: &str, template: &Template) -> String {
     format!("{name}@{}", template.version)
 }
 
+/// What the filter does with a request, decided from its head (method, path, host, route).
+#[derive(Debug, PartialEq)]
+pub enum Plan {
+    /// Nothing here can change or refuse it: pass on without reading the body.
+    Pass,
+    /// Read the body and [`Engine::apply`] rule `rule` to it.
+    Template { rule: usize, dialect: Dialect },
+    /// A REST endpoint (index into `config.endpoints`): read the body, [`Engine::rest_request`].
+    Rest(usize),
+    /// Refuse at once (a REST endpoint called with another method).
+    Refuse(ApiError),
+}
+
+/// What a REST endpoint's answer needs: held whole and reduced, or passed as it comes.
+pub fn holds_answer(rest: &RestRequest, status: u16, content_type: &str) -> bool {
+    rest.answer != config::AnswerMode::Raw
+        && !rest.stream
+        && (200..300).contains(&status)
+        && content_type.starts_with("application/json")
+}
+
 /// The config, ready for requests.
 #[derive(Debug)]
 pub struct Engine {
@@ -36,6 +59,7 @@ pub struct Engine {
     /// Rules as configured, or one rule that matches everything when none are.
     rules: Vec<Rule>,
     needs_route_name: bool,
+    idle: bool,
 }
 
 /// What [`Engine::apply`] made of a body.
@@ -55,17 +79,77 @@ impl Engine {
             config.rules.clone()
         };
         let needs_route_name = rules.iter().any(|r| r.route_name.is_some());
-        Ok(Engine {
+        let mut engine = Engine {
             config,
             rules,
             needs_route_name,
-        })
+            idle: false,
+        };
+        engine.idle = engine.config.endpoints.is_empty()
+            && (0..engine.rules.len()).all(|r| !engine.reads_body(r));
+        Ok(engine)
     }
 
     /// Whether [`Engine::rule_for`] needs Envoy's route name (a host call): only when a rule
     /// matches on it.
+    /// Whether no request could ever be changed or refused: no REST endpoint, and no rule
+    /// that reads bodies. Then the filter makes no host call at all.
+    pub fn idle(&self) -> bool {
+        self.idle
+    }
+
     pub fn needs_route_name(&self) -> bool {
         self.needs_route_name
+    }
+
+    /// What to do with a request, from its head. `route_name` is called (a host call) only
+    /// when a rule matches on it and the request could be templated.
+    pub fn plan(
+        &self,
+        method: &str,
+        path: &str,
+        host: &str,
+        route_name: impl FnOnce() -> Option<String>,
+    ) -> Plan {
+        if self.idle {
+            return Plan::Pass;
+        }
+        if !self.config.endpoints.is_empty() {
+            let bare = path.split('?').next().unwrap_or(path);
+            if let Some(i) = self.config.endpoints.iter().position(|e| e.path == bare) {
+                return match self.config.endpoints.get(i) {
+                    Some(e) if e.method != method => Plan::Refuse(
+                        ApiError::new(
+                            ErrorKind::MethodNotAllowed,
+                            format!("{} takes {} requests only, not {method}.", e.path, e.method),
+                        )
+                        .with_code("method_not_allowed")
+                        .with_header("allow", e.method.clone()),
+                    ),
+                    _ => Plan::Rest(i),
+                };
+            }
+        }
+        if method != "POST"
+            || !matches!(
+                Endpoint::from_path(path),
+                Some(Endpoint::Chat | Endpoint::AnthropicMessages)
+            )
+        {
+            return Plan::Pass;
+        }
+        let route = if self.needs_route_name {
+            route_name()
+        } else {
+            None
+        };
+        match self.rule_for(route.as_deref(), host, path) {
+            Some(rule) if self.reads_body(rule) => Plan::Template {
+                rule,
+                dialect: Dialect::from_path(path),
+            },
+            _ => Plan::Pass,
+        }
     }
 
     /// The first rule matching the request, by index.
@@ -147,7 +231,12 @@ impl Engine {
         Ok(Outcome { body, template })
     }
 
-    /// A REST call to `endpoint` as a chat request.
+    /// The REST endpoint at `index` of the config.
+    pub fn endpoint(&self, index: usize) -> Option<&RestEndpoint> {
+        self.config.endpoints.get(index)
+    }
+
+    /// A REST call to `endpoint` as a chat request (always `POST` to its `path`).
     pub fn rest_request(
         &self,
         endpoint: &RestEndpoint,

@@ -28,6 +28,16 @@ pub fn request(
     t: &Template,
     body: &[u8],
 ) -> Result<RestRequest, ApiError> {
+    let used = used_variables(t);
+    if body.iter().all(u8::is_ascii_whitespace) {
+        let takes: Vec<&str> = used.iter().map(String::as_str).collect();
+        return Err(ApiError::invalid_request(format!(
+            "The request body is empty: {} takes a JSON object with: {}",
+            endpoint.path,
+            takes.join(", ")
+        ))
+        .with_code("missing_body"));
+    }
     let mut fields: Map<String, Value> = crate::body::parse(body)?;
     let stream = match fields.remove("stream") {
         None | Some(Value::Null) => false,
@@ -40,7 +50,6 @@ pub fn request(
             )
         }
     };
-    let used = used_variables(t);
     if let Some(unknown) = fields.keys().find(|k| !used.contains(*k)) {
         let mut takes: Vec<&str> = used.iter().map(String::as_str).collect();
         takes.push("stream");

@@ -419,3 +419,86 @@ fn large_values_are_fine() {
     .unwrap();
     assert_eq!(v["messages"][0]["content"].as_str().unwrap().len(), 100_000);
 }
+
+#[test]
+fn plans_from_the_head_alone() {
+    let mut c = base();
+    c["templates"]["sentiment"] = json!({"model": "gpt-4o-mini", "messages": [
+        {"role": "user", "content": "{{text}}"}]});
+    c["endpoints"] = json!([{"path": "/apis/sentiment", "template": "sentiment"}]);
+    c["rules"] = json!([
+        {"route_name": "plain", "templates": []},
+        {"host": "*.example.com"}
+    ]);
+    let e = engine(c);
+    let never = || -> Option<String> { panic!("route name read for nothing") };
+    // REST endpoints: by exact path (query aside), method checked.
+    assert_eq!(
+        e.plan("POST", "/apis/sentiment?v=1", "h", never),
+        Plan::Rest(0)
+    );
+    let Plan::Refuse(x) = e.plan("GET", "/apis/sentiment", "h", never) else {
+        panic!("GET refused")
+    };
+    assert_eq!(
+        (x.status(), x.code.as_deref()),
+        (405, Some("method_not_allowed"))
+    );
+    assert_eq!(x.headers, vec![("allow".to_owned(), "POST".to_owned())]);
+    // Not chat, or not POST: never read, and the route name is not asked for.
+    assert_eq!(e.plan("POST", "/apis/other", "h", never), Plan::Pass);
+    assert_eq!(e.plan("POST", "/v1/embeddings", "h", never), Plan::Pass);
+    assert_eq!(
+        e.plan("GET", "/v1/chat/completions", "h", never),
+        Plan::Pass
+    );
+    // Chat: the route name is read (a rule matches on it), the rule decides.
+    let route = |n: &'static str| move || Some(n.to_owned());
+    assert_eq!(
+        e.plan("POST", "/v1/chat/completions", "h", route("plain")),
+        Plan::Pass
+    );
+    assert_eq!(
+        e.plan("POST", "/v1/messages", "a.example.com:443", route("x")),
+        Plan::Template {
+            rule: 1,
+            dialect: Dialect::Anthropic
+        }
+    );
+    assert_eq!(
+        e.plan("POST", "/v1/chat/completions", "other.org", route("x")),
+        Plan::Pass
+    );
+    // No rules and no templates: nothing to read.
+    let empty = engine(json!({"templates": {}}));
+    assert!(empty.idle() && !e.idle());
+    assert_eq!(
+        empty.plan("POST", "/v1/chat/completions", "h", never),
+        Plan::Pass
+    );
+}
+
+#[test]
+fn rest_answers_held_only_when_reduced() {
+    let mut c = base();
+    c["templates"]["s"] =
+        json!({"model": "m", "messages": [{"role": "user", "content": "{{text}}"}]});
+    c["endpoints"] = json!([
+        {"path": "/apis/a", "template": "s", "answer": "raw"},
+        {"path": "/apis/b", "template": "s"}
+    ]);
+    let e = engine(c);
+    let req = |i: usize, body: &[u8]| e.rest_request(e.endpoint(i).unwrap(), body).unwrap();
+    let raw = req(0, br#"{"text":"x"}"#);
+    let plain = req(1, br#"{"text":"x"}"#);
+    let streamed = req(1, br#"{"text":"x","stream":true}"#);
+    assert!(!holds_answer(&raw, 200, "application/json"));
+    assert!(holds_answer(&plain, 200, "application/json; charset=utf-8"));
+    assert!(!holds_answer(&plain, 429, "application/json"));
+    assert!(!holds_answer(&plain, 200, "text/event-stream"));
+    assert!(!holds_answer(&streamed, 200, "application/json"));
+    // An empty body names what the endpoint takes.
+    let x = e.rest_request(e.endpoint(1).unwrap(), b" ").unwrap_err();
+    assert_eq!(x.code.as_deref(), Some("missing_body"));
+    assert!(x.message.contains("text"), "{}", x.message);
+}
