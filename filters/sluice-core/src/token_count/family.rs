@@ -20,6 +20,7 @@
 
 use super::image;
 use super::request::{Chat, Content, Message, Part};
+use super::tools;
 
 /// How a model frames a chat prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +76,8 @@ pub fn estimate_reason(model: Option<&str>, req: &Chat) -> Option<&'static str> 
     if model.is_some_and(|m| m.contains("search")) {
         return Some("search models add hidden context");
     }
-    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) || req.functions.is_some() {
-        return Some("tool definitions");
+    if let Some(reason) = tools::estimate_reason(family, req) {
+        return Some(reason);
     }
     if req.response_format_type() == Some("json_schema") {
         return Some("a response_format JSON schema");
@@ -179,17 +180,36 @@ mod tests {
         assert!(estimate_reason(Some("gpt-5"), &plain).is_some());
         assert!(estimate_reason(Some("o1-mini"), &plain).is_some());
         assert!(estimate_reason(Some("gpt-4o-search-preview"), &plain).is_some());
+        let with = |extra: Value| {
+            let mut v = serde_json::json!({"messages": [{"role": "user", "content": "u"}]});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            req(v)
+        };
+        // Flat function definitions are exact on the families the bills settle.
+        let flat = serde_json::json!({"tools": [{"type": "function", "function": {"name": "f",
+            "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}}}]});
+        assert_eq!(estimate_reason(Some("gpt-4o"), &with(flat.clone())), None);
+        assert_eq!(estimate_reason(Some("gpt-5-mini"), &with(flat)), None);
+        let legacy = serde_json::json!({"functions": [{"name": "f", "description": "d"}]});
+        assert_eq!(estimate_reason(Some("gpt-3.5-turbo"), &with(legacy)), None);
         for extra in [
-            serde_json::json!({"tools": [{"type": "function", "function": {"name": "f"}}]}),
-            serde_json::json!({"functions": [{"name": "f"}]}),
+            serde_json::json!({"tools": [{"type": "function", "function": {"name": "f",
+                "parameters": {"type": "object", "properties": {"a": {"type": "array"}}}}}]}),
+            serde_json::json!({"tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "f"}}}),
+            serde_json::json!({"tools": [{"type": "function", "function": {"name": "f"}},
+                {"type": "function", "function": {"name": "g"}}], "model": "gpt-5"}),
             serde_json::json!({"response_format": {"type": "json_schema", "json_schema": {}}}),
         ] {
             let mut v = serde_json::json!({"messages": [{"role": "user", "content": "u"}]});
             for (k, x) in extra.as_object().unwrap() {
                 v[k] = x.clone();
             }
+            let model = v["model"].as_str().unwrap_or("gpt-4o").to_owned();
             assert!(
-                estimate_reason(Some("gpt-4o"), &req(v.clone())).is_some(),
+                estimate_reason(Some(&model), &req(v.clone())).is_some(),
                 "{v}"
             );
         }

@@ -11,6 +11,7 @@ pub mod recipe;
 pub mod request;
 pub mod settle;
 pub mod tokenizer;
+pub mod tools;
 pub mod usage;
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ use super::config::Encoding;
 use super::counter::Counter;
 use super::family::{estimate_reason, Family};
 use super::image::{self, ImageRule};
-use super::request::{self, Block, Blocks, Chat, Content, Message, Messages, Tool};
+use super::request::{self, Block, Blocks, Chat, Content, Message, Messages};
+use super::tools;
 use crate::body::{self, Head};
 pub use crate::endpoint::{azure_deployment, Endpoint};
 use crate::ApiError;
@@ -179,61 +180,8 @@ pub fn count_chat(counter: &Counter, enc: Encoding, model: Option<&str>, req: &C
         .iter()
         .map(|m| count_message(counter, enc, images, m))
         .sum();
-    let tools = req
-        .tools
-        .as_deref()
-        .filter(|t| !t.is_empty())
-        .map_or(0, |t| count_tools(counter, enc, model, t));
-    messages + Family::of(model).reply_priming() + tools
-}
-
-/// The cookbook's function-definition recipe.
-fn count_tools(counter: &Counter, enc: Encoding, model: Option<&str>, tools: &[Tool]) -> u64 {
-    let o200k_family = enc == Encoding::O200kBase;
-    let func_init: i64 = if o200k_family || model.is_none() {
-        7
-    } else {
-        10
-    };
-    let (prop_init, prop_key, enum_init, enum_item, func_end) = (3i64, 3i64, -3i64, 3i64, 12i64);
-    let mut total: i64 = 0;
-    for tool in tools {
-        let Some(f) = &tool.function else { continue };
-        total += func_init;
-        let desc = f.description.as_deref().unwrap_or_default();
-        let desc = desc.strip_suffix('.').unwrap_or(desc);
-        total += counter.count(enc, &format!("{}:{}", f.name, desc)) as i64;
-        let props = f
-            .parameters
-            .as_ref()
-            .and_then(|p| p.get("properties"))
-            .and_then(Value::as_object);
-        if let Some(props) = props.filter(|p| !p.is_empty()) {
-            total += prop_init;
-            for (key, spec) in props {
-                total += prop_key;
-                if let Some(items) = spec.get("enum").and_then(Value::as_array) {
-                    total += enum_init;
-                    for item in items {
-                        total += enum_item;
-                        let text = item
-                            .as_str()
-                            .map_or_else(|| item.to_string(), str::to_owned);
-                        total += counter.count(enc, &text) as i64;
-                    }
-                }
-                let kind = spec.get("type").and_then(Value::as_str).unwrap_or_default();
-                let pdesc = spec
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let pdesc = pdesc.strip_suffix('.').unwrap_or(pdesc);
-                total += counter.count(enc, &format!("{key}:{kind}:{pdesc}")) as i64;
-            }
-        }
-    }
-    total += func_end;
-    u64::try_from(total).unwrap_or(0)
+    let family = Family::of(model);
+    messages + family.reply_priming() + tools::count(counter, enc, family, req)
 }
 
 /// Completions `prompt` / embeddings `input`: a string, strings, or token arrays.

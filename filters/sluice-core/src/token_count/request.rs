@@ -36,9 +36,12 @@ pub struct Chat<'a> {
     pub max_completion_tokens: Option<u64>,
     #[serde(default, borrow)]
     pub tools: Option<Vec<Tool<'a>>>,
-    /// Legacy function definitions: only whether there are any.
+    /// Legacy function definitions.
+    #[serde(default, borrow)]
+    pub functions: Option<Vec<Function<'a>>>,
+    /// `auto`, `none`, `required` or a named function.
     #[serde(default)]
-    pub functions: Option<IgnoredAny>,
+    pub tool_choice: Option<Value>,
     #[serde(default)]
     pub response_format: Option<Value>,
 }

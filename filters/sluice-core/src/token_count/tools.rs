@@ -1,0 +1,290 @@
+//! Tool definitions as OpenAI renders them into the prompt, and what they cost.
+//!
+//! OpenAI turns function definitions into TypeScript-like text in the system (or developer)
+//! part of the prompt (OpenAI's statement "functions are injected into the system message in a
+//! syntax the model has been trained on"; the layout as OpenAI's harmony format guide publishes
+//! it and as users have drawn it out of the models):
+//!
+//! ```text
+//! # Tools
+//!
+//! ## functions
+//!
+//! namespace functions {
+//!
+//! // Get the current weather
+//! type get_weather = (_: {
+//! // The city and state, e.g. San Francisco, CA
+//! location: string,
+//! unit?: "celsius" | "fahrenheit", // default: celsius
+//! }) => any;
+//!
+//! type get_time = () => any;
+//!
+//! } // namespace functions
+//! ```
+//!
+//! What the recorded bills (`testdata/billing/openai_recorded.json`, checked by
+//! `recorded_tests.rs`) settle, on top of that text counted with the model's encoding:
+//! - gpt-3.5, gpt-4, gpt-4o, gpt-4.1: the text joins the first message when it is a system or
+//!   developer message (after a blank line, one token less than the two counted apart);
+//!   otherwise it is a system message of its own (3 tokens of framing). A function whose
+//!   parameters carry no description at all bills one token less than its text (on every such
+//!   recording; why is not known).
+//! - gpt-5 and later (the harmony layout): 81 tokens more than the text alone, for one function
+//!   and no system message (a hidden system message names the channels).
+//! - `parallel_tool_calls` and `tool_choice` `auto` / `none` / `required` change nothing; a
+//!   named `tool_choice` adds tokens (+9 and +4 on the two recordings): an estimate.
+
+// `serde_json::Value` indexing never panics (a missing key yields `Value::Null`).
+#![allow(clippy::indexing_slicing)]
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use super::config::Encoding;
+use super::counter::Counter;
+use super::family::Family;
+use super::request::{Chat, Content, Function};
+
+/// Tokens the harmony layout adds for tools (its hidden system message and the framing of the
+/// tools' own), with or without a system message of the request's.
+const HARMONY_TOOLS: i64 = 84;
+
+/// The request's function definitions: `tools` of type `function`, or legacy `functions`.
+pub fn functions<'r, 'a>(req: &'r Chat<'a>) -> Vec<&'r Function<'a>> {
+    let tools = req
+        .tools
+        .iter()
+        .flatten()
+        .filter_map(|t| t.function.as_ref());
+    tools.chain(req.functions.iter().flatten()).collect()
+}
+
+/// The `namespace functions` text.
+pub fn render(functions: &[&Function]) -> String {
+    let mut out = String::from("# Tools\n\n## functions\n\nnamespace functions {\n\n");
+    for f in functions {
+        comment(&mut out, f.description.as_deref());
+        let params = parameters(f);
+        if has_properties(params) {
+            let _ = write!(out, "type {} = (_: {{\n", f.name);
+            properties(&mut out, params);
+            out.push_str("}) => any;\n\n");
+        } else {
+            let _ = write!(out, "type {} = () => any;\n\n", f.name);
+        }
+    }
+    out.push_str("} // namespace functions");
+    out
+}
+
+fn parameters<'r>(f: &'r Function) -> &'r Value {
+    f.parameters.as_ref().unwrap_or(&Value::Null)
+}
+
+fn comment(out: &mut String, text: Option<&str>) {
+    if let Some(t) = text.filter(|t| !t.is_empty()) {
+        let _ = writeln!(out, "// {t}");
+    }
+}
+
+fn has_properties(schema: &Value) -> bool {
+    schema["properties"]
+        .as_object()
+        .is_some_and(|p| !p.is_empty())
+}
+
+/// An object's properties, one a line, each after its description.
+fn properties(out: &mut String, schema: &Value) {
+    let Some(props) = schema["properties"].as_object() else {
+        return;
+    };
+    let required = schema["required"].as_array();
+    for (name, prop) in props {
+        comment(out, prop["description"].as_str());
+        let optional = !required.is_some_and(|r| r.iter().any(|n| n == name.as_str()));
+        let _ = write!(out, "{name}{}: ", if optional { "?" } else { "" });
+        ts_type(out, prop);
+        out.push(',');
+        match &prop["default"] {
+            Value::Null => {}
+            Value::String(s) => {
+                let _ = write!(out, " // default: {s}");
+            }
+            other => {
+                let _ = write!(out, " // default: {other}");
+            }
+        }
+        out.push('\n');
+    }
+}
+
+/// A JSON schema as a TypeScript type.
+fn ts_type(out: &mut String, schema: &Value) {
+    if let Some(values) = schema["enum"].as_array() {
+        return union(out, values, |out, v| {
+            let _ = write!(out, "{v}");
+        });
+    }
+    if let Some(alts) = schema["anyOf"].as_array().or(schema["oneOf"].as_array()) {
+        return union(out, alts, ts_type);
+    }
+    match &schema["type"] {
+        Value::Array(kinds) => union(out, kinds, |out, k| ts_kind(out, schema, k.as_str())),
+        kind => ts_kind(out, schema, kind.as_str()),
+    }
+}
+
+fn union(out: &mut String, items: &[Value], mut each: impl FnMut(&mut String, &Value)) {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(" | ");
+        }
+        each(out, item);
+    }
+}
+
+fn ts_kind(out: &mut String, schema: &Value, kind: Option<&str>) {
+    match kind {
+        Some("string") => out.push_str("string"),
+        Some("number" | "integer") => out.push_str("number"),
+        Some("boolean") => out.push_str("boolean"),
+        Some("null") => out.push_str("null"),
+        Some("array") => {
+            match &schema["items"] {
+                Value::Null => out.push_str("any"),
+                items => ts_type(out, items),
+            }
+            out.push_str("[]");
+        }
+        Some("object") if has_properties(schema) => {
+            out.push_str("{\n");
+            properties(out, schema);
+            out.push('}');
+        }
+        Some("object") => out.push_str("object"),
+        _ => out.push_str("any"),
+    }
+}
+
+/// The tokens tool definitions add to a chat prompt (0 without any).
+pub fn count(counter: &Counter, enc: Encoding, family: Family, req: &Chat) -> u64 {
+    let functions = functions(req);
+    if functions.is_empty() {
+        return 0;
+    }
+    let text = render(&functions);
+    let mut n = counter.count(enc, &text) as i64;
+    let system = system_text(req);
+    if let Some(system) = system {
+        // Joined to the system message, whose own tokens are counted with it.
+        let joined = format!("{system}\n\n{text}");
+        n = counter.count(enc, &joined) as i64 - counter.count(enc, system) as i64;
+    }
+    n += match (family, system.is_some()) {
+        (Family::Reasoning, _) => HARMONY_TOOLS,
+        (_, false) => 3,
+        (_, true) => -1,
+    };
+    if family != Family::Reasoning {
+        n -= functions.iter().filter(|f| undocumented(f)).count() as i64;
+    }
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// The first message's text when it is a system or developer message (the tools join it).
+fn system_text<'r>(req: &'r Chat) -> Option<&'r str> {
+    let first = req.messages.first()?;
+    if !matches!(first.role.as_ref(), "system" | "developer") {
+        return None;
+    }
+    match &first.content {
+        Some(Content::Text(t)) => Some(t),
+        _ => None,
+    }
+}
+
+/// A function with parameters none of which is described.
+fn undocumented(f: &Function) -> bool {
+    let params = parameters(f);
+    has_properties(params)
+        && params["properties"]
+            .as_object()
+            .is_some_and(|p| p.values().all(|v| v["description"].is_null()))
+}
+
+/// Why tool definitions make a count an estimate, or `None` when the bills settle their shape
+/// for this family: flat parameters (strings, numbers, booleans, string enums; no nested
+/// objects, arrays, unions, defaults or references), one-line descriptions, no named
+/// `tool_choice`; on the harmony families also a single function with undescribed parameters
+/// and no system message.
+pub fn estimate_reason(family: Family, req: &Chat) -> Option<&'static str> {
+    let functions = functions(req);
+    if functions.is_empty() {
+        return if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+            Some("tools other than functions")
+        } else {
+            None
+        };
+    }
+    if req.tools.iter().flatten().any(|t| t.function.is_none()) {
+        return Some("tools other than functions");
+    }
+    if req.tool_choice.as_ref().is_some_and(Value::is_object) {
+        return Some("a named tool_choice");
+    }
+    if !functions.iter().all(|f| flat(f)) {
+        return Some("tool parameters of a shape the bills do not settle");
+    }
+    let first_system = req
+        .messages
+        .first()
+        .is_some_and(|m| matches!(m.role.as_ref(), "system" | "developer"));
+    if first_system && system_text(req).is_none() {
+        return Some("tools joined to a system message given as parts");
+    }
+    let one_undescribed = functions.len() == 1
+        && functions
+            .iter()
+            .all(|f| undocumented(f) || !has_properties(parameters(f)));
+    if family == Family::Reasoning && (!one_undescribed || first_system) {
+        return Some("tool definitions on a reasoning model (one recorded shape)");
+    }
+    None
+}
+
+/// One line per description, and parameters the recordings settle.
+fn flat(f: &Function) -> bool {
+    let one_line = |t: Option<&str>| !t.unwrap_or_default().contains('\n');
+    if !one_line(f.description.as_deref()) {
+        return false;
+    }
+    let Some(params) = &f.parameters else {
+        return true;
+    };
+    let known = ["type", "properties", "required", "additionalProperties"];
+    if params
+        .as_object()
+        .is_some_and(|o| o.keys().any(|k| !known.contains(&k.as_str())))
+    {
+        return false;
+    }
+    params["properties"].as_object().map_or(true, |props| {
+        props.values().all(|p| {
+            let keys_known = p.as_object().is_some_and(|o| {
+                o.keys()
+                    .all(|k| ["type", "description", "enum"].contains(&k.as_str()))
+            });
+            let scalar = matches!(
+                p["type"].as_str(),
+                Some("string" | "number" | "integer" | "boolean")
+            );
+            let strings = p["enum"]
+                .as_array()
+                .map_or(true, |e| e.iter().all(Value::is_string));
+            keys_known && scalar && strings && one_line(p["description"].as_str())
+        })
+    })
+}
