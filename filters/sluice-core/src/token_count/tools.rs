@@ -69,7 +69,7 @@ pub fn render(functions: &[&Function]) -> String {
         comment(&mut out, f.description.as_deref());
         let params = parameters(f);
         if has_properties(params) {
-            let _ = write!(out, "type {} = (_: {{\n", f.name);
+            let _ = writeln!(out, "type {} = (_: {{", f.name);
             properties(&mut out, params);
             out.push_str("}) => any;\n\n");
         } else {
@@ -271,7 +271,7 @@ fn flat(f: &Function) -> bool {
     {
         return false;
     }
-    params["properties"].as_object().map_or(true, |props| {
+    params["properties"].as_object().is_none_or(|props| {
         props.values().all(|p| {
             let keys_known = p.as_object().is_some_and(|o| {
                 o.keys()
@@ -283,7 +283,7 @@ fn flat(f: &Function) -> bool {
             );
             let strings = p["enum"]
                 .as_array()
-                .map_or(true, |e| e.iter().all(Value::is_string));
+                .is_none_or(|e| e.iter().all(Value::is_string));
             keys_known && scalar && strings && one_line(p["description"].as_str())
         })
     })
