@@ -83,6 +83,9 @@ pub fn estimate_reason(model: Option<&str>, req: &Chat) -> Option<&'static str> 
         return Some("a response_format JSON schema");
     }
     for m in &req.messages {
+        if let Some(reason) = tools::history_estimate(family, req, m) {
+            return Some(reason);
+        }
         if let Some(reason) = message_estimate(family, model, m) {
             return Some(reason);
         }
@@ -97,11 +100,12 @@ fn message_estimate(family: Family, model: Option<&str>, m: &Message) -> Option<
             return Some("an assistant message in a reasoning model's history")
         }
         "assistant" => {}
-        "tool" | "function" => return Some("tool results in the history"),
+        "tool" => {}
+        "function" => return Some("legacy function results in the history"),
         _ => return Some("an unknown role"),
     }
-    if m.tool_calls.as_ref().is_some_and(|c| !c.is_empty()) || m.function_call.is_some() {
-        return Some("tool calls in the history");
+    if m.function_call.is_some() {
+        return Some("a legacy function call in the history");
     }
     if m.audio.is_some() {
         return Some("audio");

@@ -136,7 +136,16 @@ pub fn count_request(
 }
 
 fn count_message(counter: &Counter, enc: Encoding, images: ImageRule, m: &Message) -> u64 {
-    let mut n = TOKENS_PER_MESSAGE + counter.count(enc, &m.role);
+    let mut n =
+        TOKENS_PER_MESSAGE + counter.count(enc, &m.role) + content_tokens(counter, enc, images, m);
+    if let Some(name) = &m.name {
+        n += counter.count(enc, name) + TOKENS_PER_NAME;
+    }
+    n
+}
+
+fn content_tokens(counter: &Counter, enc: Encoding, images: ImageRule, m: &Message) -> u64 {
+    let mut n = 0;
     match &m.content {
         Some(Content::Text(t)) => n += counter.count(enc, t),
         Some(Content::Parts(parts)) => {
@@ -158,29 +167,51 @@ fn count_message(counter: &Counter, enc: Encoding, images: ImageRule, m: &Messag
         }
         None => {}
     }
-    if let Some(name) = &m.name {
-        n += counter.count(enc, name) + TOKENS_PER_NAME;
+    n
+}
+
+/// A message in a chat's history: tool calls and results as OpenAI renders them
+/// (`tools.rs`), the others by the recipe.
+fn history_message(
+    counter: &Counter,
+    enc: Encoding,
+    images: ImageRule,
+    family: Family,
+    req: &Chat,
+    m: &Message,
+) -> u64 {
+    let calls = m.tool_calls.as_deref().unwrap_or_default();
+    if !calls.is_empty() {
+        let has_content = match &m.content {
+            Some(Content::Text(t)) => !t.is_empty(),
+            Some(Content::Parts(p)) => !p.is_empty(),
+            None => false,
+        };
+        let content = if has_content {
+            count_message(counter, enc, images, m)
+        } else {
+            0
+        };
+        return content + tools::calls_tokens(counter, enc, family, calls);
     }
-    // A tool result's `tool_call_id` is not billed (recorded turns of one conversation grow
-    // by the recipe without it).
-    for call in m.tool_calls.iter().flatten() {
-        if let Some(f) = &call.function {
-            n += f.name.as_deref().map_or(0, |s| counter.count(enc, s));
-            n += f.arguments.as_deref().map_or(0, |s| counter.count(enc, s));
+    if m.role == "tool" {
+        if let Some(name) = tools::called(req, m) {
+            let header = tools::result_tokens(counter, enc, family, name);
+            return header + content_tokens(counter, enc, images, m);
         }
     }
-    n
+    count_message(counter, enc, images, m)
 }
 
 /// Chat prompt tokens (messages, then tool definitions).
 pub fn count_chat(counter: &Counter, enc: Encoding, model: Option<&str>, req: &Chat) -> u64 {
     let images = model.map_or(ImageRule::Unknown, image::rule_for);
+    let family = Family::of(model);
     let messages: u64 = req
         .messages
         .iter()
-        .map(|m| count_message(counter, enc, images, m))
+        .map(|m| history_message(counter, enc, images, family, req, m))
         .sum();
-    let family = Family::of(model);
     messages + family.reply_priming() + tools::count(counter, enc, family, req)
 }
 

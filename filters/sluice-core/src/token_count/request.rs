@@ -76,6 +76,9 @@ pub struct Message<'a> {
     pub name: Option<Text<'a>>,
     #[serde(default, borrow)]
     pub tool_calls: Option<Vec<ToolCall<'a>>>,
+    /// A tool result's call.
+    #[serde(default, borrow)]
+    pub tool_call_id: Option<Text<'a>>,
     /// Legacy assistant function call: only whether there is one.
     #[serde(default)]
     pub function_call: Option<IgnoredAny>,
@@ -130,6 +133,8 @@ pub struct Function<'a> {
 /// A tool call in an assistant message.
 #[derive(Debug, Deserialize)]
 pub struct ToolCall<'a> {
+    #[serde(default, borrow)]
+    pub id: Option<Text<'a>>,
     #[serde(default, borrow)]
     pub function: Option<FunctionCall<'a>>,
 }

@@ -46,7 +46,7 @@ use serde_json::Value;
 use super::config::Encoding;
 use super::counter::Counter;
 use super::family::Family;
-use super::request::{Chat, Content, Function};
+use super::request::{Chat, Content, Function, Message, ToolCall};
 
 /// Tokens the harmony layout adds for tools (its hidden system message and the framing of the
 /// tools' own), with or without a system message of the request's.
@@ -287,4 +287,123 @@ fn flat(f: &Function) -> bool {
             keys_known && scalar && strings && one_line(p["description"].as_str())
         })
     })
+}
+
+/// Tokens a harmony model's tool call and result add over the classic layout (channel and
+/// recipient in the header; +4 to +6 on the recordings): an estimate.
+const HARMONY_CALL: u64 = 5;
+
+/// An assistant message's tool calls. One call is a message of its own,
+/// `assistant to=functions.{name}`, its arguments as compact JSON; on every recording it bills
+/// 4 tokens of framing plus `assistant to=functions.` and the name counted apart. Several calls
+/// in one message are one call of `multi_tool_use.parallel` whose arguments list them (fitted
+/// on one recording: an estimate).
+pub fn calls_tokens(counter: &Counter, enc: Encoding, family: Family, calls: &[ToolCall]) -> u64 {
+    let harmony = if family == Family::Reasoning {
+        HARMONY_CALL
+    } else {
+        0
+    };
+    if let [call] = calls {
+        let (name, args) = function(call);
+        return 4
+            + harmony
+            + counter.count(enc, "assistant to=functions.")
+            + counter.count(enc, name)
+            + counter.count(enc, &compact(args));
+    }
+    let mut uses = String::from("{\"tool_uses\":[");
+    for (i, call) in calls.iter().enumerate() {
+        let (name, args) = function(call);
+        if i > 0 {
+            uses.push(',');
+        }
+        let args = compact(args);
+        let args = if args.is_empty() { "{}" } else { &args };
+        let _ = write!(
+            uses,
+            "{{\"recipient_name\":\"functions.{name}\",\"parameters\":{args}}}"
+        );
+    }
+    uses.push_str("]}");
+    5 + harmony
+        + counter.count(enc, "assistant to=multi_tool_use.parallel")
+        + counter.count(enc, &uses)
+}
+
+fn function<'r>(c: &'r ToolCall) -> (&'r str, &'r str) {
+    let f = c.function.as_ref();
+    let name = f.and_then(|f| f.name.as_deref()).unwrap_or_default();
+    let args = f.and_then(|f| f.arguments.as_deref()).unwrap_or_default();
+    (name, args)
+}
+
+/// A tool result's header: `functions.{name}` with 3 tokens of framing.
+pub fn result_tokens(counter: &Counter, enc: Encoding, family: Family, name: &str) -> u64 {
+    let harmony = if family == Family::Reasoning {
+        HARMONY_CALL
+    } else {
+        0
+    };
+    3 + harmony + counter.count(enc, &format!("functions.{name}"))
+}
+
+/// The name of the function a tool result answers, from the call with its id.
+pub fn called<'r>(req: &'r Chat, result: &Message) -> Option<&'r str> {
+    let id = result.tool_call_id.as_deref()?;
+    req.messages
+        .iter()
+        .flat_map(|m| m.tool_calls.iter().flatten())
+        .find(|c| c.id.as_deref() == Some(id))
+        .and_then(|c| c.function.as_ref())
+        .and_then(|f| f.name.as_deref())
+}
+
+/// JSON text without the whitespace between its tokens (key order kept).
+fn compact(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !c.is_whitespace() {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Why a message of the history makes the count an estimate, for tool calls and results:
+/// exact on the classic families for one call per message (arguments JSON, no text beside
+/// it) and results whose call is in the history.
+pub fn history_estimate(family: Family, req: &Chat, m: &Message) -> Option<&'static str> {
+    let calls = m.tool_calls.as_deref().unwrap_or_default();
+    let reasoning = family == Family::Reasoning;
+    if !calls.is_empty() {
+        let text = match &m.content {
+            Some(Content::Text(t)) => !t.is_empty(),
+            Some(Content::Parts(p)) => !p.is_empty(),
+            None => false,
+        };
+        let json = calls.iter().all(|c| {
+            let args = c.function.as_ref().and_then(|f| f.arguments.as_deref());
+            serde_json::from_str::<serde::de::IgnoredAny>(args.unwrap_or_default()).is_ok()
+        });
+        return (reasoning || text || calls.len() > 1 || !json).then_some(
+            "tool calls in the history (parallel, beside text or on a reasoning model)",
+        );
+    }
+    if m.role == "tool" {
+        return (reasoning || called(req, m).is_none())
+            .then_some("tool results in the history (on a reasoning model or of an unknown call)");
+    }
+    None
 }
