@@ -20,6 +20,7 @@
 
 use super::image;
 use super::request::{Chat, Content, Message, Part};
+use super::response_format;
 use super::tools;
 
 /// How a model frames a chat prompt.
@@ -79,8 +80,8 @@ pub fn estimate_reason(model: Option<&str>, req: &Chat) -> Option<&'static str> 
     if let Some(reason) = tools::estimate_reason(family, req) {
         return Some(reason);
     }
-    if req.response_format_type() == Some("json_schema") {
-        return Some("a response_format JSON schema");
+    if let Some(reason) = response_format::estimate_reason(family == Family::Classic, req) {
+        return Some(reason);
     }
     for m in &req.messages {
         if let Some(reason) = tools::history_estimate(family, req, m) {

@@ -22,6 +22,7 @@ use super::counter::Counter;
 use super::family::{estimate_reason, Family};
 use super::image::{self, ImageRule};
 use super::request::{self, Block, Blocks, Chat, Content, Message, Messages};
+use super::response_format;
 use super::tools;
 use crate::body::{self, Head};
 pub use crate::endpoint::{azure_deployment, Endpoint};
@@ -212,7 +213,10 @@ pub fn count_chat(counter: &Counter, enc: Encoding, model: Option<&str>, req: &C
         .iter()
         .map(|m| history_message(counter, enc, images, family, req, m))
         .sum();
-    messages + family.reply_priming() + tools::count(counter, enc, family, req)
+    messages
+        + family.reply_priming()
+        + tools::count(counter, enc, family, req)
+        + response_format::count(counter, enc, req)
 }
 
 /// Completions `prompt` / embeddings `input`: a string, strings, or token arrays.

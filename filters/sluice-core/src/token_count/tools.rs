@@ -123,26 +123,26 @@ fn properties(out: &mut String, schema: &Value) {
 
 /// A JSON schema as a TypeScript type.
 fn ts_type(out: &mut String, schema: &Value) {
-    if let Some(values) = schema["enum"].as_array() {
-        return union(out, values, |out, v| {
-            let _ = write!(out, "{v}");
-        });
-    }
-    if let Some(alts) = schema["anyOf"].as_array().or(schema["oneOf"].as_array()) {
-        return union(out, alts, ts_type);
-    }
-    match &schema["type"] {
-        Value::Array(kinds) => union(out, kinds, |out, k| ts_kind(out, schema, k.as_str())),
-        kind => ts_kind(out, schema, kind.as_str()),
-    }
-}
-
-fn union(out: &mut String, items: &[Value], mut each: impl FnMut(&mut String, &Value)) {
+    let (items, kinds) = match (&schema["enum"], &schema["anyOf"], &schema["oneOf"]) {
+        (Value::Array(values), _, _) => (values, false),
+        (_, Value::Array(alts), _) | (_, _, Value::Array(alts)) => (alts, false),
+        _ => match &schema["type"] {
+            Value::Array(kinds) => (kinds, true),
+            kind => return ts_kind(out, schema, kind.as_str()),
+        },
+    };
+    let is_enum = schema["enum"].is_array();
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push_str(" | ");
         }
-        each(out, item);
+        if is_enum {
+            let _ = write!(out, "{item}");
+        } else if kinds {
+            ts_kind(out, schema, item.as_str());
+        } else {
+            ts_type(out, item);
+        }
     }
 }
 
@@ -176,26 +176,39 @@ pub fn count(counter: &Counter, enc: Encoding, family: Family, req: &Chat) -> u6
         return 0;
     }
     let text = render(&functions);
-    let mut n = counter.count(enc, &text) as i64;
-    let system = system_text(req);
-    if let Some(system) = system {
-        // Joined to the system message, whose own tokens are counted with it.
-        let joined = format!("{system}\n\n{text}");
-        n = counter.count(enc, &joined) as i64 - counter.count(enc, system) as i64;
+    let mut n = system_part(counter, enc, req, &text);
+    if family == Family::Reasoning {
+        // Joined or alone, the same in all.
+        n += HARMONY_TOOLS - if system_text(req).is_some() { -1 } else { 3 };
     }
-    n += match (family, system.is_some()) {
-        (Family::Reasoning, _) => HARMONY_TOOLS,
-        (_, false) => 3,
-        (_, true) => -1,
-    };
     if family != Family::Reasoning {
         n -= functions.iter().filter(|f| undocumented(f)).count() as i64;
     }
     u64::try_from(n).unwrap_or(0)
 }
 
+/// The tokens of text OpenAI puts in the system part of the prompt: joined to the first
+/// message after a blank line when that is a system or developer message (one token less than
+/// the two counted apart), else a system message of its own (3 tokens of framing).
+#[inline(never)]
+pub fn system_part(counter: &Counter, enc: Encoding, req: &Chat, text: &str) -> i64 {
+    match system_text(req) {
+        Some(system) => {
+            let joined = format!("{system}\n\n{text}");
+            tokens(counter, enc, &joined) - tokens(counter, enc, system) - 1
+        }
+        None => tokens(counter, enc, text) + 3,
+    }
+}
+
+/// One call site for the counter (the module stays smaller).
+#[inline(never)]
+pub fn tokens(counter: &Counter, enc: Encoding, text: &str) -> i64 {
+    counter.count(enc, text) as i64
+}
+
 /// The first message's text when it is a system or developer message (the tools join it).
-fn system_text<'r>(req: &'r Chat) -> Option<&'r str> {
+pub fn system_text<'r>(req: &'r Chat) -> Option<&'r str> {
     let first = req.messages.first()?;
     if !matches!(first.role.as_ref(), "system" | "developer") {
         return None;
@@ -306,11 +319,10 @@ pub fn calls_tokens(counter: &Counter, enc: Encoding, family: Family, calls: &[T
     };
     if let [call] = calls {
         let (name, args) = function(call);
-        return 4
-            + harmony
-            + counter.count(enc, "assistant to=functions.")
-            + counter.count(enc, name)
-            + counter.count(enc, &compact(args));
+        let n = tokens(counter, enc, "assistant to=functions.")
+            + tokens(counter, enc, name)
+            + tokens(counter, enc, &compact(args));
+        return 4 + harmony + n as u64;
     }
     let mut uses = String::from("{\"tool_uses\":[");
     for (i, call) in calls.iter().enumerate() {
@@ -326,9 +338,9 @@ pub fn calls_tokens(counter: &Counter, enc: Encoding, family: Family, calls: &[T
         );
     }
     uses.push_str("]}");
-    5 + harmony
-        + counter.count(enc, "assistant to=multi_tool_use.parallel")
-        + counter.count(enc, &uses)
+    let n =
+        tokens(counter, enc, "assistant to=multi_tool_use.parallel") + tokens(counter, enc, &uses);
+    5 + harmony + n as u64
 }
 
 fn function<'r>(c: &'r ToolCall) -> (&'r str, &'r str) {
@@ -345,7 +357,7 @@ pub fn result_tokens(counter: &Counter, enc: Encoding, family: Family, name: &st
     } else {
         0
     };
-    3 + harmony + counter.count(enc, &format!("functions.{name}"))
+    3 + harmony + tokens(counter, enc, &format!("functions.{name}")) as u64
 }
 
 /// The name of the function a tool result answers, from the call with its id.
@@ -395,7 +407,7 @@ pub fn history_estimate(family: Family, req: &Chat, m: &Message) -> Option<&'sta
         };
         let json = calls.iter().all(|c| {
             let args = c.function.as_ref().and_then(|f| f.arguments.as_deref());
-            serde_json::from_str::<serde::de::IgnoredAny>(args.unwrap_or_default()).is_ok()
+            serde_json::from_slice::<Value>(args.unwrap_or_default().as_bytes()).is_ok()
         });
         return (reasoning || text || calls.len() > 1 || !json).then_some(
             "tool calls in the history (parallel, beside text or on a reasoning model)",
@@ -406,4 +418,58 @@ pub fn history_estimate(family: Family, req: &Chat, m: &Message) -> Option<&'sta
             .then_some("tool results in the history (on a reasoning model or of an unknown call)");
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn chat(v: serde_json::Value) -> Chat<'static> {
+        // Test bodies live for the whole test run.
+        serde_json::from_str(v.to_string().leak()).unwrap()
+    }
+
+    #[test]
+    fn functions_render_as_a_typescript_namespace() {
+        let req = chat(serde_json::json!({"messages": [], "tools": [
+            {"type": "function", "function": {"name": "get_weather", "description": "Get the weather",
+                "parameters": {"type": "object", "required": ["city"], "properties": {
+                    "city": {"type": "string", "description": "The city"},
+                    "days": {"type": "array", "items": {"type": "integer"}},
+                    "unit": {"type": "string", "enum": ["c", "f"], "default": "c"},
+                    "where": {"type": "object", "properties": {"lat": {"type": ["number", "null"]}}}}}}},
+            {"type": "function", "function": {"name": "now"}}]}));
+        assert_eq!(
+            render(&functions(&req)),
+            "# Tools\n\n## functions\n\nnamespace functions {\n\n// Get the weather\n\
+             type get_weather = (_: {\n// The city\ncity: string,\ndays?: number[],\n\
+             unit?: \"c\" | \"f\", // default: c\nwhere?: {\nlat?: number | null,\n},\n\
+             }) => any;\n\ntype now = () => any;\n\n} // namespace functions"
+        );
+    }
+
+    #[test]
+    fn arguments_are_compacted_in_order() {
+        assert_eq!(
+            compact("{ \"b\": \"x y\\\" z\",\n  \"a\" : [1, 2] }"),
+            "{\"b\":\"x y\\\" z\",\"a\":[1,2]}"
+        );
+    }
+
+    #[test]
+    fn results_name_their_call() {
+        let req = chat(serde_json::json!({"messages": [
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+                "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+            {"role": "tool", "tool_call_id": "c2", "content": "ok"}]}));
+        assert_eq!(called(&req, &req.messages[1]), Some("f"));
+        assert_eq!(called(&req, &req.messages[2]), None);
+        assert!(history_estimate(Family::Classic, &req, &req.messages[1]).is_none());
+        assert!(history_estimate(Family::Classic, &req, &req.messages[2]).is_some());
+        assert!(history_estimate(Family::Reasoning, &req, &req.messages[0]).is_some());
+    }
 }
