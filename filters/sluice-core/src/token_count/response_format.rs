@@ -36,18 +36,27 @@ pub fn render(json_schema: &Value) -> String {
         out.push_str(d);
         out.push('\n');
     }
-    untitled(&mut out, &json_schema["schema"], true);
+    untitled(&mut out, &json_schema["schema"], Kind::Schema);
     out
 }
 
+/// What a JSON value is to [`untitled`].
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Data,
+    Schema,
+    /// `properties`, `$defs`: names to schemas.
+    Schemas,
+}
+
 /// A schema as compact JSON without its `title`s (a property named `title` stays).
-fn untitled(out: &mut String, v: &Value, schema: bool) {
+fn untitled(out: &mut String, v: &Value, kind: Kind) {
     match v {
         Value::Object(map) => {
             out.push('{');
             let mut first = true;
             for (k, x) in map {
-                if schema && k == "title" {
+                if kind == Kind::Schema && k == "title" {
                     continue;
                 }
                 if !first {
@@ -55,25 +64,11 @@ fn untitled(out: &mut String, v: &Value, schema: bool) {
                 }
                 first = false;
                 let _ = write!(out, "{}:", Value::String(k.clone()));
-                let child = match k.as_str() {
-                    "enum" | "const" | "default" | "examples" => false,
-                    // A map of names to schemas, not a schema.
-                    "properties" | "$defs" | "definitions" if schema => {
-                        if let Value::Object(m) = x {
-                            out.push('{');
-                            for (i, (n, s)) in m.iter().enumerate() {
-                                if i > 0 {
-                                    out.push(',');
-                                }
-                                let _ = write!(out, "{}:", Value::String(n.clone()));
-                                untitled(out, s, true);
-                            }
-                            out.push('}');
-                            continue;
-                        }
-                        false
-                    }
-                    _ => schema,
+                let child = match (kind, k.as_str()) {
+                    (Kind::Schemas, _) => Kind::Schema,
+                    (Kind::Schema, "properties" | "$defs" | "definitions") => Kind::Schemas,
+                    (Kind::Schema, "enum" | "const" | "default" | "examples") => Kind::Data,
+                    _ => kind,
                 };
                 untitled(out, x, child);
             }
@@ -85,7 +80,7 @@ fn untitled(out: &mut String, v: &Value, schema: bool) {
                 if i > 0 {
                     out.push(',');
                 }
-                untitled(out, x, schema);
+                untitled(out, x, kind);
             }
             out.push(']');
         }

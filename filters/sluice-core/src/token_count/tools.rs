@@ -52,22 +52,45 @@ use super::request::{Chat, Content, Function, Message, ToolCall};
 /// tools' own), with or without a system message of the request's.
 const HARMONY_TOOLS: i64 = 84;
 
+/// A function definition, from `tools` or legacy `functions`.
+#[derive(Clone, Copy)]
+pub struct Def<'r> {
+    name: &'r str,
+    description: Option<&'r str>,
+    /// `Null` when there are none.
+    parameters: &'r Value,
+}
+
+static NONE: Value = Value::Null;
+
 /// The request's function definitions: `tools` of type `function`, or legacy `functions`.
-pub fn functions<'r, 'a>(req: &'r Chat<'a>) -> Vec<&'r Function<'a>> {
-    let tools = req
-        .tools
-        .iter()
-        .flatten()
-        .filter_map(|t| t.function.as_ref());
-    tools.chain(req.functions.iter().flatten()).collect()
+pub fn functions<'r>(req: &'r Chat) -> Vec<Def<'r>> {
+    let mut out = Vec::new();
+    for t in req.tools.as_deref().unwrap_or_default() {
+        if let Some(f) = &t.function {
+            out.push(Def {
+                name: &f.name,
+                description: f.description.as_deref(),
+                parameters: f.parameters.as_ref().unwrap_or(&NONE),
+            });
+        }
+    }
+    for f in req.functions.as_deref().unwrap_or_default() {
+        out.push(Def {
+            name: f["name"].as_str().unwrap_or_default(),
+            description: f["description"].as_str(),
+            parameters: &f["parameters"],
+        });
+    }
+    out
 }
 
 /// The `namespace functions` text.
-pub fn render(functions: &[&Function]) -> String {
+pub fn render(functions: &[Def]) -> String {
     let mut out = String::from("# Tools\n\n## functions\n\nnamespace functions {\n\n");
     for f in functions {
-        comment(&mut out, f.description.as_deref());
-        let params = parameters(f);
+        comment(&mut out, f.description);
+        let params = f.parameters;
         if has_properties(params) {
             let _ = writeln!(out, "type {} = (_: {{", f.name);
             properties(&mut out, params);
@@ -78,10 +101,6 @@ pub fn render(functions: &[&Function]) -> String {
     }
     out.push_str("} // namespace functions");
     out
-}
-
-fn parameters<'r>(f: &'r Function) -> &'r Value {
-    f.parameters.as_ref().unwrap_or(&Value::Null)
 }
 
 fn comment(out: &mut String, text: Option<&str>) {
@@ -220,8 +239,8 @@ pub fn system_text<'r>(req: &'r Chat) -> Option<&'r str> {
 }
 
 /// A function with parameters none of which is described.
-fn undocumented(f: &Function) -> bool {
-    let params = parameters(f);
+fn undocumented(f: &Def) -> bool {
+    let params = f.parameters;
     has_properties(params)
         && params["properties"]
             .as_object()
@@ -242,7 +261,13 @@ pub fn estimate_reason(family: Family, req: &Chat) -> Option<&'static str> {
             None
         };
     }
-    if req.tools.iter().flatten().any(|t| t.function.is_none()) {
+    if req
+        .tools
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|t| t.function.is_none())
+    {
         return Some("tools other than functions");
     }
     if req.tool_choice.as_ref().is_some_and(Value::is_object) {
@@ -261,7 +286,7 @@ pub fn estimate_reason(family: Family, req: &Chat) -> Option<&'static str> {
     let one_undescribed = functions.len() == 1
         && functions
             .iter()
-            .all(|f| undocumented(f) || !has_properties(parameters(f)));
+            .all(|f| undocumented(f) || !has_properties(f.parameters));
     if family == Family::Reasoning && (!one_undescribed || first_system) {
         return Some("tool definitions on a reasoning model (one recorded shape)");
     }
@@ -269,37 +294,33 @@ pub fn estimate_reason(family: Family, req: &Chat) -> Option<&'static str> {
 }
 
 /// One line per description, and parameters the recordings settle.
-fn flat(f: &Function) -> bool {
-    let one_line = |t: Option<&str>| !t.unwrap_or_default().contains('\n');
-    if !one_line(f.description.as_deref()) {
-        return false;
-    }
-    let Some(params) = &f.parameters else {
-        return true;
-    };
-    let known = ["type", "properties", "required", "additionalProperties"];
-    if params
-        .as_object()
-        .is_some_and(|o| o.keys().any(|k| !known.contains(&k.as_str())))
-    {
-        return false;
-    }
-    params["properties"].as_object().is_none_or(|props| {
-        props.values().all(|p| {
-            let keys_known = p.as_object().is_some_and(|o| {
-                o.keys()
-                    .all(|k| ["type", "description", "enum"].contains(&k.as_str()))
-            });
-            let scalar = matches!(
-                p["type"].as_str(),
-                Some("string" | "number" | "integer" | "boolean")
-            );
-            let strings = p["enum"]
-                .as_array()
-                .is_none_or(|e| e.iter().all(Value::is_string));
-            keys_known && scalar && strings && one_line(p["description"].as_str())
-        })
-    })
+/// Whether every entry of an object (none if it is not one) passes.
+fn all_entries(v: &Value, pass: &dyn Fn(&str, &Value) -> bool) -> bool {
+    v.as_object()
+        .is_none_or(|o| o.iter().all(|(k, x)| pass(k, x)))
+}
+
+fn flat(f: &Def) -> bool {
+    let one_line = |t: Option<&str>| !t.is_some_and(|t| t.contains('\n'));
+    let top = all_entries(f.parameters, &|k, _| {
+        matches!(
+            k,
+            "type" | "properties" | "required" | "additionalProperties"
+        )
+    });
+    let props = all_entries(&f.parameters["properties"], &|_, p| {
+        p["type"].is_string()
+            && all_entries(p, &|k, v| match k {
+                "type" => matches!(
+                    v.as_str(),
+                    Some("string" | "number" | "integer" | "boolean")
+                ),
+                "description" => one_line(v.as_str()),
+                "enum" => v.as_array().is_some_and(|e| e.iter().all(Value::is_string)),
+                _ => false,
+            })
+    });
+    one_line(f.description) && top && props
 }
 
 /// Tokens a harmony model's tool call and result add over the classic layout (channel and
@@ -309,38 +330,23 @@ const HARMONY_CALL: u64 = 5;
 /// An assistant message's tool calls. One call is a message of its own,
 /// `assistant to=functions.{name}`, its arguments as compact JSON; on every recording it bills
 /// 4 tokens of framing plus `assistant to=functions.` and the name counted apart. Several calls
-/// in one message are one call of `multi_tool_use.parallel` whose arguments list them (fitted
-/// on one recording: an estimate).
+/// in one message (OpenAI wraps them in one `multi_tool_use.parallel` call) bill 7 more per
+/// call than as many single calls on the one recording: an estimate.
 pub fn calls_tokens(counter: &Counter, enc: Encoding, family: Family, calls: &[ToolCall]) -> u64 {
     let harmony = if family == Family::Reasoning {
         HARMONY_CALL
     } else {
         0
     };
-    if let [call] = calls {
-        let (name, args) = function(call);
+    let parallel = if calls.len() > 1 { 7 } else { 0 };
+    let one = |c: &ToolCall| {
+        let (name, args) = function(c);
         let n = tokens(counter, enc, "assistant to=functions.")
             + tokens(counter, enc, name)
             + tokens(counter, enc, &compact(args));
-        return 4 + harmony + n as u64;
-    }
-    let mut uses = String::from("{\"tool_uses\":[");
-    for (i, call) in calls.iter().enumerate() {
-        let (name, args) = function(call);
-        if i > 0 {
-            uses.push(',');
-        }
-        let args = compact(args);
-        let args = if args.is_empty() { "{}" } else { &args };
-        let _ = write!(
-            uses,
-            "{{\"recipient_name\":\"functions.{name}\",\"parameters\":{args}}}"
-        );
-    }
-    uses.push_str("]}");
-    let n =
-        tokens(counter, enc, "assistant to=multi_tool_use.parallel") + tokens(counter, enc, &uses);
-    5 + harmony + n as u64
+        4 + harmony + parallel + n as u64
+    };
+    calls.iter().map(one).sum()
 }
 
 fn function<'r>(c: &'r ToolCall) -> (&'r str, &'r str) {
@@ -363,12 +369,14 @@ pub fn result_tokens(counter: &Counter, enc: Encoding, family: Family, name: &st
 /// The name of the function a tool result answers, from the call with its id.
 pub fn called<'r>(req: &'r Chat, result: &Message) -> Option<&'r str> {
     let id = result.tool_call_id.as_deref()?;
-    req.messages
-        .iter()
-        .flat_map(|m| m.tool_calls.iter().flatten())
-        .find(|c| c.id.as_deref() == Some(id))
-        .and_then(|c| c.function.as_ref())
-        .and_then(|f| f.name.as_deref())
+    for m in &req.messages {
+        for c in m.tool_calls.as_deref().unwrap_or_default() {
+            if c.id.as_deref() == Some(id) {
+                return c.function.as_ref().and_then(|f| f.name.as_deref());
+            }
+        }
+    }
+    None
 }
 
 /// JSON text without the whitespace between its tokens (key order kept).
