@@ -36,9 +36,9 @@ pub struct Chat<'a> {
     pub max_completion_tokens: Option<u64>,
     #[serde(default, borrow)]
     pub tools: Option<Vec<Tool<'a>>>,
-    /// Legacy function definitions (read as `tools.rs` reads them).
+    /// Legacy function definitions (a list, read as `tools.rs` reads it).
     #[serde(default)]
-    pub functions: Option<Vec<Value>>,
+    pub functions: Option<Value>,
     /// `auto`, `none`, `required` or a named function.
     #[serde(default)]
     pub tool_choice: Option<Value>,

@@ -46,7 +46,7 @@ use serde_json::Value;
 use super::config::Encoding;
 use super::counter::Counter;
 use super::family::Family;
-use super::request::{Chat, Content, Function, Message, ToolCall};
+use super::request::{Chat, Content, Message, ToolCall};
 
 /// Tokens the harmony layout adds for tools (its hidden system message and the framing of the
 /// tools' own), with or without a system message of the request's.
@@ -75,7 +75,8 @@ pub fn functions<'r>(req: &'r Chat) -> Vec<Def<'r>> {
             });
         }
     }
-    for f in req.functions.as_deref().unwrap_or_default() {
+    let legacy = req.functions.as_ref().and_then(Value::as_array);
+    for f in legacy.map(Vec::as_slice).unwrap_or_default() {
         out.push(Def {
             name: f["name"].as_str().unwrap_or_default(),
             description: f["description"].as_str(),
