@@ -10,10 +10,17 @@
 //!   less, on every plain request recorded. An assistant message in their history bills a few
 //!   tokens more than the recipe says (too few recordings to say how many): an estimate.
 //! - o1 bills a hidden preamble (+7 on the one recording): an estimate.
-//! - Tool definitions, tool calls and results in the history, a `response_format` JSON schema,
-//!   audio and files are rendered into the prompt in ways the recipe only approximates (the
-//!   recordings differ from it by -56 to +82 tokens): estimates, counted by the recipe and
-//!   marked as such.
+//! - Tool definitions are counted as OpenAI renders them (`tools.rs`): exact on the classic
+//!   families for flat parameters (strings, numbers, booleans, string enums, one-line
+//!   descriptions) without a named `tool_choice`, and on the reasoning families for one function
+//!   with undescribed parameters and no system message; every other shape is an estimate
+//!   (counted by the same rendering).
+//! - Tool calls and results in the history (`tools.rs`): exact on the classic families for one
+//!   call per assistant message, without text beside it, and results whose call is in the
+//!   history; parallel calls and a reasoning model's calls are estimates.
+//! - A `response_format` JSON schema (`response_format.rs`): exact for a strict schema of flat
+//!   string and number properties on the classic families, without tools; others estimates.
+//! - Audio and files: estimates (not counted).
 //! - Images sent as data URLs are priced by their size (`image.rs`): exact on the families whose
 //!   image rule the bills settle, estimates on the others and for images behind an http URL.
 //! - Search models add hidden context: estimates.

@@ -98,8 +98,9 @@ fn tool_definitions_against_the_bills() {
         ),
         ("response_format JSON schemas", |c: &Case| c.schema),
     ] {
-        let mut by_model: BTreeMap<&str, (usize, usize, usize, BTreeMap<i64, usize>)> =
-            BTreeMap::new();
+        // Recorded, as billed, called exact, and how many are off by how much.
+        type Tally = (usize, usize, usize, BTreeMap<i64, usize>);
+        let mut by_model: BTreeMap<&str, Tally> = BTreeMap::new();
         for c in cases.iter().filter(|c| pick(c) && !c.doubtful) {
             let e = by_model.entry(&c.model).or_default();
             e.0 += 1;
