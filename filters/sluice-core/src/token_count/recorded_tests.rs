@@ -3,6 +3,9 @@
 //! request the rules call exact must be counted as billed; the others must say they are
 //! estimates.
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use serde_json::Value;
 
 use super::counter::tests::counter;
