@@ -12,8 +12,8 @@
 //! - o1 bills a hidden preamble (+7 on the one recording): an estimate.
 //! - Tool definitions are counted as OpenAI renders them (`tools.rs`): exact on the classic
 //!   families for flat parameters (strings, numbers, booleans, string enums, one-line
-//!   descriptions) without a named `tool_choice`, and on the reasoning families for one function
-//!   with undescribed parameters and no system message; every other shape is an estimate
+//!   descriptions) without a named `tool_choice`, and on gpt-5 and later for one function with
+//!   undescribed parameters and no system message (o3, o4: no recording); every other shape is an estimate
 //!   (counted by the same rendering).
 //! - Tool calls and results in the history (`tools.rs`): exact on the classic families for one
 //!   call per assistant message, without text beside it, and results whose call is in the
@@ -84,7 +84,7 @@ pub fn estimate_reason(model: Option<&str>, req: &Chat) -> Option<&'static str> 
     if model.is_some_and(|m| m.contains("search")) {
         return Some("search models add hidden context");
     }
-    if let Some(reason) = tools::estimate_reason(family, req) {
+    if let Some(reason) = tools::estimate_reason(model, family, req) {
         return Some(reason);
     }
     if let Some(reason) = response_format::estimate_reason(family == Family::Classic, req) {
@@ -203,7 +203,11 @@ mod tests {
         let flat = serde_json::json!({"tools": [{"type": "function", "function": {"name": "f",
             "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}}}]});
         assert_eq!(estimate_reason(Some("gpt-4o"), &with(flat.clone())), None);
-        assert_eq!(estimate_reason(Some("gpt-5-mini"), &with(flat)), None);
+        assert_eq!(
+            estimate_reason(Some("gpt-5-mini"), &with(flat.clone())),
+            None
+        );
+        assert!(estimate_reason(Some("o4-mini"), &with(flat)).is_some());
         let legacy = serde_json::json!({"functions": [{"name": "f", "description": "d"}]});
         assert_eq!(estimate_reason(Some("gpt-3.5-turbo"), &with(legacy)), None);
         for extra in [

@@ -251,9 +251,9 @@ fn undocumented(f: &Def) -> bool {
 /// Why tool definitions make a count an estimate, or `None` when the bills settle their shape
 /// for this family: flat parameters (strings, numbers, booleans, string enums; no nested
 /// objects, arrays, unions, defaults or references), one-line descriptions, no named
-/// `tool_choice`; on the harmony families also a single function with undescribed parameters
-/// and no system message.
-pub fn estimate_reason(family: Family, req: &Chat) -> Option<&'static str> {
+/// `tool_choice`; on the harmony families only gpt-5 and later (the recorded ones; o3 and o4
+/// are estimates), a single function with undescribed parameters and no system message.
+pub fn estimate_reason(model: Option<&str>, family: Family, req: &Chat) -> Option<&'static str> {
     let functions = functions(req);
     if functions.is_empty() {
         return if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
@@ -288,7 +288,8 @@ pub fn estimate_reason(family: Family, req: &Chat) -> Option<&'static str> {
         && functions
             .iter()
             .all(|f| undocumented(f) || !has_properties(f.parameters));
-    if family == Family::Reasoning && (!one_undescribed || first_system) {
+    let gpt5 = model.is_some_and(|m| m.rsplit('/').next().unwrap_or(m).starts_with("gpt-5"));
+    if family == Family::Reasoning && (!one_undescribed || first_system || !gpt5) {
         return Some("tool definitions on a reasoning model (one recorded shape)");
     }
     None
