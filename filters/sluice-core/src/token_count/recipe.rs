@@ -137,16 +137,7 @@ pub fn count_request(
 }
 
 fn count_message(counter: &Counter, enc: Encoding, images: ImageRule, m: &Message) -> u64 {
-    let mut n =
-        TOKENS_PER_MESSAGE + counter.count(enc, &m.role) + content_tokens(counter, enc, images, m);
-    if let Some(name) = &m.name {
-        n += counter.count(enc, name) + TOKENS_PER_NAME;
-    }
-    n
-}
-
-fn content_tokens(counter: &Counter, enc: Encoding, images: ImageRule, m: &Message) -> u64 {
-    let mut n = 0;
+    let mut n = TOKENS_PER_MESSAGE + counter.count(enc, &m.role);
     match &m.content {
         Some(Content::Text(t)) => n += counter.count(enc, t),
         Some(Content::Parts(parts)) => {
@@ -167,6 +158,9 @@ fn content_tokens(counter: &Counter, enc: Encoding, images: ImageRule, m: &Messa
             }
         }
         None => {}
+    }
+    if let Some(name) = &m.name {
+        n += counter.count(enc, name) + TOKENS_PER_NAME;
     }
     n
 }
@@ -195,13 +189,14 @@ fn history_message(
         };
         return content + tools::calls_tokens(counter, enc, family, calls);
     }
-    if m.role == "tool" {
-        if let Some(name) = tools::called(req, m) {
-            let header = tools::result_tokens(counter, enc, family, name);
-            return header + content_tokens(counter, enc, images, m);
+    let n = count_message(counter, enc, images, m);
+    match tools::called(req, m).filter(|_| m.role == "tool") {
+        // The role's place holds the function's name.
+        Some(name) => {
+            n + tools::result_tokens(counter, enc, family, name) - counter.count(enc, &m.role)
         }
+        None => n,
     }
-    count_message(counter, enc, images, m)
 }
 
 /// Chat prompt tokens (messages, then tool definitions).

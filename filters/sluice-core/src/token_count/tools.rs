@@ -358,14 +358,14 @@ fn function<'r>(c: &'r ToolCall) -> (&'r str, &'r str) {
     (name, args)
 }
 
-/// A tool result's header: `functions.{name}` with 3 tokens of framing.
+/// A tool result's header, `functions.{name}`, in place of its role.
 pub fn result_tokens(counter: &Counter, enc: Encoding, family: Family, name: &str) -> u64 {
     let harmony = if family == Family::Reasoning {
         HARMONY_CALL
     } else {
         0
     };
-    3 + harmony + tokens(counter, enc, &format!("functions.{name}")) as u64
+    harmony + tokens(counter, enc, &format!("functions.{name}")) as u64
 }
 
 /// The name of the function a tool result answers, from the call with its id.
