@@ -10,16 +10,25 @@
 //!   less, on every plain request recorded. An assistant message in their history bills a few
 //!   tokens more than the recipe says (too few recordings to say how many): an estimate.
 //! - o1 bills a hidden preamble (+7 on the one recording): an estimate.
-//! - Tool definitions, tool calls and results in the history, a `response_format` JSON schema,
-//!   audio and files are rendered into the prompt in ways the recipe only approximates (the
-//!   recordings differ from it by -56 to +82 tokens): estimates, counted by the recipe and
-//!   marked as such.
+//! - Tool definitions are counted as OpenAI renders them (`tools.rs`): exact on the classic
+//!   families for flat parameters (strings, numbers, booleans, string enums, one-line
+//!   descriptions) without a named `tool_choice`, and on gpt-5 and later for one function with
+//!   undescribed parameters and no system message (o3, o4: no recording); every other shape is an estimate
+//!   (counted by the same rendering).
+//! - Tool calls and results in the history (`tools.rs`): exact on the classic families for one
+//!   call per assistant message, without text beside it, and results whose call is in the
+//!   history; parallel calls and a reasoning model's calls are estimates.
+//! - A `response_format` JSON schema (`response_format.rs`): exact for a strict schema of flat
+//!   string and number properties on the classic families, without tools; others estimates.
+//! - Audio and files: estimates (not counted).
 //! - Images sent as data URLs are priced by their size (`image.rs`): exact on the families whose
 //!   image rule the bills settle, estimates on the others and for images behind an http URL.
 //! - Search models add hidden context: estimates.
 
 use super::image;
 use super::request::{Chat, Content, Message, Part};
+use super::response_format;
+use super::tools;
 
 /// How a model frames a chat prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,13 +84,16 @@ pub fn estimate_reason(model: Option<&str>, req: &Chat) -> Option<&'static str> 
     if model.is_some_and(|m| m.contains("search")) {
         return Some("search models add hidden context");
     }
-    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) || req.functions.is_some() {
-        return Some("tool definitions");
+    if let Some(reason) = tools::estimate_reason(model, family, req) {
+        return Some(reason);
     }
-    if req.response_format_type() == Some("json_schema") {
-        return Some("a response_format JSON schema");
+    if let Some(reason) = response_format::estimate_reason(family == Family::Classic, req) {
+        return Some(reason);
     }
     for m in &req.messages {
+        if let Some(reason) = tools::history_estimate(family, req, m) {
+            return Some(reason);
+        }
         if let Some(reason) = message_estimate(family, model, m) {
             return Some(reason);
         }
@@ -96,11 +108,12 @@ fn message_estimate(family: Family, model: Option<&str>, m: &Message) -> Option<
             return Some("an assistant message in a reasoning model's history")
         }
         "assistant" => {}
-        "tool" | "function" => return Some("tool results in the history"),
+        "tool" => {}
+        "function" => return Some("legacy function results in the history"),
         _ => return Some("an unknown role"),
     }
-    if m.tool_calls.as_ref().is_some_and(|c| !c.is_empty()) || m.function_call.is_some() {
-        return Some("tool calls in the history");
+    if m.function_call.is_some() {
+        return Some("a legacy function call in the history");
     }
     if m.audio.is_some() {
         return Some("audio");
@@ -179,17 +192,40 @@ mod tests {
         assert!(estimate_reason(Some("gpt-5"), &plain).is_some());
         assert!(estimate_reason(Some("o1-mini"), &plain).is_some());
         assert!(estimate_reason(Some("gpt-4o-search-preview"), &plain).is_some());
+        let with = |extra: Value| {
+            let mut v = serde_json::json!({"messages": [{"role": "user", "content": "u"}]});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            req(v)
+        };
+        // Flat function definitions are exact on the families the bills settle.
+        let flat = serde_json::json!({"tools": [{"type": "function", "function": {"name": "f",
+            "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}}}]});
+        assert_eq!(estimate_reason(Some("gpt-4o"), &with(flat.clone())), None);
+        assert_eq!(
+            estimate_reason(Some("gpt-5-mini"), &with(flat.clone())),
+            None
+        );
+        assert!(estimate_reason(Some("o4-mini"), &with(flat)).is_some());
+        let legacy = serde_json::json!({"functions": [{"name": "f", "description": "d"}]});
+        assert_eq!(estimate_reason(Some("gpt-3.5-turbo"), &with(legacy)), None);
         for extra in [
-            serde_json::json!({"tools": [{"type": "function", "function": {"name": "f"}}]}),
-            serde_json::json!({"functions": [{"name": "f"}]}),
+            serde_json::json!({"tools": [{"type": "function", "function": {"name": "f",
+                "parameters": {"type": "object", "properties": {"a": {"type": "array"}}}}}]}),
+            serde_json::json!({"tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "f"}}}),
+            serde_json::json!({"tools": [{"type": "function", "function": {"name": "f"}},
+                {"type": "function", "function": {"name": "g"}}], "model": "gpt-5"}),
             serde_json::json!({"response_format": {"type": "json_schema", "json_schema": {}}}),
         ] {
             let mut v = serde_json::json!({"messages": [{"role": "user", "content": "u"}]});
             for (k, x) in extra.as_object().unwrap() {
                 v[k] = x.clone();
             }
+            let model = v["model"].as_str().unwrap_or("gpt-4o").to_owned();
             assert!(
-                estimate_reason(Some("gpt-4o"), &req(v.clone())).is_some(),
+                estimate_reason(Some(&model), &req(v.clone())).is_some(),
                 "{v}"
             );
         }

@@ -9,8 +9,10 @@ pub mod family;
 pub mod image;
 pub mod recipe;
 pub mod request;
+pub mod response_format;
 pub mod settle;
 pub mod tokenizer;
+pub mod tools;
 pub mod usage;
 
 #[cfg(test)]

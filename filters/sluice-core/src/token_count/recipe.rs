@@ -21,7 +21,9 @@ use super::config::Encoding;
 use super::counter::Counter;
 use super::family::{estimate_reason, Family};
 use super::image::{self, ImageRule};
-use super::request::{self, Block, Blocks, Chat, Content, Message, Messages, Tool};
+use super::request::{self, Block, Blocks, Chat, Content, Message, Messages};
+use super::response_format;
+use super::tools;
 use crate::body::{self, Head};
 pub use crate::endpoint::{azure_deployment, Endpoint};
 use crate::ApiError;
@@ -160,80 +162,56 @@ fn count_message(counter: &Counter, enc: Encoding, images: ImageRule, m: &Messag
     if let Some(name) = &m.name {
         n += counter.count(enc, name) + TOKENS_PER_NAME;
     }
-    // A tool result's `tool_call_id` is not billed (recorded turns of one conversation grow
-    // by the recipe without it).
-    for call in m.tool_calls.iter().flatten() {
-        if let Some(f) = &call.function {
-            n += f.name.as_deref().map_or(0, |s| counter.count(enc, s));
-            n += f.arguments.as_deref().map_or(0, |s| counter.count(enc, s));
-        }
-    }
     n
+}
+
+/// A message in a chat's history: tool calls and results as OpenAI renders them
+/// (`tools.rs`), the others by the recipe.
+fn history_message(
+    counter: &Counter,
+    enc: Encoding,
+    images: ImageRule,
+    family: Family,
+    req: &Chat,
+    m: &Message,
+) -> u64 {
+    let calls = m.tool_calls.as_deref().unwrap_or_default();
+    if !calls.is_empty() {
+        let has_content = match &m.content {
+            Some(Content::Text(t)) => !t.is_empty(),
+            Some(Content::Parts(p)) => !p.is_empty(),
+            None => false,
+        };
+        let content = if has_content {
+            count_message(counter, enc, images, m)
+        } else {
+            0
+        };
+        return content + tools::calls_tokens(counter, enc, family, calls);
+    }
+    let n = count_message(counter, enc, images, m);
+    match tools::called(req, m).filter(|_| m.role == "tool") {
+        // The role's place holds the function's name.
+        Some(name) => {
+            n + tools::result_tokens(counter, enc, family, name) - counter.count(enc, &m.role)
+        }
+        None => n,
+    }
 }
 
 /// Chat prompt tokens (messages, then tool definitions).
 pub fn count_chat(counter: &Counter, enc: Encoding, model: Option<&str>, req: &Chat) -> u64 {
     let images = model.map_or(ImageRule::Unknown, image::rule_for);
+    let family = Family::of(model);
     let messages: u64 = req
         .messages
         .iter()
-        .map(|m| count_message(counter, enc, images, m))
+        .map(|m| history_message(counter, enc, images, family, req, m))
         .sum();
-    let tools = req
-        .tools
-        .as_deref()
-        .filter(|t| !t.is_empty())
-        .map_or(0, |t| count_tools(counter, enc, model, t));
-    messages + Family::of(model).reply_priming() + tools
-}
-
-/// The cookbook's function-definition recipe.
-fn count_tools(counter: &Counter, enc: Encoding, model: Option<&str>, tools: &[Tool]) -> u64 {
-    let o200k_family = enc == Encoding::O200kBase;
-    let func_init: i64 = if o200k_family || model.is_none() {
-        7
-    } else {
-        10
-    };
-    let (prop_init, prop_key, enum_init, enum_item, func_end) = (3i64, 3i64, -3i64, 3i64, 12i64);
-    let mut total: i64 = 0;
-    for tool in tools {
-        let Some(f) = &tool.function else { continue };
-        total += func_init;
-        let desc = f.description.as_deref().unwrap_or_default();
-        let desc = desc.strip_suffix('.').unwrap_or(desc);
-        total += counter.count(enc, &format!("{}:{}", f.name, desc)) as i64;
-        let props = f
-            .parameters
-            .as_ref()
-            .and_then(|p| p.get("properties"))
-            .and_then(Value::as_object);
-        if let Some(props) = props.filter(|p| !p.is_empty()) {
-            total += prop_init;
-            for (key, spec) in props {
-                total += prop_key;
-                if let Some(items) = spec.get("enum").and_then(Value::as_array) {
-                    total += enum_init;
-                    for item in items {
-                        total += enum_item;
-                        let text = item
-                            .as_str()
-                            .map_or_else(|| item.to_string(), str::to_owned);
-                        total += counter.count(enc, &text) as i64;
-                    }
-                }
-                let kind = spec.get("type").and_then(Value::as_str).unwrap_or_default();
-                let pdesc = spec
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let pdesc = pdesc.strip_suffix('.').unwrap_or(pdesc);
-                total += counter.count(enc, &format!("{key}:{kind}:{pdesc}")) as i64;
-            }
-        }
-    }
-    total += func_end;
-    u64::try_from(total).unwrap_or(0)
+    messages
+        + family.reply_priming()
+        + tools::count(counter, enc, family, req)
+        + response_format::count(counter, enc, req)
 }
 
 /// Completions `prompt` / embeddings `input`: a string, strings, or token arrays.

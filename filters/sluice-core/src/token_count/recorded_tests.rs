@@ -3,6 +3,9 @@
 //! request the rules call exact must be counted as billed; the others must say they are
 //! estimates.
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use serde_json::Value;
 
 use super::counter::tests::counter;
@@ -14,6 +17,10 @@ pub struct Case {
     pub source: String,
     pub model: String,
     pub features: String,
+    /// Has tool definitions (`tools` / `functions`).
+    pub tools: bool,
+    /// Has a `response_format` JSON schema.
+    pub schema: bool,
     pub billed: u64,
     pub counted: u64,
     pub exact: bool,
@@ -36,6 +43,8 @@ pub fn cases() -> Vec<Case> {
             source: r["source"].as_str().unwrap().to_owned(),
             model,
             features: r["features"].to_string(),
+            tools: req.get("tools").or(req.get("functions")).is_some(),
+            schema: req["response_format"]["type"] == "json_schema",
             billed: r["billed_prompt_tokens"].as_u64().unwrap(),
             counted: count.tokens,
             exact: count.exact,
@@ -74,7 +83,48 @@ fn every_request_the_rules_call_exact_is_counted_as_billed() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     // The rules' reach: a change that calls fewer requests exact must say so here.
     assert!(
-        exact_right >= 120,
+        exact_right >= 182,
         "only {exact_right} recorded requests counted exactly"
     );
+}
+
+/// How tool definitions and `response_format` schemas are counted, per model: the requests
+/// counted as billed, how many the rules call exact, and how far off the rest are.
+#[test]
+fn tool_definitions_against_the_bills() {
+    use std::collections::BTreeMap;
+    let cases = cases();
+    for (kind, pick) in [
+        (
+            "tool definitions",
+            (|c: &Case| c.tools) as fn(&Case) -> bool,
+        ),
+        ("response_format JSON schemas", |c: &Case| c.schema),
+    ] {
+        // Recorded, as billed, called exact, and how many are off by how much.
+        type Tally = (usize, usize, usize, BTreeMap<i64, usize>);
+        let mut by_model: BTreeMap<&str, Tally> = BTreeMap::new();
+        for c in cases.iter().filter(|c| pick(c) && !c.doubtful) {
+            let e = by_model.entry(&c.model).or_default();
+            e.0 += 1;
+            let off = c.counted as i64 - c.billed as i64;
+            if off == 0 {
+                e.1 += 1;
+            } else {
+                *e.3.entry(off).or_default() += 1;
+            }
+            e.2 += usize::from(c.exact);
+            assert!(
+                !c.exact || off == 0,
+                "{} {} called exact",
+                c.model,
+                c.source
+            );
+        }
+        println!("{kind}: model: as billed / recorded (called exact); the rest, counted - billed: requests");
+        for (model, (all, right, exact, off)) in &by_model {
+            let rest: Vec<String> = off.iter().map(|(o, n)| format!("{o:+}: {n}")).collect();
+            println!("  {model}: {right} / {all} ({exact}); {}", rest.join(", "));
+        }
+    }
 }

@@ -36,9 +36,12 @@ pub struct Chat<'a> {
     pub max_completion_tokens: Option<u64>,
     #[serde(default, borrow)]
     pub tools: Option<Vec<Tool<'a>>>,
-    /// Legacy function definitions: only whether there are any.
+    /// Legacy function definitions (a list, read as `tools.rs` reads it).
     #[serde(default)]
-    pub functions: Option<IgnoredAny>,
+    pub functions: Option<Value>,
+    /// `auto`, `none`, `required` or a named function.
+    #[serde(default)]
+    pub tool_choice: Option<Value>,
     #[serde(default)]
     pub response_format: Option<Value>,
 }
@@ -73,6 +76,9 @@ pub struct Message<'a> {
     pub name: Option<Text<'a>>,
     #[serde(default, borrow)]
     pub tool_calls: Option<Vec<ToolCall<'a>>>,
+    /// A tool result's call.
+    #[serde(default, borrow)]
+    pub tool_call_id: Option<Text<'a>>,
     /// Legacy assistant function call: only whether there is one.
     #[serde(default)]
     pub function_call: Option<IgnoredAny>,
@@ -127,6 +133,8 @@ pub struct Function<'a> {
 /// A tool call in an assistant message.
 #[derive(Debug, Deserialize)]
 pub struct ToolCall<'a> {
+    #[serde(default, borrow)]
+    pub id: Option<Text<'a>>,
     #[serde(default, borrow)]
     pub function: Option<FunctionCall<'a>>,
 }
