@@ -209,33 +209,17 @@ impl ModerationStream {
             self.finish_request(&outcome);
             return Action::Continue;
         }
-        let texts: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let call = external::call_out(ext, &texts);
-        let headers: Vec<(&str, &str)> = call
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
         // The outcome so far waits for the verdict.
         state::set(StateKey::Moderation, &outcome);
-        match hostcalls::dispatch_http_call(
-            &ext.cluster,
-            headers,
-            Some(&call.body),
-            Vec::new(),
-            Duration::from_millis(ext.timeout_ms),
-        ) {
-            Ok(_) => {
+        match call_external(ext, &inputs) {
+            Ok(()) => {
                 self.phase = Phase::Checking;
                 Action::Pause
             }
-            Err(status) => {
-                log::warn!("sluice moderation: cannot call {}: {status:?}", ext.cluster);
-                match self.apply_verdict(&external::Verdict::Failed("dispatch"), &outcome) {
-                    Some(err) => self.refuse(&err),
-                    None => Action::Continue,
-                }
-            }
+            Err(()) => match self.apply_verdict(&external::Verdict::Failed("dispatch"), &outcome) {
+                Some(err) => self.refuse(&err),
+                None => Action::Continue,
+            },
         }
     }
 
@@ -452,27 +436,13 @@ impl ModerationStream {
         body_size: usize,
         restored: Option<Vec<u8>>,
     ) -> Action {
-        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let call = external::call_out(ext, &texts);
-        let headers: Vec<(&str, &str)> = call
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
         self.held_answer = Some((body_size, restored));
-        match hostcalls::dispatch_http_call(
-            &ext.cluster,
-            headers,
-            Some(&call.body),
-            Vec::new(),
-            Duration::from_millis(ext.timeout_ms),
-        ) {
-            Ok(_) => {
+        match call_external(ext, texts) {
+            Ok(()) => {
                 self.phase = Phase::CheckingAnswer;
                 Action::Pause
             }
-            Err(status) => {
-                log::warn!("sluice moderation: cannot call {}: {status:?}", ext.cluster);
+            Err(()) => {
                 self.apply_answer_verdict(&external::Verdict::Failed("dispatch"));
                 Action::Continue
             }
@@ -525,6 +495,27 @@ impl ModerationStream {
         state::set(StateKey::Moderation, &format!("blocked:{rule}"));
         self.count("answers_cut_total", &[("rule", rule)]);
     }
+}
+
+/// Sends `texts` to the external service as a call-out under its timeout; Err when Envoy would
+/// not dispatch it (logged), which counts as the service failing.
+fn call_external(ext: &ExternalConfig, texts: &[String]) -> Result<(), ()> {
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let call = external::call_out(ext, &texts);
+    let headers: Vec<(&str, &str)> = call
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    hostcalls::dispatch_http_call(
+        &ext.cluster,
+        headers,
+        Some(&call.body),
+        Vec::new(),
+        Duration::from_millis(ext.timeout_ms),
+    )
+    .map(|_| ())
+    .map_err(|status| log::warn!("sluice moderation: cannot call {}: {status:?}", ext.cluster))
 }
 
 proxy_wasm::main! {{

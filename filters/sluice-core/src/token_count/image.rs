@@ -55,17 +55,26 @@ pub enum ImageRule {
     Unknown,
 }
 
+/// A model name lower-cased, without a `provider/` prefix.
+fn bare_name(model: &str) -> String {
+    let lower = model.trim().to_ascii_lowercase();
+    lower.rsplit('/').next().unwrap_or_default().to_owned()
+}
+
+/// `name` is `family` or a dated snapshot or variant of it (`family-…`).
+fn is_family(name: &str, family: &str) -> bool {
+    name == family
+        || name
+            .strip_prefix(family)
+            .is_some_and(|rest| rest.starts_with('-'))
+}
+
 /// The image pricing of `model` (a dated snapshot prices as its family; a `provider/` prefix is
 /// ignored).
 pub fn rule_for(model: &str) -> ImageRule {
-    let lower = model.trim().to_ascii_lowercase();
-    let name = lower.rsplit('/').next().unwrap_or_default();
-    let is = |family: &str| {
-        name == family
-            || name
-                .strip_prefix(family)
-                .is_some_and(|rest| rest.starts_with('-'))
-    };
+    let name = bare_name(model);
+    let name = name.as_str();
+    let is = |family: &str| is_family(name, family);
     const NO_IMAGES: [&str; 5] = ["audio", "realtime", "transcribe", "tts", "search"];
     if NO_IMAGES.iter().any(|w| name.contains(w)) {
         return ImageRule::Unknown;
@@ -125,14 +134,9 @@ pub fn rule_for(model: &str) -> ImageRule {
 /// counted exactly. Other families' images are counted by their documented rule and marked
 /// estimates.
 pub fn rule_rests_on_bills(model: &str) -> bool {
-    let lower = model.trim().to_ascii_lowercase();
-    let name = lower.rsplit('/').next().unwrap_or_default();
-    let is = |family: &str| {
-        name == family
-            || name
-                .strip_prefix(family)
-                .is_some_and(|rest| rest.starts_with('-'))
-    };
+    let name = bare_name(model);
+    let name = name.as_str();
+    let is = |family: &str| is_family(name, family);
     rule_for(model) != ImageRule::Unknown
         && ((is("gpt-4o") && !is("gpt-4o-mini"))
             || name.contains("vision")
