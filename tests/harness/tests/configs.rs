@@ -22,16 +22,18 @@ fn ecds_layout() -> &'static std::path::Path {
 fn rendered(template: &str) -> String {
     let mut vars = template_vars(10000, 9901, 18000);
     vars.insert("ECDS_DIR", ecds_layout().display().to_string());
+    vars.insert("RATELIMIT_PORT", "18081".to_owned());
     render_template(template, &vars, &BTreeMap::new()).unwrap()
 }
 
 /// Every Envoy config in envoy/ a user may start (providers.yaml is a fragment sluice.yaml's
 /// renderer appends).
-const SHIPPED: [&str; 4] = [
+const SHIPPED: [&str; 5] = [
     "envoy/sluice.yaml",
     "envoy/bare.yaml",
     "envoy/own-envoy.yaml",
     "envoy/sluice-ecds.yaml",
+    "envoy/sluice-ratelimit.yaml",
 ];
 
 #[test]
@@ -47,7 +49,7 @@ fn every_config_in_envoy_dir_is_checked() {
     assert_eq!(found, shipped);
 }
 
-/// The three configs map Envoy's own local replies to JSON with the same mappers.
+/// The shipped configs map Envoy's own local replies to JSON with the same mappers.
 #[test]
 fn shipped_configs_share_one_local_reply_mapping() {
     let block = |template: &str| {
@@ -66,6 +68,7 @@ fn shipped_configs_share_one_local_reply_mapping() {
     assert_eq!(block("envoy/bare.yaml"), sluice);
     assert_eq!(block("envoy/own-envoy.yaml"), sluice);
     assert_eq!(block("envoy/sluice-ecds.yaml"), sluice);
+    assert_eq!(block("envoy/sluice-ratelimit.yaml"), sluice);
 }
 
 /// Rendering replaces placeholders everywhere, comments included: a comment must not name one
