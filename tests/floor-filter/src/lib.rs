@@ -17,7 +17,10 @@
 //!   reports another) and two values recorded in a histogram at the end): 17 calls, with
 //!   nothing counted: the most any filter doing token-count's job can reach;
 //! - `route-calls`: likewise, model-router's host calls when it only routes (headers, body,
-//!   the cluster header set, the route cache cleared, four filter-state values written).
+//!   the cluster header set, the route cache cleared, four filter-state values written);
+//! - `moderation-calls`: moderation's host calls on a clean 1 KB chat with the demo config
+//!   (the request headers read whole, the body, `sluice.moderation` written, the answer's
+//!   headers read whole, the answer held and read): `hold-answer` plus three calls.
 //!
 //! Used by `make bench` only (`sluice_harness::bench`); nothing is counted or parsed, and the
 //! headers and filter state the last two modes set carry fixed values.
@@ -34,6 +37,7 @@ enum Mode {
     TenCalls,
     CountCalls,
     RouteCalls,
+    ModerationCalls,
 }
 
 impl Mode {
@@ -45,6 +49,7 @@ impl Mode {
             Mode::TenCalls => "ten-calls",
             Mode::CountCalls => "count-calls",
             Mode::RouteCalls => "route-calls",
+            Mode::ModerationCalls => "moderation-calls",
         }
     }
 
@@ -56,6 +61,7 @@ impl Mode {
             "ten-calls" => Some(Mode::TenCalls),
             "count-calls" => Some(Mode::CountCalls),
             "route-calls" => Some(Mode::RouteCalls),
+            "moderation-calls" => Some(Mode::ModerationCalls),
             _ => None,
         }
     }
@@ -89,7 +95,7 @@ impl RootContext for Root {
             None => {
                 log::error!(
                     "floor-filter: mode must be pass, read-body, hold-answer, ten-calls, \
-                     count-calls or route-calls"
+                     count-calls, route-calls or moderation-calls"
                 );
                 false
             }
@@ -117,7 +123,7 @@ impl Stream {
     fn holds_answer(&self) -> bool {
         matches!(
             self.mode,
-            Mode::HoldAnswer | Mode::TenCalls | Mode::CountCalls
+            Mode::HoldAnswer | Mode::TenCalls | Mode::CountCalls | Mode::ModerationCalls
         )
     }
 }
@@ -149,7 +155,10 @@ impl HttpContext for Stream {
                 let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path");
             }
         }
-        if matches!(self.mode, Mode::CountCalls | Mode::RouteCalls) {
+        if matches!(
+            self.mode,
+            Mode::CountCalls | Mode::RouteCalls | Mode::ModerationCalls
+        ) {
             let _ = hostcalls::get_map(MapType::HttpRequestHeaders);
         }
         if self.mode == Mode::Pass || end_of_stream {
@@ -184,6 +193,7 @@ impl HttpContext for Stream {
                     set_state("sluice.cluster", "mock");
                     set_state("sluice.upstream_model", "gpt-4o-mini");
                 }
+                Mode::ModerationCalls => set_state("sluice.moderation", "pass"),
                 _ => {}
             }
         }
@@ -191,7 +201,7 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        if self.mode == Mode::CountCalls {
+        if matches!(self.mode, Mode::CountCalls | Mode::ModerationCalls) {
             let _ = hostcalls::get_map(MapType::HttpResponseHeaders);
         }
         if self.holds_answer() && !end_of_stream {

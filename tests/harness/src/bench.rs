@@ -14,8 +14,8 @@
 //! not a test: nothing here passes or fails on a number.
 //!
 //! Settings (environment): `SLUICE_BENCH_CONFIGS` (default `bare,floor,floor-body,floor-hold,
-//! floor-calls,floor-count,floor-route,key-injection,token-count,router,moderation,
-//! moderation-heavy,template,template-plain,chain`; also
+//! floor-calls,floor-count,floor-route,floor-moderation,key-injection,token-count,router,
+//! moderation,moderation-heavy,template,template-plain,chain`; also
 //! `router-anthropic`), `SLUICE_BENCH_SECONDS` per run (default 10), `SLUICE_BENCH_ROUNDS`
 //! (default 2), `SLUICE_BENCH_CONNECTIONS` (default 16), `SLUICE_BENCH_OUT` (default
 //! `bench/out/report.md`).
@@ -104,7 +104,7 @@ const OPENAI_MODEL: &str = "gpt-4o-mini";
 /// The shipped chain's entry whose place a floor row takes (any one entry would do).
 const FLOOR_ENTRY: &str = "sluice.moderation";
 
-const SCENARIOS: [Scenario; 16] = [
+const SCENARIOS: [Scenario; 17] = [
     Scenario {
         key: "bare",
         name: "bare Envoy",
@@ -178,6 +178,16 @@ const SCENARIOS: [Scenario; 16] = [
         filters: Some(&[FLOOR_ENTRY]),
         model: OPENAI_MODEL,
         floor: Some("route-calls"),
+        moderation: None,
+        prompt_template: None,
+        templated: false,
+    },
+    Scenario {
+        key: "floor-moderation",
+        name: "moderation's host calls only (demo config, clean request)",
+        filters: Some(&[FLOOR_ENTRY]),
+        model: OPENAI_MODEL,
+        floor: Some("moderation-calls"),
         moderation: None,
         prompt_template: None,
         templated: false,
@@ -731,8 +741,8 @@ pub fn run() -> Result<(), String> {
         .unwrap_or_else(|_| paths::repo().join("bench/out/report.md"));
 
     let wanted = std::env::var("SLUICE_BENCH_CONFIGS").unwrap_or_else(|_| {
-        "bare,floor,floor-body,floor-hold,floor-calls,floor-count,floor-route,key-injection,\
-         token-count,router,moderation,moderation-heavy,template,template-plain,chain"
+        "bare,floor,floor-body,floor-hold,floor-calls,floor-count,floor-route,floor-moderation,\
+         key-injection,token-count,router,moderation,moderation-heavy,template,template-plain,chain"
             .to_owned()
     });
     let mock = MockProvider::start()?;

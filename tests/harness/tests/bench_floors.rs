@@ -33,6 +33,7 @@ fn every_floor_answers_as_bare_envoy_does() {
         ("floor-calls", "ten-calls"),
         ("floor-count", "count-calls"),
         ("floor-route", "route-calls"),
+        ("floor-moderation", "moderation-calls"),
     ] {
         let envoy = bench::start_scenario(key, mock.port).unwrap();
         let got = chat(&envoy);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sluice_core::SseParser;
-use sluice_harness::{envoy, http, ChainOptions, Gateway, DEMO_AUTH};
+use sluice_harness::{envoy, http, render, ChainOptions, Gateway, DEMO_AUTH};
 
 const CHAT: &str = "/v1/chat/completions";
 const MESSAGES: &str = "/v1/messages";
@@ -404,6 +404,13 @@ fn service() -> Service {
     Service { port, mode, bodies }
 }
 
+/// The external-check gateways run moderation alone (the other filters play no part there and
+/// each would add its start-up to every Envoy these tests start).
+fn moderation_alone(mut options: ChainOptions) -> ChainOptions {
+    options.edit = Some(|config| render::only_filters(&config, &["sluice.moderation"]));
+    options
+}
+
 fn external_gateway(svc: &Service, failure_mode: &str) -> Gateway {
     let mut options = with_moderation(&format!(
         r#"{{"pii":{{"detectors":{{"email":"mask"}}}},"external":{{"kind":"openai","cluster":"moderation_service","timeout_ms":400,"failure_mode":"{failure_mode}"}}}}"#
@@ -411,7 +418,7 @@ fn external_gateway(svc: &Service, failure_mode: &str) -> Gateway {
     options
         .extra_clusters
         .push(("moderation_service".into(), svc.port));
-    Gateway::start_with(&options).unwrap()
+    Gateway::start_with(&moderation_alone(options)).unwrap()
 }
 
 #[test]
@@ -472,7 +479,7 @@ fn external_check_blocks_passes_and_keeps_its_failure_policy() {
         options
             .extra_clusters
             .push(("moderation_service".into(), dead));
-        let gw = Gateway::start_with(&options).unwrap();
+        let gw = Gateway::start_with(&moderation_alone(options)).unwrap();
         let resp = send(&gw);
         assert_eq!(resp.status, want, "service down, {policy}: {}", resp.text());
     }
@@ -489,7 +496,7 @@ fn external_check_on_json_answers_withholds_flagged_text_and_keeps_its_failure_p
         options
             .extra_clusters
             .push(("moderation_service".into(), svc.port));
-        Gateway::start_with(&options).unwrap()
+        Gateway::start_with(&moderation_alone(options)).unwrap()
     };
     let (open, closed) = (start("open"), start("closed"));
     let ask = |gw: &Gateway, path: &str, reply: &str| {
