@@ -78,5 +78,5 @@ fn recorded_requests_are_counted_as_openai_billed_them_or_marked_estimates() {
     }
     println!("through Envoy: {exact} counted as billed, {estimates} marked estimates");
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-    assert!(exact >= 116, "only {exact} counted exactly");
+    assert!(exact >= 755, "only {exact} counted exactly");
 }

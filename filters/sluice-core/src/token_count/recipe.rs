@@ -115,7 +115,8 @@ pub fn count_request(
                 max_completion: req["max_tokens"].as_u64(),
                 stream: req["stream"].as_bool() == Some(true),
                 model,
-                exact: true,
+                // An empty string bills a token (recorded once): an estimate.
+                exact: !has_empty(&req[field]),
             })
         }
         Endpoint::AnthropicMessages => {
@@ -212,6 +213,15 @@ pub fn count_chat(counter: &Counter, enc: Encoding, model: Option<&str>, req: &C
         + family.reply_priming()
         + tools::count(counter, enc, family, req)
         + response_format::count(counter, enc, req)
+}
+
+/// Whether an input is or holds an empty string.
+fn has_empty(input: &Value) -> bool {
+    match input {
+        Value::String(s) => s.is_empty(),
+        Value::Array(items) => items.iter().any(has_empty),
+        _ => false,
+    }
 }
 
 /// Completions `prompt` / embeddings `input`: a string, strings, or token arrays.

@@ -2,11 +2,11 @@
 //!
 //! Structured outputs put the schema in the system part of the prompt, under a
 //! `# Response Formats` / `## {name}` header (the layout OpenAI's harmony format guide
-//! publishes), as compact JSON without its `title`s. On the recordings
-//! (`testdata/billing/openai_recorded.json`) that text bills 6 tokens more than itself with
-//! `strict: true` (standing alone or joined to a system message like tool definitions), 5
-//! without; a description of the format, booleans, arrays and nested objects bill a few tokens
-//! more that the recordings do not settle (estimates).
+//! publishes), here as compact JSON without its `title`s, +6 with `strict: true`, +5 without.
+//! Against every recorded bill (239 requests with a schema and no tools) that rendering is
+//! -14 to +43 off, 24 as billed, and no variant tried (titles kept, keys sorted, TypeScript types) settles them: every
+//! schema is an estimate. JSON mode too: 67 of 68 recorded bills are the messages alone, one is
+//! 9 over.
 
 // `serde_json::Value` indexing never panics (a missing key yields `Value::Null`).
 #![allow(clippy::indexing_slicing)]
@@ -101,24 +101,15 @@ pub fn count(counter: &Counter, enc: Encoding, req: &Chat) -> u64 {
     u64::try_from(n + framing).unwrap_or(0)
 }
 
-/// Why a `response_format` makes the count an estimate: exact for strict schemas of flat
-/// string and number properties, on the classic families, without tools.
-pub fn estimate_reason(classic: bool, req: &Chat) -> Option<&'static str> {
-    let js = json_schema(req)?;
-    let schema = &js["schema"];
-    let flat = schema["properties"].as_object().is_some_and(|p| {
-        p.values().all(|s| {
-            matches!(s["type"].as_str(), Some("string" | "number" | "integer"))
-                && s.get("enum").is_none()
-        })
-    });
-    let plain = classic
-        && js["strict"] == true
-        && js["description"].is_null()
-        && flat
-        && schema.get("$defs").is_none()
-        && tools::functions(req).is_empty();
-    (!plain).then_some("a response_format JSON schema of a shape the bills do not settle")
+/// Why a `response_format` makes the count an estimate: every JSON schema is one (the
+/// recorded bills are -14 to +43 off the rendering, with no rule that settles them), and JSON
+/// mode.
+pub fn estimate_reason(req: &Chat) -> Option<&'static str> {
+    if req.response_format_type() == Some("json_object") {
+        // 67 of 68 recorded bills match the messages alone; one is 9 over.
+        return Some("JSON mode (one recorded bill is 9 over the messages)");
+    }
+    json_schema(req).map(|_| "a response_format JSON schema (the bills settle no rendering)")
 }
 
 #[cfg(test)]

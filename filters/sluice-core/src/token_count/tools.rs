@@ -31,10 +31,14 @@
 //!   otherwise it is a system message of its own (3 tokens of framing). A function whose
 //!   parameters carry no description at all bills one token less than its text (on every such
 //!   recording; why is not known).
-//! - gpt-5 and later (the harmony layout): 81 tokens more than the text alone, for one function
-//!   and no system message (a hidden system message names the channels).
-//! - `parallel_tool_calls` and `tool_choice` `auto` / `none` / `required` change nothing; a
-//!   named `tool_choice` adds tokens (+9 and +4 on the two recordings): an estimate.
+//! - gpt-5 and later (the harmony layout): 82 tokens more than the text alone, 85 beside a
+//!   system message (a hidden system message names the channels); one less for each function
+//!   whose parameters carry no description, and for each with neither parameters nor a
+//!   description: every recorded request with flat parameters and no history (67) and any
+//!   `tool_choice`. o3 / o4: the same rendering is 74 to 90 over (estimates).
+//! - `parallel_tool_calls` and `tool_choice` `auto` / `none` / `required` change nothing on
+//!   gpt-4o / gpt-4.1; `required` on gpt-3.5 was 2 over once (an estimate there); a named
+//!   `tool_choice` adds tokens on the classic families: an estimate.
 
 // `serde_json::Value` indexing never panics (a missing key yields `Value::Null`).
 #![allow(clippy::indexing_slicing)]
@@ -49,8 +53,8 @@ use super::family::Family;
 use super::request::{Chat, Content, Message, ToolCall};
 
 /// Tokens the harmony layout adds for tools (its hidden system message and the framing of the
-/// tools' own), with or without a system message of the request's.
-const HARMONY_TOOLS: i64 = 84;
+/// tools' own): without a system message of the request's, and with one.
+const HARMONY_TOOLS: (i64, i64) = (82, 85);
 
 /// A function definition, from `tools` or legacy `functions`.
 #[derive(Clone, Copy)]
@@ -197,13 +201,19 @@ pub fn count(counter: &Counter, enc: Encoding, family: Family, req: &Chat) -> u6
     }
     let text = render(&functions);
     let mut n = system_part(counter, enc, req, &text);
-    if family == Family::Reasoning {
+    let harmony = family == Family::Reasoning;
+    if harmony {
         // Joined or alone, the same in all.
-        n += HARMONY_TOOLS - if system_text(req).is_some() { -1 } else { 3 };
+        n += if system_text(req).is_some() {
+            HARMONY_TOOLS.1
+        } else {
+            HARMONY_TOOLS.0
+        };
     }
-    if family != Family::Reasoning {
-        n -= functions.iter().filter(|f| undocumented(f)).count() as i64;
-    }
+    // One token less for a function whose parameters carry no description; on the harmony
+    // families also for one with neither parameters nor a description.
+    let less = |f: &&Def| undocumented(f) || (harmony && bare(f));
+    n -= functions.iter().filter(less).count() as i64;
     u64::try_from(n).unwrap_or(0)
 }
 
@@ -239,6 +249,11 @@ pub fn system_text<'r>(req: &'r Chat) -> Option<&'r str> {
     }
 }
 
+/// A function with neither parameters nor a description.
+fn bare(f: &Def) -> bool {
+    !has_properties(f.parameters) && f.description.is_none_or(str::is_empty)
+}
+
 /// A function with parameters none of which is described.
 fn undocumented(f: &Def) -> bool {
     let params = f.parameters;
@@ -271,28 +286,48 @@ pub fn estimate_reason(model: Option<&str>, family: Family, req: &Chat) -> Optio
     {
         return Some("tools other than functions");
     }
-    if req.tool_choice.as_ref().is_some_and(Value::is_object) {
+    let harmony = family == Family::Reasoning;
+    let choice = req.tool_choice.as_ref();
+    if !harmony && choice.is_some_and(Value::is_object) {
         return Some("a named tool_choice");
+    }
+    if cl100k(model) && choice.is_some_and(|c| c == "required") {
+        return Some("tool_choice `required` on gpt-3.5 / gpt-4 (+2 on one recorded bill)");
     }
     if !functions.iter().all(|f| flat(f)) {
         return Some("tool parameters of a shape the bills do not settle");
     }
-    let first_system = req
-        .messages
-        .first()
-        .is_some_and(|m| matches!(m.role.as_ref(), "system" | "developer"));
-    if first_system && system_text(req).is_none() {
+    if first_system(req) && system_text(req).is_none() {
         return Some("tools joined to a system message given as parts");
     }
-    let one_undescribed = functions.len() == 1
-        && functions
-            .iter()
-            .all(|f| undocumented(f) || !has_properties(f.parameters));
-    let gpt5 = model.is_some_and(|m| m.rsplit('/').next().unwrap_or(m).starts_with("gpt-5"));
-    if family == Family::Reasoning && (!one_undescribed || first_system || !gpt5) {
-        return Some("tool definitions on a reasoning model (one recorded shape)");
+    if harmony && !gpt5(model) {
+        return Some("tool definitions on o3 / o4 (off by +74 to +90 on the recorded bills)");
     }
     None
+}
+
+/// The first message is a system or developer message.
+pub fn first_system(req: &Chat) -> bool {
+    req.messages
+        .first()
+        .is_some_and(|m| matches!(m.role.as_ref(), "system" | "developer"))
+}
+
+fn bare_model(model: Option<&str>) -> &str {
+    let m = model.unwrap_or_default();
+    m.rsplit('/').next().unwrap_or(m)
+}
+
+/// gpt-5 and later: the harmony models whose tools the bills settle.
+pub fn gpt5(model: Option<&str>) -> bool {
+    bare_model(model).starts_with("gpt-5")
+}
+
+/// gpt-3.5 and gpt-4 (not gpt-4o, gpt-4.1, gpt-4.5).
+fn cl100k(model: Option<&str>) -> bool {
+    let m = bare_model(model);
+    let newer = ["gpt-4o", "gpt-4.1", "gpt-4.5"];
+    m.starts_with("gpt-3.5") || (m.starts_with("gpt-4") && !newer.iter().any(|p| m.starts_with(p)))
 }
 
 /// One line per description, and parameters the recordings settle.
@@ -325,9 +360,10 @@ fn flat(f: &Def) -> bool {
     one_line(f.description) && top && props
 }
 
-/// Tokens a harmony model's tool call and result add over the classic layout (channel and
-/// recipient in the header; +4 to +6 on the recordings): an estimate.
-const HARMONY_CALL: u64 = 5;
+/// Tokens a harmony model's tool call and result each add over the classic layout (channel
+/// and recipient in the header): a call and its result bill 6 together on every recorded
+/// gpt-5 history; the even split is inference.
+const HARMONY_CALL: u64 = 3;
 
 /// An assistant message's tool calls. One call is a message of its own,
 /// `assistant to=functions.{name}`, its arguments as compact JSON; on every recording it bills
@@ -406,26 +442,34 @@ fn compact(json: &str) -> String {
 /// Why a message of the history makes the count an estimate, for tool calls and results:
 /// exact on the classic families for one call per message (arguments JSON, no text beside
 /// it) and results whose call is in the history.
-pub fn history_estimate(family: Family, req: &Chat, m: &Message) -> Option<&'static str> {
+pub fn history_estimate(
+    family: Family,
+    model: Option<&str>,
+    req: &Chat,
+    m: &Message,
+) -> Option<&'static str> {
     let calls = m.tool_calls.as_deref().unwrap_or_default();
-    let reasoning = family == Family::Reasoning;
+    // gpt-5 and later settle without a system message (-3 on the one recorded with one).
+    let reasoning = family == Family::Reasoning && (!gpt5(model) || first_system(req));
     if !calls.is_empty() {
         let text = match &m.content {
             Some(Content::Text(t)) => !t.is_empty(),
             Some(Content::Parts(p)) => !p.is_empty(),
             None => false,
         };
+        // Empty arguments (`{}`): 4 of the 29 recorded are off by -1 to +3.
         let json = calls.iter().all(|c| {
             let args = c.function.as_ref().and_then(|f| f.arguments.as_deref());
-            serde_json::from_slice::<Value>(args.unwrap_or_default().as_bytes()).is_ok()
+            serde_json::from_slice::<Value>(args.unwrap_or_default().as_bytes())
+                .is_ok_and(|v| v.as_object().is_none_or(|o| !o.is_empty()))
         });
         return (reasoning || text || calls.len() > 1 || !json).then_some(
-            "tool calls in the history (parallel, beside text or on a reasoning model)",
+            "tool calls in the history (parallel, beside text, empty arguments, or on o3 / o4 or with a system message)",
         );
     }
     if m.role == "tool" {
         return (reasoning || called(req, m).is_none())
-            .then_some("tool results in the history (on a reasoning model or of an unknown call)");
+            .then_some("tool results in the history (of an unknown call, or on o3 / o4 or with a system message)");
     }
     None
 }
@@ -473,13 +517,15 @@ mod tests {
     fn results_name_their_call() {
         let req = chat(serde_json::json!({"messages": [
             {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
-                "function": {"name": "f", "arguments": "{}"}}]},
+                "function": {"name": "f", "arguments": "{\"a\":1}"}}]},
             {"role": "tool", "tool_call_id": "c1", "content": "ok"},
             {"role": "tool", "tool_call_id": "c2", "content": "ok"}]}));
         assert_eq!(called(&req, &req.messages[1]), Some("f"));
         assert_eq!(called(&req, &req.messages[2]), None);
-        assert!(history_estimate(Family::Classic, &req, &req.messages[1]).is_none());
-        assert!(history_estimate(Family::Classic, &req, &req.messages[2]).is_some());
-        assert!(history_estimate(Family::Reasoning, &req, &req.messages[0]).is_some());
+        let h = |f, model, i: usize| history_estimate(f, Some(model), &req, &req.messages[i]);
+        assert!(h(Family::Classic, "gpt-4o", 1).is_none());
+        assert!(h(Family::Classic, "gpt-4o", 2).is_some());
+        assert!(h(Family::Reasoning, "gpt-5-mini", 0).is_none());
+        assert!(h(Family::Reasoning, "o4-mini", 0).is_some());
     }
 }
