@@ -173,6 +173,21 @@ fn two_envoys_share_one_token_budget() {
             other => panic!("request {i}: {other} {}", resp.text()),
         }
     }
+    // The same budget refused in Anthropic's dialect: an Anthropic Messages call for the same
+    // model (translated, counted and charged like the chat requests) gets Anthropic's error
+    // shape. Its prompt is longer than the requests above, so it cannot fit what is left.
+    let body = json!({"model": model, "max_tokens": 20, "messages": [{"role": "user",
+        "content": "One more, in the other dialect. ".repeat(8)}]});
+    let resp = http::post(
+        &fleet.envoys[0].url("/v1/messages"),
+        body.to_string().as_bytes(),
+        &[DEMO_AUTH],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 429, "{}", resp.text());
+    let err = resp.json().unwrap();
+    assert_eq!(err["type"], "error", "{err}");
+    assert_eq!(err["error"]["type"], "rate_limit_error", "{err}");
     // Both Envoys served some and both refused once the shared budget was spent.
     assert!(served >= 4, "served {served}");
     assert_eq!(refused_by, vec![served % 2, (served + 1) % 2]);
