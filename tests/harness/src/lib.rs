@@ -13,6 +13,7 @@ pub mod mock;
 pub mod paths;
 pub mod providers;
 pub mod python;
+pub mod ratelimit;
 pub mod render;
 
 pub use envoy::Envoy;

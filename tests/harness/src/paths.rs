@@ -63,3 +63,11 @@ pub fn mock_provider() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|_| target_dir().join("debug/mock-provider"))
 }
+
+/// The rate-limit service binary (tools/sluice-ratelimit): `$SLUICE_RATELIMIT_BIN`, else
+/// `target/debug/sluice-ratelimit` (what `make build` builds).
+pub fn ratelimit_service() -> PathBuf {
+    std::env::var("SLUICE_RATELIMIT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| target_dir().join("debug/sluice-ratelimit"))
+}
