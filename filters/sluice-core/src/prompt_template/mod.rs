@@ -2,6 +2,9 @@
 //!
 //! - [`config`]: templates, route rules, REST endpoints, validated at load.
 //! - [`render`]: `{{variable}}` substitution on parsed JSON strings.
+//! - `splice`: the fast path of [`Engine::apply`]: the expanded request written from the
+//!   body's fields as they came and each template's messages compiled to JSON text at load,
+//!   each variable's value spliced in escaped once; anything else goes the full path.
 //! - [`Engine`]: which rule a request falls under ([`Engine::rule_for`]), whether its body
 //!   must be read ([`Engine::reads_body`]), the request a template and a decoration make of a
 //!   body ([`Engine::apply`]), a REST call turned into a chat request ([`Engine::rest_request`]),
@@ -15,6 +18,7 @@ mod decorate;
 mod expand;
 pub mod render;
 mod rest;
+mod splice;
 
 use std::collections::BTreeMap;
 
@@ -60,6 +64,8 @@ pub struct Engine {
     rules: Vec<Rule>,
     needs_route_name: bool,
     idle: bool,
+    /// Each template's messages as JSON text with holes (`splice`), by name.
+    compiled: BTreeMap<String, splice::Compiled>,
 }
 
 /// What [`Engine::apply`] made of a body.
@@ -84,7 +90,14 @@ impl Engine {
             rules,
             needs_route_name,
             idle: false,
+            compiled: BTreeMap::new(),
         };
+        engine.compiled = engine
+            .config
+            .templates
+            .iter()
+            .map(|(name, t)| (name.clone(), splice::Compiled::new(t)))
+            .collect();
         engine.idle = engine.config.endpoints.is_empty()
             && (0..engine.rules.len()).all(|r| !engine.reads_body(r));
         Ok(engine)
@@ -187,11 +200,33 @@ impl Engine {
 
     /// Expands the template a body names (in any of the accepted forms) and applies the rule's
     /// decoration. `dialect` is the caller's: Anthropic Messages keep their system prompt in
-    /// the top-level `system`.
+    /// the top-level `system`. Without a decoration the splice path answers first (no tree,
+    /// no re-serialising); a refusal, Kong's form or a decoration take the full path.
     pub fn apply(&self, rule: usize, dialect: Dialect, body: &[u8]) -> Result<Outcome, ApiError> {
         let Some(rule) = self.rules.get(rule) else {
             return Ok(Outcome::default());
         };
+        if rule.decorate.is_none() {
+            let fast = splice::apply(
+                &self.config.templates,
+                &self.compiled,
+                rule.templates.as_deref(),
+                self.untemplated(rule),
+                dialect,
+                body,
+            );
+            match fast {
+                Some(splice::Fast::Expanded(outcome)) => return Ok(outcome),
+                Some(splice::Fast::Untouched) => return Ok(Outcome::default()),
+                None => {} // an error or another form: the full path words it
+            }
+        }
+        self.apply_full(rule, dialect, body)
+    }
+
+    /// [`Engine::apply`] on the body parsed whole into a JSON tree, re-serialised: for
+    /// decorations, Kong's form and every refusal (its messages name the field at fault).
+    fn apply_full(&self, rule: &Rule, dialect: Dialect, body: &[u8]) -> Result<Outcome, ApiError> {
         let mut request: serde_json::Map<String, serde_json::Value> = crate::body::parse(body)?;
         let mut template = None;
         let named = expand::named_template(&mut request)?;
