@@ -3,8 +3,8 @@
 //! The Envoys (`--concurrency 2`) front the same mock provider: bare; the floors any filter
 //! starts from (`tests/floor-filter`: one Wasm entry that does nothing, one that also reads the
 //! request body, one that also holds the answer until its body is read, one that also makes ten
-//! host calls, and for token-count and model-router one that makes exactly that filter's host
-//! calls and does nothing else); each filter alone; and the whole chain. `wrk` drives each in
+//! host calls, and for token-count, model-router and prompt-template one that makes exactly
+//! that filter's host calls and does nothing else); each filter alone; and the whole chain. `wrk` drives each in
 //! turn with chat requests carrying the demo key at 16 connections, for a bounded time, in
 //! interleaved rounds (bare, floor, …, bare, …) so drift on the machine hits all alike. The
 //! report gives throughput, Envoy's own CPU time per request (from `/proc`, over each run) and
@@ -14,8 +14,8 @@
 //! not a test: nothing here passes or fails on a number.
 //!
 //! Settings (environment): `SLUICE_BENCH_CONFIGS` (default `bare,floor,floor-body,floor-hold,
-//! floor-calls,floor-count,floor-route,key-injection,token-count,router,moderation,
-//! moderation-heavy,template,template-plain,chain`; also
+//! floor-calls,floor-count,floor-route,floor-path,floor-template,key-injection,token-count,
+//! router,moderation,moderation-heavy,template,template-plain,chain`; also
 //! `router-anthropic`), `SLUICE_BENCH_SECONDS` per run (default 10), `SLUICE_BENCH_ROUNDS`
 //! (default 2), `SLUICE_BENCH_CONNECTIONS` (default 16), `SLUICE_BENCH_OUT` (default
 //! `bench/out/report.md`).
@@ -104,7 +104,7 @@ const OPENAI_MODEL: &str = "gpt-4o-mini";
 /// The shipped chain's entry whose place a floor row takes (any one entry would do).
 const FLOOR_ENTRY: &str = "sluice.moderation";
 
-const SCENARIOS: [Scenario; 16] = [
+const SCENARIOS: [Scenario; 18] = [
     Scenario {
         key: "bare",
         name: "bare Envoy",
@@ -178,6 +178,28 @@ const SCENARIOS: [Scenario; 16] = [
         filters: Some(&[FLOOR_ENTRY]),
         model: OPENAI_MODEL,
         floor: Some("route-calls"),
+        moderation: None,
+        prompt_template: None,
+        templated: false,
+    },
+    // prompt-template's host calls: on a request no rule of its route could change (the
+    // `template-plain` row's floor), and on a templated one (the `template` row's).
+    Scenario {
+        key: "floor-path",
+        name: "prompt-template's host calls only (untemplated: :path read)",
+        filters: Some(&[FLOOR_ENTRY]),
+        model: OPENAI_MODEL,
+        floor: Some("path-read"),
+        moderation: None,
+        prompt_template: None,
+        templated: false,
+    },
+    Scenario {
+        key: "floor-template",
+        name: "prompt-template's host calls only (templated)",
+        filters: Some(&[FLOOR_ENTRY]),
+        model: OPENAI_MODEL,
+        floor: Some("template-calls"),
         moderation: None,
         prompt_template: None,
         templated: false,
@@ -731,8 +753,9 @@ pub fn run() -> Result<(), String> {
         .unwrap_or_else(|_| paths::repo().join("bench/out/report.md"));
 
     let wanted = std::env::var("SLUICE_BENCH_CONFIGS").unwrap_or_else(|_| {
-        "bare,floor,floor-body,floor-hold,floor-calls,floor-count,floor-route,key-injection,\
-         token-count,router,moderation,moderation-heavy,template,template-plain,chain"
+        "bare,floor,floor-body,floor-hold,floor-calls,floor-count,floor-route,floor-path,\
+         floor-template,key-injection,token-count,router,moderation,moderation-heavy,template,\
+         template-plain,chain"
             .to_owned()
     });
     let mock = MockProvider::start()?;

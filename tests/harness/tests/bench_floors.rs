@@ -33,6 +33,8 @@ fn every_floor_answers_as_bare_envoy_does() {
         ("floor-calls", "ten-calls"),
         ("floor-count", "count-calls"),
         ("floor-route", "route-calls"),
+        ("floor-path", "path-read"),
+        ("floor-template", "template-calls"),
     ] {
         let envoy = bench::start_scenario(key, mock.port).unwrap();
         let got = chat(&envoy);

@@ -37,6 +37,31 @@ fn base() -> Value {
     })
 }
 
+/// A request head that records which parts the engine read.
+struct TestHead {
+    method: String,
+    host: String,
+    route: Option<String>,
+    reads: Vec<&'static str>,
+}
+
+impl Head for TestHead {
+    fn method(&mut self) -> String {
+        self.reads.push("method");
+        self.method.clone()
+    }
+
+    fn host(&mut self) -> String {
+        self.reads.push("host");
+        self.host.clone()
+    }
+
+    fn route_name(&mut self) -> Option<String> {
+        self.reads.push("route_name");
+        self.route.clone()
+    }
+}
+
 fn run(e: &Engine, dialect: Dialect, body: Value) -> Result<(Value, Option<String>), ApiError> {
     let out = e.apply(0, dialect, body.to_string().as_bytes())?;
     let v = match out.body {
@@ -431,13 +456,23 @@ fn plans_from_the_head_alone() {
         {"host": "*.example.com"}
     ]);
     let e = engine(c);
-    let never = || -> Option<String> { panic!("route name read for nothing") };
+    // Each plan: what it decided and which parts of the head beyond the path it read.
+    let plan = |e: &Engine, method: &str, path: &str, host: &str, route: Option<&str>| {
+        let mut head = TestHead {
+            method: method.to_owned(),
+            host: host.to_owned(),
+            route: route.map(str::to_owned),
+            reads: Vec::new(),
+        };
+        let plan = e.plan(path, &mut head);
+        (plan, head.reads)
+    };
     // REST endpoints: by exact path (query aside), method checked.
     assert_eq!(
-        e.plan("POST", "/apis/sentiment?v=1", "h", never),
-        Plan::Rest(0)
+        plan(&e, "POST", "/apis/sentiment?v=1", "h", None),
+        (Plan::Rest(0), vec!["method"])
     );
-    let Plan::Refuse(x) = e.plan("GET", "/apis/sentiment", "h", never) else {
+    let (Plan::Refuse(x), _) = plan(&e, "GET", "/apis/sentiment", "h", None) else {
         panic!("GET refused")
     };
     assert_eq!(
@@ -445,36 +480,69 @@ fn plans_from_the_head_alone() {
         (405, Some("method_not_allowed"))
     );
     assert_eq!(x.headers, vec![("allow".to_owned(), "POST".to_owned())]);
-    // Not chat, or not POST: never read, and the route name is not asked for.
-    assert_eq!(e.plan("POST", "/apis/other", "h", never), Plan::Pass);
-    assert_eq!(e.plan("POST", "/v1/embeddings", "h", never), Plan::Pass);
+    // Not chat: settled by the path alone.
     assert_eq!(
-        e.plan("GET", "/v1/chat/completions", "h", never),
-        Plan::Pass
+        plan(&e, "POST", "/apis/other", "h", None),
+        (Plan::Pass, vec![])
+    );
+    assert_eq!(
+        plan(&e, "POST", "/v1/embeddings", "h", None),
+        (Plan::Pass, vec![])
+    );
+    // Not POST: the route name is not asked for.
+    assert_eq!(
+        plan(&e, "GET", "/v1/chat/completions", "h", None),
+        (Plan::Pass, vec!["method"])
     );
     // Chat: the route name is read (a rule matches on it), the rule decides.
-    let route = |n: &'static str| move || Some(n.to_owned());
     assert_eq!(
-        e.plan("POST", "/v1/chat/completions", "h", route("plain")),
-        Plan::Pass
+        plan(&e, "POST", "/v1/chat/completions", "h", Some("plain")),
+        (Plan::Pass, vec!["method", "route_name"])
     );
     assert_eq!(
-        e.plan("POST", "/v1/messages", "a.example.com:443", route("x")),
-        Plan::Template {
-            rule: 1,
-            dialect: Dialect::Anthropic
-        }
+        plan(&e, "POST", "/v1/messages", "a.example.com:443", Some("x")),
+        (
+            Plan::Template {
+                rule: 1,
+                dialect: Dialect::Anthropic
+            },
+            vec!["method", "route_name", "host"]
+        )
     );
     assert_eq!(
-        e.plan("POST", "/v1/chat/completions", "other.org", route("x")),
-        Plan::Pass
+        plan(&e, "POST", "/v1/chat/completions", "other.org", Some("x")),
+        (Plan::Pass, vec!["method", "route_name", "host"])
+    );
+    // Rules on the path only: a rule that changes nothing settles it from the path alone;
+    // otherwise the method is read last.
+    let paths = engine(json!({
+        "templates": {"t": {"messages": [{"role": "user", "content": "{{q}}"}]}},
+        "rules": [{"path_prefix": "/v1/chat/completions?plain", "templates": []}, {}]
+    }));
+    assert_eq!(
+        plan(&paths, "POST", "/v1/chat/completions?plain", "h", None),
+        (Plan::Pass, vec![])
+    );
+    assert_eq!(
+        plan(&paths, "POST", "/v1/chat/completions", "h", None),
+        (
+            Plan::Template {
+                rule: 1,
+                dialect: Dialect::OpenAi
+            },
+            vec!["method"]
+        )
+    );
+    assert_eq!(
+        plan(&paths, "GET", "/v1/chat/completions", "h", None),
+        (Plan::Pass, vec!["method"])
     );
     // No rules and no templates: nothing to read.
     let empty = engine(json!({"templates": {}}));
     assert!(empty.idle() && !e.idle());
     assert_eq!(
-        empty.plan("POST", "/v1/chat/completions", "h", never),
-        Plan::Pass
+        plan(&empty, "POST", "/v1/chat/completions", "h", None),
+        (Plan::Pass, vec![])
     );
 }
 
