@@ -30,7 +30,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::config::{Template, Untemplated};
-use super::expand::{text_block, used_variables};
+use super::expand::{kong_reference, text_block, used_variables};
 use super::render::next_placeholder;
 use super::Outcome;
 use crate::Dialect;
@@ -260,8 +260,8 @@ fn take_map<'a>(request: &mut Request<'a>, key: &str) -> Option<Option<Fields<'a
     }
 }
 
-/// Whether `messages` could be Kong's form (a string, or exactly one message): the full path
-/// looks.
+/// Whether `messages` is (or may be) Kong's form, `{template://name}` as the string or as the
+/// content of its one message: the full path takes it.
 fn may_be_kong(request: &Request) -> bool {
     let Some(field) = request.get("messages") else {
         return false;
@@ -269,13 +269,36 @@ fn may_be_kong(request: &Request) -> bool {
     let Field::Raw(raw) = field else {
         return true;
     };
+    let is_reference = |s: &RawValue| {
+        serde_json::from_str::<String>(s.get()).map_or(true, |s| kong_reference(&s).is_some())
+    };
     match raw.get().as_bytes().first() {
-        Some(b'[') => {
-            serde_json::from_str::<Vec<IgnoredAny>>(raw.get()).map_or(true, |v| v.len() == 1)
-        }
-        Some(b'"') => true,
+        Some(b'[') => match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
+            Ok(items) if items.len() == 1 => {
+                let Some(item) = items.first() else {
+                    return true;
+                };
+                match serde_json::from_str::<OneMessage>(item.get()) {
+                    Ok(OneMessage { content: Some(c) }) if c.get().starts_with('"') => {
+                        is_reference(c)
+                    }
+                    Ok(_) => false,
+                    Err(_) => true,
+                }
+            }
+            Ok(_) => false,
+            Err(_) => true,
+        },
+        Some(b'"') => is_reference(raw),
         _ => false,
     }
+}
+
+/// A message's `content`, the rest skipped.
+#[derive(Deserialize)]
+struct OneMessage<'a> {
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
 }
 
 /// What escapes a body holds.
