@@ -4,14 +4,15 @@
 //! starts from (`tests/floor-filter`: one Wasm entry that does nothing, one that also reads the
 //! request body, one that also holds the answer until its body is read, one that also makes ten
 //! host calls, and for token-count, model-router and prompt-template one that makes exactly
-//! that filter's host calls and does nothing else); each filter alone; and the whole chain. `wrk` drives each in
-//! turn with chat requests carrying the demo key at 16 connections, for a bounded time, in
-//! interleaved rounds (bare, floor, …, bare, …) so drift on the machine hits all alike. The
-//! report gives throughput, Envoy's own CPU time per request (from `/proc`, over each run) and
-//! p50/p99 latency, each also as a ratio to bare Envoy; each Envoy's RSS idle and after load,
-//! and from Envoy's admin `/memory` how much of its heap is allocated and how much its
-//! allocator keeps freed; and counting speed against native tiktoken-rs. It is a measurement,
-//! not a test: nothing here passes or fails on a number.
+//! that filter's host calls and does nothing else); each filter alone; and the whole chain.
+//! `wrk` drives each in turn with chat requests carrying the demo key at 16 connections, for a
+//! bounded time, in interleaved rounds (bare, floor, …, bare, …; each round starting one config
+//! later) so drift on the machine hits all alike. The report gives throughput, Envoy's own CPU
+//! time per request (from `/proc`, over each run) and p50/p99 latency, each also as a ratio to
+//! bare Envoy; each Envoy's RSS idle and after load, and from Envoy's admin `/memory` how much
+//! of its heap is allocated and how much its allocator keeps freed; and counting speed against
+//! native tiktoken-rs. It is a measurement, not a test: nothing here passes or fails on a
+//! number.
 //!
 //! Settings (environment): `SLUICE_BENCH_CONFIGS` (default `bare,floor,floor-body,floor-hold,
 //! floor-calls,floor-count,floor-route,floor-path,floor-template,key-injection,token-count,
@@ -870,10 +871,17 @@ pub fn run() -> Result<(), String> {
             wrk(&envoy.url(path), script, 2, connections)?; // warm-up
         }
         let mut results: Vec<Vec<WrkResult>> = vec![Vec::new(); configs.len()];
+        let count = configs.len();
         for round in 0..rounds {
-            for (i, (((name, envoy), script), path)) in
-                configs.iter().zip(&scripts).zip(&paths).enumerate()
-            {
+            // Each round starts one config later, so that no row always runs last in a round:
+            // on a loaded machine a row's place in the round moved its figure by 20 µs.
+            for k in 0..count {
+                let i = (k + usize::try_from(round).unwrap_or(0)) % count;
+                let (Some((name, envoy)), Some(script), Some(path)) =
+                    (configs.get(i), scripts.get(i), paths.get(i))
+                else {
+                    continue;
+                };
                 let cpu_before = envoy.cpu_ticks();
                 let mut r = wrk(&envoy.url(path), script, seconds, connections)?;
                 if let (Some(before), Some(after)) = (cpu_before, envoy.cpu_ticks()) {
