@@ -1,9 +1,6 @@
 //! The mock provider as a child process.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Child, Command};
 
 use crate::paths;
 
@@ -20,35 +17,10 @@ impl MockProvider {
 
     pub fn start_with_args(args: &[&str]) -> crate::Result<MockProvider> {
         let bin = paths::mock_provider();
-        let mut child = Command::new(&bin)
-            .args(["--port", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start {} (run `make build`): {e}", bin.display()))?;
-        let stdout = child.stdout.take().ok_or("mock provider has no stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {} // keep the pipe drained
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err("mock provider did not announce its port within 30 s".to_owned());
-            }
-        };
-        let port = line
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim().parse().ok())
-            .ok_or_else(|| format!("unexpected mock provider banner {line:?}"))?;
+        let mut command = Command::new(&bin);
+        command.args(["--port", "0"]).args(args);
+        let (child, port) =
+            crate::announced::spawn(command, &format!("the mock provider ({})", bin.display()))?;
         Ok(MockProvider { child, port })
     }
 

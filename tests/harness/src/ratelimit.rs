@@ -1,10 +1,8 @@
 //! A Redis and the rate-limit service (tools/sluice-ratelimit) as child processes, for the
 //! global token limits (envoy/sluice-ratelimit.yaml).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::envoy::free_port;
@@ -140,37 +138,14 @@ impl RateLimitService {
         dir: tempfile::TempDir,
     ) -> crate::Result<RateLimitService> {
         let bin = paths::ratelimit_service();
-        let mut child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        command
             .arg("--config")
             .arg(config)
             .args(["--redis", redis_url, "--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start {} (run `make build`): {e}", bin.display()))?;
-        let stdout = child.stdout.take().ok_or("the service has no stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {} // keep the pipe drained
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err("sluice-ratelimit did not announce its port within 30 s".to_owned());
-            }
-        };
-        let port = line
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim().parse().ok())
-            .ok_or_else(|| format!("unexpected sluice-ratelimit banner {line:?}"))?;
+            .stdin(Stdio::null());
+        let (child, port) =
+            crate::announced::spawn(command, &format!("sluice-ratelimit ({})", bin.display()))?;
         Ok(RateLimitService {
             child,
             port,
