@@ -5,6 +5,7 @@
 //! 127.0.0.1 ports, `--concurrency 2`, a dynamic base id) and gets a base URL and an admin URL;
 //! both processes are stopped when the value is dropped, pass or fail. Tests run in parallel.
 
+pub mod alone;
 mod announced;
 pub mod bench;
 pub mod ecds;

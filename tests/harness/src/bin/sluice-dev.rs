@@ -14,6 +14,12 @@
 //! [--unchecked]` replaces a filter's build and/or config in that layout (see
 //! `sluice_harness::ecds`).
 //!
+//! run --config PATH: the same with another config of envoy/ in place of sluice.yaml (e.g.
+//! `envoy/alone/moderation.yaml`, one filter alone); it is rendered as sluice.yaml is.
+//!
+//! alone: rewrites the configs in envoy/alone/ (each filter alone) from envoy/sluice.yaml,
+//! keeping their header comments (see `sluice_harness::alone`).
+//!
 //! bench: see `sluice_harness::bench`.
 
 use std::collections::BTreeMap;
@@ -21,7 +27,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use sluice_harness::envoy::{render_template, template_vars};
-use sluice_harness::{bench, demo_curl, ecds, paths, providers, Envoy, MockProvider, DEMO_KEY};
+use sluice_harness::{
+    alone, bench, demo_curl, ecds, paths, providers, Envoy, MockProvider, DEMO_KEY,
+};
 
 fn env_port(name: &str, default: u16) -> Result<u16, String> {
     match std::env::var(name) {
@@ -38,7 +46,15 @@ fn ecds_dir() -> std::path::PathBuf {
     }
 }
 
-fn run(hot_swap: bool) -> Result<(), String> {
+/// What `run` starts: the chain, the hot-swap layout, or another config of envoy/.
+enum Layout {
+    Chain,
+    HotSwap,
+    Config(String),
+}
+
+fn run(layout: Layout) -> Result<(), String> {
+    let hot_swap = matches!(layout, Layout::HotSwap);
     let port = env_port("SLUICE_PORT", 10000)?;
     let admin = env_port("SLUICE_ADMIN_PORT", 9901)?;
     // From here on SIGINT, SIGTERM and SIGHUP end the run the same way: children stopped, temp
@@ -67,7 +83,12 @@ fn run(hot_swap: bool) -> Result<(), String> {
     let mut vars = template_vars(port, admin, mock.port);
     vars.insert("ACCESS_LOG", access_log.display().to_string());
     let providers = std::env::var("SLUICE_PROVIDERS").is_ok_and(|v| v == "1");
-    let template = if hot_swap {
+    let template = if let Layout::Config(path) = &layout {
+        if providers {
+            return Err("SLUICE_PROVIDERS=1 goes with envoy/sluice.yaml only".to_owned());
+        }
+        path.as_str()
+    } else if hot_swap {
         if providers {
             return Err(
                 "SLUICE_PROVIDERS=1 is for make run; in the hot-swap layout give \
@@ -97,7 +118,11 @@ fn run(hot_swap: bool) -> Result<(), String> {
         }
     }
     let mut envoy = Envoy::start_fixed_with_log(&config, port, admin, &envoy_log)?;
-    println!("Sluice is up: Envoy 127.0.0.1:{port} (admin 127.0.0.1:{admin}), the whole chain in front of the mock provider on 127.0.0.1:{}.", mock.port);
+    let what = match &layout {
+        Layout::Config(path) => path.as_str(),
+        _ => "the whole chain",
+    };
+    println!("Sluice is up: Envoy 127.0.0.1:{port} (admin 127.0.0.1:{admin}), {what} in front of the mock provider on 127.0.0.1:{}.", mock.port);
     println!(
         "Logs (kept after the run, started afresh by the next): {}",
         run_dir.display()
@@ -107,7 +132,11 @@ fn run(hot_swap: bool) -> Result<(), String> {
         "Access log (JSON lines, with tokens and consumer): {}",
         access_log.display()
     );
-    println!("Caller key (the demo consumer): {DEMO_KEY}");
+    if config.contains("name: key_injection_authenticate\n") {
+        println!("Caller key (the demo consumer): {DEMO_KEY}");
+    } else {
+        println!("No key-injection in this config: the caller's key goes upstream as sent.");
+    }
     println!("Try:");
     println!("{}", demo_curl(port));
     println!("Anthropic-style callers and claude-* models work too, e.g.:");
@@ -131,8 +160,8 @@ fn run(hot_swap: bool) -> Result<(), String> {
     Ok(())
 }
 
-const USAGE: &str = "usage: sluice-dev run [--ecds] | bench | swap --filter NAME [--dir DIR] \
-                     [--wasm PATH] [--config PATH] [--unchecked]";
+const USAGE: &str = "usage: sluice-dev run [--ecds | --config PATH] | alone | bench | swap \
+                     --filter NAME [--dir DIR] [--wasm PATH] [--config PATH] [--unchecked]";
 
 /// `sluice-dev swap …`: see `ecds::swap`. With neither --wasm nor --config, the filter's
 /// current build in the build folder (what `make wasm` just built) is the new build.
@@ -176,8 +205,16 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or_default();
     let result = match args.first().map(String::as_str).unwrap_or_default() {
-        "run" if rest.is_empty() => run(false),
-        "run" if rest == ["--ecds"] => run(true),
+        "run" if rest.is_empty() => run(Layout::Chain),
+        "run" if rest == ["--ecds"] => run(Layout::HotSwap),
+        "run" if rest.len() == 2 && rest.first().is_some_and(|a| a == "--config") => {
+            run(Layout::Config(rest.get(1).cloned().unwrap_or_default()))
+        }
+        "alone" if rest.is_empty() => alone::write_all().map(|done| {
+            for line in done {
+                println!("{line}");
+            }
+        }),
         "bench" => bench::run(),
         "swap" => swap(rest),
         _ => Err(USAGE.to_owned()),
