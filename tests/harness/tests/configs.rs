@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use sluice_harness::envoy::{render_template, template_vars, validate, validate_env};
-use sluice_harness::{ecds, paths, providers, Gateway};
+use sluice_harness::{alone, ecds, paths, providers, Gateway};
 
 /// The hot-swap layout envoy/sluice-ecds.yaml points at, filled once per test run (Envoy checks
 /// that its files exist, even in validate mode).
@@ -27,26 +27,115 @@ fn rendered(template: &str) -> String {
 }
 
 /// Every Envoy config in envoy/ a user may start (providers.yaml is a fragment sluice.yaml's
-/// renderer appends).
-const SHIPPED: [&str; 5] = [
+/// renderer appends), each filter alone (envoy/alone/) included.
+const SHIPPED: [&str; 10] = [
     "envoy/sluice.yaml",
     "envoy/bare.yaml",
     "envoy/own-envoy.yaml",
     "envoy/sluice-ecds.yaml",
     "envoy/sluice-ratelimit.yaml",
+    "envoy/alone/key-injection.yaml",
+    "envoy/alone/prompt-template.yaml",
+    "envoy/alone/moderation.yaml",
+    "envoy/alone/model-router.yaml",
+    "envoy/alone/token-count.yaml",
 ];
+
+/// The files under `dir` (relative to the repo), subfolders walked, as repo-relative paths.
+fn files_under(dir: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(paths::repo().join(dir)).unwrap() {
+        let entry = entry.unwrap();
+        let path = format!("{dir}/{}", entry.file_name().to_string_lossy());
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
 
 #[test]
 fn every_config_in_envoy_dir_is_checked() {
-    let mut found: Vec<String> = std::fs::read_dir(sluice_harness::paths::repo().join("envoy"))
-        .unwrap()
-        .map(|e| format!("envoy/{}", e.unwrap().file_name().to_string_lossy()))
+    let mut found: Vec<String> = files_under("envoy")
+        .into_iter()
         .filter(|name| name != "envoy/providers.yaml")
         .collect();
     found.sort();
     let mut shipped = SHIPPED.map(str::to_owned).to_vec();
     shipped.sort();
     assert_eq!(found, shipped);
+    // The filters alone are the ones the generator writes.
+    let mut generated: Vec<String> = alone::CONFIGS.iter().map(|a| a.path()).collect();
+    generated.sort();
+    let mut listed: Vec<String> = shipped
+        .into_iter()
+        .filter(|p| p.starts_with("envoy/alone/"))
+        .collect();
+    listed.sort();
+    assert_eq!(listed, generated);
+}
+
+/// Each config in envoy/alone/ is envoy/sluice.yaml with only one filter's entries (plus Envoy's
+/// decompressor and router), below its own header comment: they cannot drift from the chain.
+#[test]
+fn each_filter_alone_is_the_shipped_chain_with_only_that_filter() {
+    let stale = alone::stale().unwrap();
+    assert!(
+        stale.is_empty(),
+        "{}\nregenerate them from envoy/sluice.yaml with `{}` (their header comments stay)",
+        stale.join("\n"),
+        alone::REGENERATE
+    );
+    let chain = std::fs::read_to_string(paths::repo().join("envoy/sluice.yaml")).unwrap();
+    for a in &alone::CONFIGS {
+        let text = std::fs::read_to_string(paths::repo().join(a.path())).unwrap();
+        let (header, body) = alone::split_header(&text).unwrap();
+        // A header that says what it is, how to regenerate it and how to run it.
+        assert!(header.starts_with("# "), "{}", a.path());
+        assert!(header.contains(alone::REGENERATE), "{}", a.path());
+        assert!(
+            header.contains(&format!("run --config {}", a.path())),
+            "{}",
+            a.path()
+        );
+        // Exactly its own Sluice entries: key-injection's inject entry on the fallback listener
+        // goes with that listener (left out without model-router) or with key-injection.
+        let sluice_entries: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("          - name: sluice."))
+            .collect();
+        let own: Vec<&str> = a
+            .entries
+            .iter()
+            .map(|e| e.strip_prefix("sluice.").unwrap())
+            .collect();
+        assert_eq!(sluice_entries, own, "{}", a.path());
+        let router = a.entries.contains(&"sluice.model_router");
+        // Each keeps the chain's config of its filter.
+        for entry in a.entries {
+            let plugin = entry
+                .strip_prefix("sluice.")
+                .unwrap()
+                .replace("key_injection.", "key_injection_");
+            assert_eq!(
+                sluice_harness::render::plugin_config(body, &plugin),
+                sluice_harness::render::plugin_config(&chain, &plugin),
+                "{} {plugin}",
+                a.path()
+            );
+        }
+        // Only model-router sends requests to its fallback listener.
+        assert_eq!(body.contains("sluice_internal"), router, "{}", a.path());
+        assert_eq!(body.contains("sluice_loopback"), router, "{}", a.path());
+        assert_eq!(
+            body.contains("envoy.bootstrap.internal_listener"),
+            router,
+            "{}",
+            a.path()
+        );
+    }
 }
 
 /// The shipped configs map Envoy's own local replies to JSON with the same mappers.
@@ -69,6 +158,9 @@ fn shipped_configs_share_one_local_reply_mapping() {
     assert_eq!(block("envoy/own-envoy.yaml"), sluice);
     assert_eq!(block("envoy/sluice-ecds.yaml"), sluice);
     assert_eq!(block("envoy/sluice-ratelimit.yaml"), sluice);
+    for a in &alone::CONFIGS {
+        assert_eq!(block(&a.path()), sluice, "{}", a.path());
+    }
 }
 
 /// Rendering replaces placeholders everywhere, comments included: a comment must not name one
