@@ -74,8 +74,12 @@ $(WBG_RUNNER).$(WASM_BINDGEN_VERSION):
 	touch $@
 
 # ---- build ----
+# prompt-template in a cargo invocation of its own: its sluice-core has the `splice` feature
+# (serde_json's `raw_value`), and one invocation unifies features across all its packages, so
+# built beside it every module would carry raw_value's code (token-count 3 KB: over 2 MiB).
 wasm: .rust-targets
-	cargo build --release --target $(WASM_TARGET) $(FILTER_PKGS) $(BENCH_PKGS)
+	cargo build --release --target $(WASM_TARGET) -p prompt-template
+	cargo build --release --target $(WASM_TARGET) $(addprefix -p ,$(filter-out prompt-template,$(FILTERS))) $(BENCH_PKGS)
 
 build: wasm
 	cargo build -p mock-provider -p sluice-ratelimit -p sluice-harness --bins
@@ -96,7 +100,7 @@ unit-test:
 # The shared library's tests again, compiled to wasm32 and run under Node.
 wasm-unit-test: setup
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WBG_RUNNER)) \
-	  cargo test -p sluice-core --target wasm32-unknown-unknown
+	  cargo test -p sluice-core --features splice --target wasm32-unknown-unknown
 
 integration-test: build
 	cargo test -p sluice-harness --tests

@@ -2,8 +2,9 @@
 //! endpoints.
 //!
 //! Host glue only; the logic is `sluice_core::prompt_template`. On the request headers the
-//! engine decides from the method, path, host (and the route name, only when a rule matches on
-//! it) whether anything could apply (`Engine::plan`): when nothing could, the request passes
+//! engine decides from the path (one header read), and only when that does not settle it the
+//! method and host (the header map, one more call) and the route name (when a rule matches on
+//! it), whether anything could apply (`Engine::plan`): when nothing could, the request passes
 //! without its body being read. Otherwise the body is read once: a template is expanded and the
 //! rule's decoration applied (`Engine::apply`), or a REST call is turned into a chat request
 //! (`Engine::rest_request`) whose path replaces the caller's (the route is picked again). A
@@ -15,7 +16,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use sluice_core::prompt_template::config::PromptTemplateConfig;
-use sluice_core::prompt_template::{holds_answer, reduce_answer, Engine, Plan, RestRequest};
+use sluice_core::prompt_template::{holds_answer, reduce_answer, Engine, Head, Plan, RestRequest};
 use sluice_core::{ApiError, ConfigError, Dialect, StateKey};
 use sluice_host::{http, reply, state};
 
@@ -128,6 +129,35 @@ impl TemplateStream {
     }
 }
 
+/// The request head beyond its path, read when the engine asks: the header map in one host
+/// call (the first time), the route name in another.
+struct HostHead {
+    headers: Option<http::Headers>,
+}
+
+impl HostHead {
+    fn headers(&mut self) -> &http::Headers {
+        self.headers.get_or_insert_with(http::request_headers)
+    }
+}
+
+impl Head for HostHead {
+    fn method(&mut self) -> String {
+        self.headers().get(":method").unwrap_or_default().to_owned()
+    }
+
+    fn host(&mut self) -> String {
+        self.headers()
+            .get(":authority")
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn route_name(&mut self) -> Option<String> {
+        http::property(&["xds", "route_name"])
+    }
+}
+
 impl Context for TemplateStream {}
 
 impl HttpContext for TemplateStream {
@@ -136,17 +166,15 @@ impl HttpContext for TemplateStream {
         if rt.engine.idle() {
             return Action::Continue; // no host call at all
         }
-        let headers = http::request_headers();
-        let method = headers.get(":method").unwrap_or_default();
-        let path = headers.get(":path").unwrap_or_default();
-        let host = headers.get(":authority").unwrap_or_default();
-        let plan = rt.engine.plan(method, path, host, || {
-            http::property(&["xds", "route_name"])
-        });
+        // The path first, alone: it settles most requests; the rest of the head only when
+        // the engine asks.
+        let path = http::request_header(":path").unwrap_or_default();
+        let mut head = HostHead { headers: None };
+        let plan = rt.engine.plan(&path, &mut head);
         self.phase = match plan {
             Plan::Pass => return Action::Continue,
             Plan::Refuse(err) => {
-                self.dialect = Dialect::from_path(path);
+                self.dialect = Dialect::from_path(&path);
                 return self.refuse(&err);
             }
             Plan::Template { rule, dialect } => {
@@ -159,10 +187,10 @@ impl HttpContext for TemplateStream {
             Plan::Rest(endpoint) => Phase::Rest { endpoint },
         };
         // The original path this filter records is its own, never the caller's.
-        if headers.contains(ORIGINAL_PATH_HEADER) {
+        if head.headers().contains(ORIGINAL_PATH_HEADER) {
             http::set_request_header(ORIGINAL_PATH_HEADER, None);
         }
-        self.caller_path = path.to_owned();
+        self.caller_path = path;
         if end_of_stream {
             // A REST call without a body: the engine names the fields it takes.
             return self.handle(&[]);

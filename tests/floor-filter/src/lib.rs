@@ -18,6 +18,11 @@
 //!   nothing counted: the most any filter doing token-count's job can reach;
 //! - `route-calls`: likewise, model-router's host calls when it only routes (headers, body,
 //!   the cluster header set, the route cache cleared, four filter-state values written);
+//! - `path-read`: prompt-template's host call on a request no rule of its route could change
+//!   (`:path` read alone; the body is not read);
+//! - `template-calls`: prompt-template's host calls on a templated request (`:path`, then the
+//!   header map, the body, the new body and its `content-length` set, the template in filter
+//!   state); the body is written back as it came;
 //! - `moderation-calls`: moderation's host calls on a clean 1 KB chat with the demo config
 //!   (the request headers read whole, the body, `sluice.moderation` written, the answer's
 //!   headers read whole, the answer held and read): `hold-answer` plus three calls.
@@ -37,6 +42,8 @@ enum Mode {
     TenCalls,
     CountCalls,
     RouteCalls,
+    PathRead,
+    TemplateCalls,
     ModerationCalls,
 }
 
@@ -49,6 +56,8 @@ impl Mode {
             Mode::TenCalls => "ten-calls",
             Mode::CountCalls => "count-calls",
             Mode::RouteCalls => "route-calls",
+            Mode::PathRead => "path-read",
+            Mode::TemplateCalls => "template-calls",
             Mode::ModerationCalls => "moderation-calls",
         }
     }
@@ -61,6 +70,8 @@ impl Mode {
             "ten-calls" => Some(Mode::TenCalls),
             "count-calls" => Some(Mode::CountCalls),
             "route-calls" => Some(Mode::RouteCalls),
+            "path-read" => Some(Mode::PathRead),
+            "template-calls" => Some(Mode::TemplateCalls),
             "moderation-calls" => Some(Mode::ModerationCalls),
             _ => None,
         }
@@ -95,7 +106,7 @@ impl RootContext for Root {
             None => {
                 log::error!(
                     "floor-filter: mode must be pass, read-body, hold-answer, ten-calls, \
-                     count-calls, route-calls or moderation-calls"
+                     count-calls, route-calls, path-read, template-calls or moderation-calls"
                 );
                 false
             }
@@ -155,13 +166,16 @@ impl HttpContext for Stream {
                 let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path");
             }
         }
+        if matches!(self.mode, Mode::PathRead | Mode::TemplateCalls) {
+            let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path");
+        }
         if matches!(
             self.mode,
-            Mode::CountCalls | Mode::RouteCalls | Mode::ModerationCalls
+            Mode::CountCalls | Mode::RouteCalls | Mode::TemplateCalls | Mode::ModerationCalls
         ) {
             let _ = hostcalls::get_map(MapType::HttpRequestHeaders);
         }
-        if self.mode == Mode::Pass || end_of_stream {
+        if matches!(self.mode, Mode::Pass | Mode::PathRead) || end_of_stream {
             Action::Continue
         } else {
             Action::Pause
@@ -169,7 +183,24 @@ impl HttpContext for Stream {
     }
 
     fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
-        if self.mode == Mode::Pass {
+        if matches!(self.mode, Mode::Pass | Mode::PathRead) {
+            return Action::Continue;
+        }
+        if self.mode == Mode::TemplateCalls {
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let _ = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, &body);
+            set_header(
+                MapType::HttpRequestHeaders,
+                "content-length",
+                &body.len().to_string(),
+            );
+            set_state("sluice.template", "bench@1");
             return Action::Continue;
         }
         let action = whole_body(BufferType::HttpRequestBody, size, end_of_stream);

@@ -3,19 +3,21 @@
 //! The Envoys (`--concurrency 2`) front the same mock provider: bare; the floors any filter
 //! starts from (`tests/floor-filter`: one Wasm entry that does nothing, one that also reads the
 //! request body, one that also holds the answer until its body is read, one that also makes ten
-//! host calls, and for token-count and model-router one that makes exactly that filter's host
-//! calls and does nothing else); each filter alone; and the whole chain. `wrk` drives each in
-//! turn with chat requests carrying the demo key at 16 connections, for a bounded time, in
-//! interleaved rounds (bare, floor, …, bare, …) so drift on the machine hits all alike. The
-//! report gives throughput, Envoy's own CPU time per request (from `/proc`, over each run) and
-//! p50/p99 latency, each also as a ratio to bare Envoy; each Envoy's RSS idle and after load,
-//! and from Envoy's admin `/memory` how much of its heap is allocated and how much its
-//! allocator keeps freed; and counting speed against native tiktoken-rs. It is a measurement,
-//! not a test: nothing here passes or fails on a number.
+//! host calls, and for token-count, model-router, prompt-template and moderation one that makes
+//! exactly that filter's host calls and does nothing else); each filter alone; and the whole
+//! chain.
+//! `wrk` drives each in turn with chat requests carrying the demo key at 16 connections, for a
+//! bounded time, in interleaved rounds (bare, floor, …, bare, …; each round starting one config
+//! later) so drift on the machine hits all alike. The report gives throughput, Envoy's own CPU
+//! time per request (from `/proc`, over each run) and p50/p99 latency, each also as a ratio to
+//! bare Envoy; each Envoy's RSS idle and after load, and from Envoy's admin `/memory` how much
+//! of its heap is allocated and how much its allocator keeps freed; and counting speed against
+//! native tiktoken-rs. It is a measurement, not a test: nothing here passes or fails on a
+//! number.
 //!
 //! Settings (environment): `SLUICE_BENCH_CONFIGS` (default `bare,floor,floor-body,floor-hold,
-//! floor-calls,floor-count,floor-route,floor-moderation,key-injection,token-count,router,
-//! moderation,moderation-heavy,template,template-plain,chain`; also
+//! floor-calls,floor-count,floor-route,floor-path,floor-template,floor-moderation,key-injection,
+//! token-count,router,moderation,moderation-heavy,template,template-plain,chain`; also
 //! `router-anthropic`), `SLUICE_BENCH_SECONDS` per run (default 10), `SLUICE_BENCH_ROUNDS`
 //! (default 2), `SLUICE_BENCH_CONNECTIONS` (default 16), `SLUICE_BENCH_OUT` (default
 //! `bench/out/report.md`).
@@ -104,7 +106,7 @@ const OPENAI_MODEL: &str = "gpt-4o-mini";
 /// The shipped chain's entry whose place a floor row takes (any one entry would do).
 const FLOOR_ENTRY: &str = "sluice.moderation";
 
-const SCENARIOS: [Scenario; 17] = [
+const SCENARIOS: [Scenario; 19] = [
     Scenario {
         key: "bare",
         name: "bare Envoy",
@@ -178,6 +180,28 @@ const SCENARIOS: [Scenario; 17] = [
         filters: Some(&[FLOOR_ENTRY]),
         model: OPENAI_MODEL,
         floor: Some("route-calls"),
+        moderation: None,
+        prompt_template: None,
+        templated: false,
+    },
+    // prompt-template's host calls: on a request no rule of its route could change (the
+    // `template-plain` row's floor), and on a templated one (the `template` row's).
+    Scenario {
+        key: "floor-path",
+        name: "prompt-template's host calls only (untemplated: :path read)",
+        filters: Some(&[FLOOR_ENTRY]),
+        model: OPENAI_MODEL,
+        floor: Some("path-read"),
+        moderation: None,
+        prompt_template: None,
+        templated: false,
+    },
+    Scenario {
+        key: "floor-template",
+        name: "prompt-template's host calls only (templated)",
+        filters: Some(&[FLOOR_ENTRY]),
+        model: OPENAI_MODEL,
+        floor: Some("template-calls"),
         moderation: None,
         prompt_template: None,
         templated: false,
@@ -741,8 +765,9 @@ pub fn run() -> Result<(), String> {
         .unwrap_or_else(|_| paths::repo().join("bench/out/report.md"));
 
     let wanted = std::env::var("SLUICE_BENCH_CONFIGS").unwrap_or_else(|_| {
-        "bare,floor,floor-body,floor-hold,floor-calls,floor-count,floor-route,floor-moderation,\
-         key-injection,token-count,router,moderation,moderation-heavy,template,template-plain,chain"
+        "bare,floor,floor-body,floor-hold,floor-calls,floor-count,floor-route,floor-path,\
+         floor-template,floor-moderation,key-injection,token-count,router,moderation,moderation-heavy,template,\
+         template-plain,chain"
             .to_owned()
     });
     let mock = MockProvider::start()?;
@@ -857,10 +882,17 @@ pub fn run() -> Result<(), String> {
             wrk(&envoy.url(path), script, 2, connections)?; // warm-up
         }
         let mut results: Vec<Vec<WrkResult>> = vec![Vec::new(); configs.len()];
+        let count = configs.len();
         for round in 0..rounds {
-            for (i, (((name, envoy), script), path)) in
-                configs.iter().zip(&scripts).zip(&paths).enumerate()
-            {
+            // Each round starts one config later, so that no row always runs last in a round:
+            // on a loaded machine a row's place in the round moved its figure by 20 µs.
+            for k in 0..count {
+                let i = (k + usize::try_from(round).unwrap_or(0)) % count;
+                let (Some((name, envoy)), Some(script), Some(path)) =
+                    (configs.get(i), scripts.get(i), paths.get(i))
+                else {
+                    continue;
+                };
                 let cpu_before = envoy.cpu_ticks();
                 let mut r = wrk(&envoy.url(path), script, seconds, connections)?;
                 if let (Some(before), Some(after)) = (cpu_before, envoy.cpu_ticks()) {

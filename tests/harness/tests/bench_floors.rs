@@ -34,6 +34,8 @@ fn every_floor_answers_as_bare_envoy_does() {
         ("floor-count", "count-calls"),
         ("floor-route", "route-calls"),
         ("floor-moderation", "moderation-calls"),
+        ("floor-path", "path-read"),
+        ("floor-template", "template-calls"),
     ] {
         let envoy = bench::start_scenario(key, mock.port).unwrap();
         let got = chat(&envoy);

@@ -73,7 +73,7 @@ fn take_map(
 }
 
 /// Kong's reference, `{template://name}`.
-fn kong_reference(s: &str) -> Option<&str> {
+pub fn kong_reference(s: &str) -> Option<&str> {
     s.trim()
         .strip_prefix("{template://")?
         .strip_suffix('}')

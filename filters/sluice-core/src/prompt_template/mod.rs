@@ -2,6 +2,10 @@
 //!
 //! - [`config`]: templates, route rules, REST endpoints, validated at load.
 //! - [`render`]: `{{variable}}` substitution on parsed JSON strings.
+//! - `splice` (cargo feature `splice`, which prompt-template enables): the fast path of
+//!   [`Engine::apply`]: the expanded request written from the body's fields as they came and
+//!   each template's messages compiled to JSON text at load, each variable's value spliced in
+//!   escaped once; anything else, or every body without the feature, goes the full path.
 //! - [`Engine`]: which rule a request falls under ([`Engine::rule_for`]), whether its body
 //!   must be read ([`Engine::reads_body`]), the request a template and a decoration make of a
 //!   body ([`Engine::apply`]), a REST call turned into a chat request ([`Engine::rest_request`]),
@@ -15,6 +19,8 @@ mod decorate;
 mod expand;
 pub mod render;
 mod rest;
+#[cfg(feature = "splice")]
+mod splice;
 
 use std::collections::BTreeMap;
 
@@ -29,6 +35,16 @@ pub use rest::{reduce_answer, RestRequest};
 /// Filter state `sluice.template` for a request expanded from `name`.
 pub fn state_value(name: &str, template: &Template) -> String {
     format!("{name}@{}", template.version)
+}
+
+/// The parts of a request's head [`Engine::plan`] may need beyond its path; each may cost a
+/// host call, and the engine asks for each at most once.
+pub trait Head {
+    fn method(&mut self) -> String;
+    /// `:authority`.
+    fn host(&mut self) -> String;
+    /// Envoy's route name.
+    fn route_name(&mut self) -> Option<String>;
 }
 
 /// What the filter does with a request, decided from its head (method, path, host, route).
@@ -59,7 +75,12 @@ pub struct Engine {
     /// Rules as configured, or one rule that matches everything when none are.
     rules: Vec<Rule>,
     needs_route_name: bool,
+    /// A rule matches on the host or the route name (host calls beyond the path).
+    rules_read_head: bool,
     idle: bool,
+    /// Each template's messages as JSON text with holes (`splice`), by name.
+    #[cfg(feature = "splice")]
+    compiled: BTreeMap<String, splice::Compiled>,
 }
 
 /// What [`Engine::apply`] made of a body.
@@ -79,19 +100,30 @@ impl Engine {
             config.rules.clone()
         };
         let needs_route_name = rules.iter().any(|r| r.route_name.is_some());
+        let rules_read_head = needs_route_name || rules.iter().any(|r| r.host.is_some());
         let mut engine = Engine {
             config,
             rules,
             needs_route_name,
+            rules_read_head,
             idle: false,
+            #[cfg(feature = "splice")]
+            compiled: BTreeMap::new(),
         };
+        #[cfg(feature = "splice")]
+        {
+            engine.compiled = engine
+                .config
+                .templates
+                .iter()
+                .map(|(name, t)| (name.clone(), splice::Compiled::new(t)))
+                .collect();
+        }
         engine.idle = engine.config.endpoints.is_empty()
             && (0..engine.rules.len()).all(|r| !engine.reads_body(r));
         Ok(engine)
     }
 
-    /// Whether [`Engine::rule_for`] needs Envoy's route name (a host call): only when a rule
-    /// matches on it.
     /// Whether no request could ever be changed or refused: no REST endpoint, and no rule
     /// that reads bodies. Then the filter makes no host call at all.
     pub fn idle(&self) -> bool {
@@ -102,21 +134,19 @@ impl Engine {
         self.needs_route_name
     }
 
-    /// What to do with a request, from its head. `route_name` is called (a host call) only
-    /// when a rule matches on it and the request could be templated.
-    pub fn plan(
-        &self,
-        method: &str,
-        path: &str,
-        host: &str,
-        route_name: impl FnOnce() -> Option<String>,
-    ) -> Plan {
+    /// What to do with a request, from its head: its `path`, and what else of `head` a
+    /// decision needs (each part a host call, asked for at most once): the method only for a
+    /// REST endpoint or a request some rule could change, the host and route name only when a
+    /// rule the request could fall under matches on them. A request whose path alone settles
+    /// it (not chat, or a rule that changes nothing) costs no other read.
+    pub fn plan(&self, path: &str, head: &mut impl Head) -> Plan {
         if self.idle {
             return Plan::Pass;
         }
         if !self.config.endpoints.is_empty() {
             let bare = path.split('?').next().unwrap_or(path);
             if let Some(i) = self.config.endpoints.iter().position(|e| e.path == bare) {
+                let method = head.method();
                 return match self.config.endpoints.get(i) {
                     Some(e) if e.method != method => Plan::Refuse(
                         ApiError::new(
@@ -130,26 +160,53 @@ impl Engine {
                 };
             }
         }
-        if method != "POST"
-            || !matches!(
-                Endpoint::from_path(path),
-                Some(Endpoint::Chat | Endpoint::AnthropicMessages)
-            )
-        {
+        if !matches!(
+            Endpoint::from_path(path),
+            Some(Endpoint::Chat | Endpoint::AnthropicMessages)
+        ) {
             return Plan::Pass;
         }
-        let route = if self.needs_route_name {
-            route_name()
-        } else {
-            None
-        };
-        match self.rule_for(route.as_deref(), host, path) {
-            Some(rule) if self.reads_body(rule) => Plan::Template {
-                rule,
-                dialect: Dialect::from_path(path),
-            },
+        // Rules that read more of the head: the method first, so that another request costs
+        // one read, not more.
+        if self.rules_read_head && head.method() != "POST" {
+            return Plan::Pass;
+        }
+        match self.rule_for_head(path, head) {
+            Some(rule) if self.reads_body(rule) => {
+                if !self.rules_read_head && head.method() != "POST" {
+                    return Plan::Pass;
+                }
+                Plan::Template {
+                    rule,
+                    dialect: Dialect::from_path(path),
+                }
+            }
             _ => Plan::Pass,
         }
+    }
+
+    /// [`Engine::rule_for`], reading the host and route name only when a rule needs them.
+    fn rule_for_head(&self, path: &str, head: &mut impl Head) -> Option<usize> {
+        let mut host: Option<String> = None;
+        let mut route: Option<Option<String>> = None;
+        self.rules.iter().position(|r| {
+            if !r.path_prefix.as_deref().is_none_or(|p| path.starts_with(p)) {
+                return false;
+            }
+            if let Some(pattern) = r.host.as_deref() {
+                let host = host.get_or_insert_with(|| head.host());
+                if !host_matches(pattern, host) {
+                    return false;
+                }
+            }
+            match r.route_name.as_deref() {
+                None => true,
+                Some(n) => route
+                    .get_or_insert_with(|| head.route_name())
+                    .as_deref()
+                    .is_some_and(|route| route == n),
+            }
+        })
     }
 
     /// The first rule matching the request, by index.
@@ -187,11 +244,35 @@ impl Engine {
 
     /// Expands the template a body names (in any of the accepted forms) and applies the rule's
     /// decoration. `dialect` is the caller's: Anthropic Messages keep their system prompt in
-    /// the top-level `system`.
+    /// the top-level `system`. Without a decoration the splice path (feature `splice`)
+    /// answers first (no tree, no re-serialising); a refusal, Kong's form or a decoration take
+    /// the full path.
     pub fn apply(&self, rule: usize, dialect: Dialect, body: &[u8]) -> Result<Outcome, ApiError> {
         let Some(rule) = self.rules.get(rule) else {
             return Ok(Outcome::default());
         };
+        #[cfg(feature = "splice")]
+        if rule.decorate.is_none() {
+            let fast = splice::apply(
+                &self.config.templates,
+                &self.compiled,
+                rule.templates.as_deref(),
+                self.untemplated(rule),
+                dialect,
+                body,
+            );
+            match fast {
+                Some(splice::Fast::Expanded(outcome)) => return Ok(outcome),
+                Some(splice::Fast::Untouched) => return Ok(Outcome::default()),
+                None => {} // an error or another form: the full path words it
+            }
+        }
+        self.apply_full(rule, dialect, body)
+    }
+
+    /// [`Engine::apply`] on the body parsed whole into a JSON tree, re-serialised: for
+    /// decorations, Kong's form and every refusal (its messages name the field at fault).
+    fn apply_full(&self, rule: &Rule, dialect: Dialect, body: &[u8]) -> Result<Outcome, ApiError> {
         let mut request: serde_json::Map<String, serde_json::Value> = crate::body::parse(body)?;
         let mut template = None;
         let named = expand::named_template(&mut request)?;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::config::valid_variable_name;
 
 /// One placeholder found in `s` at `start..end` (the braces included), and its name.
-fn next_placeholder(s: &str, from: usize) -> Option<(usize, usize, &str)> {
+pub(super) fn next_placeholder(s: &str, from: usize) -> Option<(usize, usize, &str)> {
     let mut at = from;
     loop {
         let open = s.get(at..)?.find("{{")? + at;
