@@ -285,16 +285,19 @@ impl HttpContext for ModerationStream {
         if !self.runtime.engine.reads_requests() || end_of_stream {
             return Action::Continue;
         }
-        let headers = http::request_headers();
-        let path = headers.get(":path").unwrap_or_default();
-        let endpoint = Endpoint::from_path(path);
-        if endpoint.is_none() || headers.get(":method") != Some("POST") {
+        // Single headers, not the whole map: a map read costs the host its serialisation
+        // and the VM a string per name and value.
+        let path = http::request_header(":path").unwrap_or_default();
+        let endpoint = Endpoint::from_path(&path);
+        if endpoint.is_none() || http::request_header(":method").as_deref() != Some("POST") {
             return Action::Continue;
         }
-        self.dialect = Dialect::from_path(path);
+        self.dialect = Dialect::from_path(&path);
         self.endpoint = endpoint;
-        self.path = path.to_owned();
-        self.host = headers.get(":authority").unwrap_or_default().to_owned();
+        self.path = path;
+        if self.runtime.engine.needs_host() {
+            self.host = http::request_header(":authority").unwrap_or_default();
+        }
         if self.runtime.engine.needs_route_name() {
             self.route = http::property(&["xds", "route_name"]);
         }
@@ -335,12 +338,11 @@ impl HttpContext for ModerationStream {
         if !self.reads_answer || end_of_stream {
             return Action::Continue;
         }
-        let headers = http::response_headers();
         // Error answers (the provider's, or a later filter's refusal) carry no assistant text.
-        if !(200..300).contains(&headers.status()) {
+        if !(200..300).contains(&http::response_status()) {
             return Action::Continue;
         }
-        let content_type = headers.get("content-type").unwrap_or_default();
+        let content_type = http::response_header("content-type").unwrap_or_default();
         if content_type.starts_with("text/event-stream") {
             self.answer = Answer::Stream(Box::new(AnswerStream::new(
                 &self.runtime.engine,
@@ -357,8 +359,7 @@ impl HttpContext for ModerationStream {
         }
         // An answer Envoy could not hold whole passes on unread (holding it would end in
         // Envoy's 500); counted, so an operator sees it.
-        let fits = headers
-            .get("content-length")
+        let fits = http::response_header("content-length")
             .and_then(|n| n.parse::<u64>().ok())
             .is_none_or(|n| n <= self.runtime.max_body_bytes);
         if !fits {

@@ -24,11 +24,14 @@
 //!   header map, the body, the new body and its `content-length` set, the template in filter
 //!   state); the body is written back as it came;
 //! - `moderation-calls`: moderation's host calls on a clean 1 KB chat with the demo config
-//!   (the request headers read whole, the body, `sluice.moderation` written, the answer's
-//!   headers read whole, the answer held and read): `hold-answer` plus three calls.
+//!   (`:path` and `:method` read, the body, `sluice.moderation` written, the answer's
+//!   `:status`, `content-type` and `content-length` read, the answer held and read):
+//!   `hold-answer` plus six calls;
+//! - `trap`: the VM traps on every request's headers, as a filter that crashed would (for the
+//!   test of Envoy's `failure_policy`, `tests/failure_policy.rs`).
 //!
-//! Used by `make bench` only (`sluice_harness::bench`); nothing is counted or parsed, and the
-//! headers and filter state the last two modes set carry fixed values.
+//! Used by `make bench` (`sluice_harness::bench`) and, in `trap` mode, by that test; nothing is
+//! counted or parsed, and the headers and filter state the call modes set carry fixed values.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -45,6 +48,7 @@ enum Mode {
     PathRead,
     TemplateCalls,
     ModerationCalls,
+    Trap,
 }
 
 impl Mode {
@@ -59,6 +63,7 @@ impl Mode {
             Mode::PathRead => "path-read",
             Mode::TemplateCalls => "template-calls",
             Mode::ModerationCalls => "moderation-calls",
+            Mode::Trap => "trap",
         }
     }
 
@@ -73,6 +78,7 @@ impl Mode {
             "path-read" => Some(Mode::PathRead),
             "template-calls" => Some(Mode::TemplateCalls),
             "moderation-calls" => Some(Mode::ModerationCalls),
+            "trap" => Some(Mode::Trap),
             _ => None,
         }
     }
@@ -106,7 +112,7 @@ impl RootContext for Root {
             None => {
                 log::error!(
                     "floor-filter: mode must be pass, read-body, hold-answer, ten-calls, \
-                     count-calls, route-calls, path-read, template-calls or moderation-calls"
+                     count-calls, route-calls, path-read, template-calls, moderation-calls or trap"
                 );
                 false
             }
@@ -161,6 +167,10 @@ fn whole_body(kind: BufferType, size: usize, end_of_stream: bool) -> Action {
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        #[cfg(target_arch = "wasm32")]
+        if self.mode == Mode::Trap {
+            core::arch::wasm32::unreachable();
+        }
         if self.mode == Mode::TenCalls {
             for _ in 0..10 {
                 let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path");
@@ -171,9 +181,14 @@ impl HttpContext for Stream {
         }
         if matches!(
             self.mode,
-            Mode::CountCalls | Mode::RouteCalls | Mode::TemplateCalls | Mode::ModerationCalls
+            Mode::CountCalls | Mode::RouteCalls | Mode::TemplateCalls
         ) {
             let _ = hostcalls::get_map(MapType::HttpRequestHeaders);
+        }
+        if self.mode == Mode::ModerationCalls {
+            for name in [":path", ":method"] {
+                let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, name);
+            }
         }
         if matches!(self.mode, Mode::Pass | Mode::PathRead) || end_of_stream {
             Action::Continue
@@ -232,8 +247,13 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        if matches!(self.mode, Mode::CountCalls | Mode::ModerationCalls) {
+        if self.mode == Mode::CountCalls {
             let _ = hostcalls::get_map(MapType::HttpResponseHeaders);
+        }
+        if self.mode == Mode::ModerationCalls {
+            for name in [":status", "content-type", "content-length"] {
+                let _ = hostcalls::get_map_value(MapType::HttpResponseHeaders, name);
+            }
         }
         if self.holds_answer() && !end_of_stream {
             Action::Pause

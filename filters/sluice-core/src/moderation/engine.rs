@@ -258,6 +258,11 @@ impl Engine {
         self.rules.needs_route_name()
     }
 
+    /// Whether the glue must read `:authority` for [`RequestInfo`].
+    pub fn needs_host(&self) -> bool {
+        self.rules.needs_host()
+    }
+
     /// Masked values are restored in answers.
     pub fn restores(&self) -> bool {
         self.pii.as_ref().is_some_and(|p| p.restore)

@@ -259,6 +259,13 @@ impl RuleSet {
             .any(|r| r.when.as_ref().is_some_and(|w| !w.routes.is_empty()))
     }
 
+    /// Whether some rule names request hosts (the glue then reads `:authority`).
+    pub fn needs_host(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.when.as_ref().is_some_and(|w| !w.hosts.is_empty()))
+    }
+
     /// The rules that apply to this request.
     pub fn select(&self, req: &RequestInfo<'_>) -> Selection {
         if self.rules.iter().all(|r| r.when.is_none()) {
