@@ -24,9 +24,9 @@
 //!   header map, the body, the new body and its `content-length` set, the template in filter
 //!   state); the body is written back as it came;
 //! - `moderation-calls`: moderation's host calls on a clean 1 KB chat with the demo config
-//!   (`:path` and `:method` read, the body, `sluice.moderation` written, the answer's
-//!   `:status`, `content-type` and `content-length` read, the answer held and read):
-//!   `hold-answer` plus six calls;
+//!   (`:path` read, the body, `sluice.moderation` written, the answer's `:status`,
+//!   `content-type` and `content-length` read, the answer held and read): `hold-answer` plus
+//!   five calls;
 //! - `trap`: the VM traps on every request's headers, as a filter that crashed would (for the
 //!   test of Envoy's `failure_policy`, `tests/failure_policy.rs`).
 //!
@@ -186,9 +186,7 @@ impl HttpContext for Stream {
             let _ = hostcalls::get_map(MapType::HttpRequestHeaders);
         }
         if self.mode == Mode::ModerationCalls {
-            for name in [":path", ":method"] {
-                let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, name);
-            }
+            let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path");
         }
         if matches!(self.mode, Mode::Pass | Mode::PathRead) || end_of_stream {
             Action::Continue
