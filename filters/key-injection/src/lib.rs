@@ -3,6 +3,12 @@
 //! Host glue only; the logic is `sluice_core::key_injection`. One module, two plugin configs in
 //! the chain (same VM): `authenticate` runs first and reads headers only (the body only for a
 //! consumer whose models are restricted), `inject` runs after the router.
+//!
+//! A restricted consumer's request that names no model (a prompt-template template or REST
+//! endpoint names it later in the chain) carries the consumer's models to the inject role in
+//! filter state (`sluice.model_grant`); inject checks the model the router routed
+//! (`sluice.model`) against them before the request leaves. Inject reads that state only in a
+//! VM where an authenticate config restricts some consumer's models.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -10,7 +16,9 @@ use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use sluice_core::key_injection::auth::{model_not_allowed, Authenticator};
+use sluice_core::key_injection::auth::{
+    grant_allows, model_not_allowed, model_unknown, Authenticator,
+};
 use sluice_core::key_injection::config::{KeyInjectionConfig, Role};
 use sluice_core::key_injection::inject::{cooldown_for, cooldown_slot, Cooldowns, Injector};
 use sluice_core::key_injection::refusal::{wait_for_body, WAIT_FOR_BODY_MAX};
@@ -20,6 +28,13 @@ use sluice_host::clock::Clock;
 use sluice_host::{http, reply, state};
 
 pub struct KeyInjection;
+
+thread_local! {
+    /// An authenticate config of this VM restricts some consumer's models: requests may carry
+    /// a `sluice.model_grant` for the inject role (set once, never cleared: at worst one read
+    /// too many after a config without restrictions replaced it).
+    static GRANTS_POSSIBLE: Cell<bool> = const { Cell::new(false) };
+}
 
 /// What one plugin config of this module runs with.
 pub enum Runtime {
@@ -65,10 +80,16 @@ impl sluice_host::Filter for KeyInjection {
 
     fn prepare(config: KeyInjectionConfig) -> Result<Runtime, ConfigError> {
         Ok(match config.role {
-            Role::Authenticate => Runtime::Authenticate {
-                auth: Authenticator::new(&config)?,
-                clock: Clock::new(),
-            },
+            Role::Authenticate => {
+                let auth = Authenticator::new(&config)?;
+                if auth.restricts_models() {
+                    GRANTS_POSSIBLE.with(|g| g.set(true));
+                }
+                Runtime::Authenticate {
+                    auth,
+                    clock: Clock::new(),
+                }
+            }
             Role::Inject => {
                 let rt = InjectRuntime {
                     injector: Injector::new(&config, http::env)?,
@@ -227,14 +248,16 @@ impl HttpContext for AuthenticateStream {
             Ok(head) => head.model,
             Err(err) => return self.refuse(&err),
         };
+        let consumer = self.consumer_id.as_deref().and_then(|id| auth.consumer(id));
         let Some(model) = model else {
-            return Action::Continue; // nothing named: the router answers a missing model
+            // Nothing named yet: a template may name it later. The inject role checks the
+            // model the request leaves with (and the router answers a missing one).
+            if let Some(c) = consumer {
+                state::set(StateKey::ModelGrant, &c.model_grant());
+            }
+            return Action::Continue;
         };
-        let allowed = self
-            .consumer_id
-            .as_deref()
-            .and_then(|id| auth.consumer(id))
-            .is_some_and(|c| c.allows_model(&model));
+        let allowed = consumer.is_some_and(|c| c.allows_model(&model));
         if !allowed {
             return self.refuse(&model_not_allowed(&model));
         }
@@ -258,6 +281,21 @@ impl InjectStream {
             Runtime::Inject(rt) => Some(rt),
             Runtime::Authenticate { .. } => None,
         }
+    }
+}
+
+/// The refusal of a request whose consumer's models are restricted and whose model, named
+/// after the authenticate role read the body (by a template), is not one of them; or is
+/// still unknown as it leaves.
+fn grant_refusal() -> Option<ApiError> {
+    if !GRANTS_POSSIBLE.with(Cell::get) {
+        return None;
+    }
+    let grant = state::get(StateKey::ModelGrant)?;
+    match state::get(StateKey::Model) {
+        Some(model) if grant_allows(&grant, &model) => None,
+        Some(model) => Some(model_not_allowed(&model)),
+        None => Some(model_unknown()),
     }
 }
 
@@ -306,6 +344,15 @@ impl HttpContext for InjectStream {
         };
         let injector = &rt.injector;
         let headers = http::request_headers();
+        if let Some(err) = grant_refusal() {
+            // In the caller's dialect: its own path, when a filter rewrote it.
+            let path = headers
+                .get("x-envoy-original-path")
+                .or_else(|| headers.get(":path"))
+                .unwrap_or_default();
+            reply::send_error(&err, Dialect::from_path(path));
+            return Action::Pause;
+        }
         strip_caller_headers(injector.caller_headers(), &headers);
         let Some(pi) = provider_for_request(injector, &headers) else {
             return Action::Continue;

@@ -10,7 +10,10 @@
 //! the filter holds that answer and sends the request, prepared for the next fallback target,
 //! as a call-out through Envoy's internal listener (which runs key-injection's inject role, so
 //! the provider credential is added there); the first answer that is not a failure, or the
-//! last one, goes to the caller in its dialect.
+//! last one, goes to the caller in its dialect. It takes the place of the held answer (its
+//! status, headers and body), so it passes the filters above this one like any answer:
+//! moderation restores and checks it, prompt-template reduces a REST call's answer. Only a
+//! failed first answer without a body (nothing to hold) is replaced by a local reply.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -99,8 +102,15 @@ struct Retry {
     next: Vec<Target>,
     /// Clusters tried so far, in order.
     tried: Vec<String>,
-    /// A call-out is under way; the first target's answer is held meanwhile.
+    /// A call-out is under way or its answer waits for the held one to end; the first
+    /// target's answer is held meanwhile.
     holding: bool,
+    /// The held answer came without a body: a local reply replaces it.
+    held_bodyless: bool,
+    /// The held answer's body has ended, this many bytes in Envoy's buffer.
+    held_whole: Option<usize>,
+    /// The fallback's answer, ready before the held answer's body ended.
+    ready: Option<FallbackAnswer>,
     translation: Option<(Direction, RequestFacts)>,
     /// The dialect of the target tried last (how its answer reports usage).
     upstream: Dialect,
@@ -123,6 +133,13 @@ struct RouteStream {
     translation: Option<(Direction, RequestFacts)>,
     answer: Answer,
     retry: Option<Retry>,
+}
+
+/// A fallback call-out's answer, as the caller gets it.
+struct FallbackAnswer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
 }
 
 /// How the answer is passed back.
@@ -239,8 +256,8 @@ impl RouteStream {
         }
     }
 
-    /// The answer of a fallback call-out goes to the caller, in its dialect.
-    fn answer_with_call_response(&mut self, body_size: usize) {
+    /// The answer of a fallback call-out, in the caller's dialect.
+    fn fallback_answer(&mut self, body_size: usize) -> FallbackAnswer {
         let headers = http::call_response_headers();
         let body = http::call_response_body(body_size).unwrap_or_default();
         let status = match headers.status() {
@@ -250,8 +267,8 @@ impl RouteStream {
         let content_type = headers.get("content-type").unwrap_or("application/json");
         let event_stream = content_type.starts_with("text/event-stream");
         let translation = self.retry.as_ref().and_then(|r| r.translation.clone());
-        // Envoy sends this answer straight to the caller, past token-count: its usage goes to
-        // token-count through filter state, and on the answer as token-count would put it.
+        // token-count, below this filter, saw the held answer, not this one: the usage goes to
+        // it through filter state, and on the answer as token-count would put it.
         let upstream = self.retry.as_ref().map_or(Dialect::OpenAi, |r| r.upstream);
         let delivered = Delivered::of_answer(upstream, status, event_stream, &body);
         state::set(StateKey::AnswerUsage, &delivered.encode());
@@ -283,32 +300,72 @@ impl RouteStream {
             "fallback_total",
             &[("cluster", &answered), ("result", result)],
         );
-        let mut out_headers: Vec<(&str, &str)> = vec![
-            ("content-type", content_type),
-            (FALLBACK_HEADER, summary.as_str()),
+        let mut out_headers: Vec<(String, String)> = vec![
+            ("content-type".to_owned(), content_type.to_owned()),
+            (FALLBACK_HEADER.to_owned(), summary),
         ];
         for (k, v) in &headers.0 {
             if k == "retry-after" || k.starts_with("x-ratelimit-") {
-                out_headers.push((k.as_str(), v.as_str()));
+                out_headers.push((k.clone(), v.clone()));
             }
         }
-        let numbers = delivered.usage.as_ref().map(|u| {
-            (
-                u.prompt.map(|n| n.to_string()),
-                u.completion.map(|n| n.to_string()),
-            )
-        });
-        if let Some((prompt, completion)) = &numbers {
-            if let Some(p) = prompt {
-                out_headers.push((PROMPT_HEADER, p));
+        if let Some(usage) = &delivered.usage {
+            if let Some(p) = usage.prompt {
+                out_headers.push((PROMPT_HEADER.to_owned(), p.to_string()));
             }
-            if let Some(c) = completion.as_deref().filter(|_| !event_stream) {
-                out_headers.push((COMPLETION_HEADER, c));
+            if let Some(c) = usage.completion.filter(|_| !event_stream) {
+                out_headers.push((COMPLETION_HEADER.to_owned(), c.to_string()));
             }
-            out_headers.push((SOURCE_HEADER, "provider"));
+            out_headers.push((SOURCE_HEADER.to_owned(), "provider".to_owned()));
         }
-        if let Err(s) = hostcalls::send_http_response(u32::from(status), out_headers, Some(&body)) {
-            log::error!("sluice model-router: cannot send the fallback answer: {s:?}");
+        if !event_stream {
+            out_headers.push(("content-length".to_owned(), body.len().to_string()));
+        }
+        FallbackAnswer {
+            status,
+            headers: out_headers,
+            body,
+        }
+    }
+
+    /// The fallback's answer takes the held answer's place: its status and headers (the held
+    /// ones all go: they were the failed target's) and its body, `held` bytes in Envoy's buffer.
+    fn replace_held(answer: &FallbackAnswer, held: usize) {
+        let status = answer.status.to_string();
+        let mut headers: Vec<(&str, &str)> = vec![(":status", status.as_str())];
+        headers.extend(answer.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        http::set_response_headers(&headers);
+        http::set_response_body(held, &answer.body);
+    }
+
+    /// The fallback's answer goes to the caller: in the held answer's place once that has
+    /// ended, or as a local reply when it had no body to replace.
+    fn deliver(&mut self, answer: FallbackAnswer) {
+        let Some(retry) = self.retry.as_mut() else {
+            return;
+        };
+        if retry.held_bodyless {
+            retry.holding = false;
+            let headers: Vec<(&str, &str)> = answer
+                .headers
+                .iter()
+                .filter(|(k, _)| k != "content-length")
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let status = u32::from(answer.status);
+            if let Err(s) = hostcalls::send_http_response(status, headers, Some(&answer.body)) {
+                log::error!("sluice model-router: cannot send the fallback answer: {s:?}");
+            }
+            return;
+        }
+        let Some(held) = retry.held_whole else {
+            retry.ready = Some(answer); // sent when the held body ends
+            return;
+        };
+        retry.holding = false;
+        Self::replace_held(&answer, held);
+        if let Err(s) = hostcalls::resume_http_response() {
+            log::error!("sluice model-router: cannot resume the answer: {s:?}");
         }
     }
 }
@@ -320,7 +377,8 @@ impl Context for RouteStream {
         if failed && self.try_next_fallback() {
             return; // the next attempt is under way
         }
-        self.answer_with_call_response(body_size);
+        let answer = self.fallback_answer(body_size);
+        self.deliver(answer);
     }
 }
 
@@ -425,6 +483,9 @@ impl HttpContext for RouteStream {
                 next: choice.fallback.to_vec(),
                 tried: vec![target.cluster.clone()],
                 holding: false,
+                held_bodyless: false,
+                held_whole: None,
+                ready: None,
                 translation: None,
                 upstream: Dialect::OpenAi,
             });
@@ -462,6 +523,9 @@ impl HttpContext for RouteStream {
         let status = http::response_status();
         if self.retry.is_some() && self.runtime.config.fallback_on.contains(&status) {
             if self.try_next_fallback() {
+                if let Some(retry) = self.retry.as_mut() {
+                    retry.held_bodyless = end_of_stream;
+                }
                 return Action::Pause; // hold this answer; the fallback's replaces it
             }
         } else if self.retry.is_some() {
@@ -491,8 +555,18 @@ impl HttpContext for RouteStream {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.retry.as_ref().is_some_and(|r| r.holding) {
-            return Action::Pause; // the held first answer is dropped for the fallback's
+        if let Some(retry) = self.retry.as_mut().filter(|r| r.holding) {
+            // The held first answer is replaced by the fallback's once it has ended.
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            retry.held_whole = Some(body_size);
+            let Some(answer) = retry.ready.take() else {
+                return Action::Pause; // the call-out has not answered yet
+            };
+            retry.holding = false;
+            Self::replace_held(&answer, body_size);
+            return Action::Continue;
         }
         let out = match &mut self.answer {
             Answer::AsIs => return Action::Continue,

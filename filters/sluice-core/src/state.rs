@@ -13,6 +13,10 @@ pub enum StateKey {
     Consumer,
     /// key-injection (authenticate): the caller's tenant.
     Tenant,
+    /// key-injection (authenticate): the models a consumer whose models are restricted may
+    /// use, when its request named none (a template or REST endpoint names it later): the
+    /// inject role checks the model the request is routed with against them.
+    ModelGrant,
     /// prompt-template: template name and version used.
     Template,
     /// moderation: `pass`, `masked`, `flagged` or `blocked`.
@@ -40,9 +44,10 @@ pub enum StateKey {
 }
 
 impl StateKey {
-    pub const ALL: [StateKey; 13] = [
+    pub const ALL: [StateKey; 14] = [
         StateKey::Consumer,
         StateKey::Tenant,
+        StateKey::ModelGrant,
         StateKey::Template,
         StateKey::Moderation,
         StateKey::Model,
@@ -61,6 +66,7 @@ impl StateKey {
         match self {
             StateKey::Consumer => "sluice.consumer",
             StateKey::Tenant => "sluice.tenant",
+            StateKey::ModelGrant => "sluice.model_grant",
             StateKey::Template => "sluice.template",
             StateKey::Moderation => "sluice.moderation",
             StateKey::Model => "sluice.model",

@@ -97,6 +97,14 @@ pub fn set_response_header(name: &str, value: Option<&str>) {
     set_header(MapType::HttpResponseHeaders, name, value);
 }
 
+/// Replaces all of the answer's headers (pseudo-headers such as `:status` included) in one
+/// host call.
+pub fn set_response_headers(headers: &[(&str, &str)]) {
+    if let Err(s) = hostcalls::set_map(MapType::HttpResponseHeaders, headers.to_vec()) {
+        warn("set response headers", s);
+    }
+}
+
 /// All of the answer's headers in one host call.
 pub fn response_headers() -> Headers {
     header_map(MapType::HttpResponseHeaders)

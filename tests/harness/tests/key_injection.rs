@@ -380,3 +380,65 @@ fn a_config_with_a_missing_secret_is_refused_and_the_previous_one_keeps_serving(
         send().status == 200 && upstream_auth().as_deref() == Some("Bearer sk-ecds-three")
     });
 }
+
+/// A consumer whose models are restricted cannot reach another model through a template or a
+/// REST endpoint that names it (its request names none when the authenticate role reads it):
+/// the inject role checks the model the request is routed with, in the caller's dialect.
+#[test]
+fn a_template_cannot_take_a_restricted_consumer_to_another_model() {
+    let mut plugin_configs = BTreeMap::new();
+    plugin_configs.insert(
+        "key_injection_authenticate".to_owned(),
+        json!({"role": "authenticate", "consumers": [
+            {"id": "alice", "key_sha256": key_digest_hex("sk-alice")},
+            {"id": "erin", "key_sha256": key_digest_hex("sk-erin"), "models": ["gpt-4o-mini"]}
+        ]})
+        .to_string(),
+    );
+    let messages = json!([{"role": "user", "content": "{{text}}"}]);
+    plugin_configs.insert(
+        "prompt_template".to_owned(),
+        json!({"templates": {"mini": {"model": "gpt-4o-mini", "messages": messages},
+                             "big": {"model": "gpt-4o", "messages": messages}},
+               "endpoints": [{"path": "/apis/big", "template": "big", "answer": "result"}]})
+        .to_string(),
+    );
+    let gw = Gateway::start_with(&ChainOptions {
+        plugin_configs,
+        ..ChainOptions::default()
+    })
+    .unwrap();
+    let erin = bearer("sk-erin");
+    let alice = bearer("sk-alice");
+    let templated =
+        |template: &str| json!({"template": template, "variables": {"text": "hi"}}).to_string();
+    let post = |path: &str, body: &str, key: &str| {
+        http::post(&gw.url(path), body.as_bytes(), &[("authorization", key)]).unwrap()
+    };
+
+    let ok = post("/v1/chat/completions", &templated("mini"), &erin);
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let before = upstream_count(&gw);
+    for (path, body) in [
+        ("/v1/chat/completions", templated("big")),
+        ("/apis/big", json!({"text": "hi"}).to_string()),
+    ] {
+        let resp = post(path, &body, &erin);
+        assert_eq!(resp.status, 403, "{path}: {}", resp.text());
+        let v = resp.json().unwrap();
+        assert_eq!(v["error"]["code"], "model_not_allowed", "{v}");
+        assert_eq!(v["error"]["param"], "model", "{v}");
+    }
+    // An Anthropic caller, routed to an OpenAI model (its path rewritten): Anthropic's form.
+    let resp = post(
+        "/v1/messages",
+        &json!({"template": "big", "variables": {"text": "hi"}, "max_tokens": 5}).to_string(),
+        &erin,
+    );
+    assert_eq!(resp.status, 403, "{}", resp.text());
+    assert_eq!(resp.json().unwrap()["type"], "error", "{}", resp.text());
+    assert_eq!(upstream_count(&gw), before, "nothing went upstream");
+    // A consumer without restrictions uses any template.
+    let resp = post("/v1/chat/completions", &templated("big"), &alice);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}

@@ -353,9 +353,16 @@ fn fallback_gateway() -> (Gateway, MockProvider) {
 }
 
 fn fallback_gateway_with(edit: Option<fn(String) -> String>) -> (Gateway, MockProvider) {
+    fallback_gateway_configs(edit, BTreeMap::new())
+}
+
+/// The fallback routes, with other filters' configs replaced by `plugin_configs`.
+fn fallback_gateway_configs(
+    edit: Option<fn(String) -> String>,
+    mut plugin_configs: BTreeMap<String, String>,
+) -> (Gateway, MockProvider) {
     let second = MockProvider::start().unwrap();
     let dead = sluice_harness::envoy::free_port().unwrap(); // nothing listens there
-    let mut plugin_configs = BTreeMap::new();
     plugin_configs.insert(
         "model_router".to_owned(),
         json!({"routes": [
@@ -433,6 +440,130 @@ fn fallback_on_429_and_503_answers_from_the_next_target_in_the_callers_dialect()
         3.0,
     );
     assert_eq!(answered, Some(3.0), "{}", gw.envoy.prometheus().unwrap());
+}
+
+/// The SSE answer's text: the `content` of every chunk's delta, in order.
+fn streamed_text(body: &[u8]) -> String {
+    sluice_core::SseParser::new()
+        .feed(body)
+        .iter()
+        .filter_map(|e| e.data.as_deref())
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// A fallback's answer passes the filters above model-router like any answer: moderation
+/// restores the values it masked (JSON and streamed) and applies its rules on answers to it.
+#[test]
+fn a_fallback_answer_passes_the_filters_above_like_any_answer() {
+    let mut configs = BTreeMap::new();
+    configs.insert(
+        "moderation".to_owned(),
+        json!({"rules": [{"id": "answer-deny", "keywords": ["secret plan"], "scope": "tool"}],
+               "pii": {"detectors": {"email": "mask"}}})
+        .to_string(),
+    );
+    configs.insert(
+        "prompt_template".to_owned(),
+        json!({"templates": {"echo": {"model": "fb-1",
+                                      "messages": [{"role": "user", "content": "{{text}}"}]}},
+               "endpoints": [{"path": "/apis/echo", "template": "echo", "answer": "result"}]})
+        .to_string(),
+    );
+    let (gw, b) = fallback_gateway_configs(None, configs);
+    let text = "write to ann@example.com please";
+    for stream in [false, true] {
+        let body = json!({"model": "fb-1", "stream": stream,
+                          "messages": [{"role": "user", "content": text}]});
+        let resp = http::post(
+            &gw.url("/v1/chat/completions"),
+            body.to_string().as_bytes(),
+            &[DEMO_AUTH, ("x-mock-status", "429")],
+        )
+        .unwrap();
+        assert_eq!(resp.status, 200, "stream {stream}: {}", resp.text());
+        assert_eq!(
+            resp.header("x-sluice-fallback"),
+            Some("attempts=2; answered=mock_b")
+        );
+        // The fallback target got the placeholder, the caller the value.
+        let last = b.last_request().unwrap();
+        assert!(
+            last["body"].to_string().contains("[EMAIL_1]"),
+            "{}",
+            last["body"]
+        );
+        let answer = if stream {
+            assert!(resp.text().ends_with("data: [DONE]\n\n"), "{}", resp.text());
+            streamed_text(&resp.body)
+        } else {
+            resp.json().unwrap()["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(answer, text, "stream {stream}");
+        assert!(!resp.text().contains("[EMAIL_1]"), "{}", resp.text());
+    }
+    // A rule on answers cuts the fallback's answer (the request's user text is out of the
+    // rule's scope; the mock echoes it as the answer).
+    let body = json!({"model": "fb-1",
+                      "messages": [{"role": "user", "content": "the secret plan is here"}]});
+    let resp = http::post(
+        &gw.url("/v1/chat/completions"),
+        body.to_string().as_bytes(),
+        &[DEMO_AUTH, ("x-mock-status", "503")],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(!resp.text().contains("secret plan"), "{}", resp.text());
+    let v = resp.json().unwrap();
+    assert_eq!(v["choices"][0]["finish_reason"], "content_filter", "{v}");
+    let cut = gw.envoy.metric_reaching(
+        r#"sluice_moderation_answers_cut_total{rule="answer-deny"}"#,
+        1.0,
+    );
+    assert_eq!(cut, Some(1.0), "{}", gw.envoy.prometheus().unwrap());
+    // prompt-template reduces a REST call's fallback answer as any other.
+    let resp = http::post(
+        &gw.url("/apis/echo"),
+        json!({"text": "fall back to me"}).to_string().as_bytes(),
+        &[DEMO_AUTH, ("x-mock-status", "429")],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.header("x-sluice-fallback"),
+        Some("attempts=2; answered=mock_b")
+    );
+    assert_eq!(
+        resp.json().unwrap()["result"],
+        "fall back to me",
+        "{}",
+        resp.text()
+    );
+    // A failed answer without a body leaves nothing to hold: the fallback's answer comes as a
+    // local reply (past the filters above; README).
+    let resp = chat(
+        &gw,
+        "fb-1",
+        &[("x-mock-status", "429"), ("x-mock-error-body", "")],
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.header("x-sluice-fallback"),
+        Some("attempts=2; answered=mock_b")
+    );
+    assert_eq!(
+        resp.json().unwrap()["choices"][0]["message"]["content"],
+        "route me"
+    );
 }
 
 #[test]

@@ -28,6 +28,13 @@ impl Consumer {
         self.models.iter().any(|p| p.matches(model))
     }
 
+    /// The consumer's model globs as the `sluice.model_grant` filter state carries them (a
+    /// JSON array), for [`grant_allows`].
+    pub fn model_grant(&self) -> String {
+        let globs: Vec<&str> = self.models.iter().map(glob::Pattern::as_str).collect();
+        serde_json::to_string(&globs).unwrap_or_default()
+    }
+
     fn allows_path(&self, path: &str) -> bool {
         let path = path.split('?').next().unwrap_or(path);
         self.paths.iter().any(|p| p.matches(path))
@@ -81,6 +88,12 @@ impl Authenticator {
             consumers,
             max_body_bytes: config.max_body_bytes,
         })
+    }
+
+    /// Whether some consumer's models are restricted (then a request may carry a grant for the
+    /// inject role to check).
+    pub fn restricts_models(&self) -> bool {
+        self.consumers.iter().any(Consumer::restricts_models)
     }
 
     pub fn consumer(&self, id: &str) -> Option<&Consumer> {
@@ -165,6 +178,26 @@ impl Authenticator {
 }
 
 /// The refusal for a model the consumer may not use.
+/// Whether `model` is one a [`Consumer::model_grant`] allows; a grant that does not read as one
+/// allows nothing.
+pub fn grant_allows(grant: &str, model: &str) -> bool {
+    serde_json::from_str::<Vec<String>>(grant)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|g| glob::Pattern::new(g).ok())
+        .any(|p| p.matches(model))
+}
+
+/// A restricted consumer's request whose model is known to no filter by the time it leaves.
+pub fn model_unknown() -> ApiError {
+    ApiError::new(
+        ErrorKind::Permission,
+        "This API key may use some models only, and this request names none.",
+    )
+    .with_code("model_not_allowed")
+    .with_param("model")
+}
+
 pub fn model_not_allowed(model: &str) -> ApiError {
     ApiError::new(
         ErrorKind::Permission,
@@ -245,6 +278,10 @@ mod tests {
             .authenticate(Some("sk-dave"), "/v1/chat/completions?x=1", NOW)
             .unwrap();
         assert!(dave.restricts_models());
+        let grant = dave.model_grant();
+        assert!(grant_allows(&grant, "gpt-4o-mini"));
+        assert!(!grant_allows(&grant, "gpt-5"));
+        assert!(!grant_allows("not json", "gpt-4o-mini"));
         assert!(dave.allows_model("gpt-4o-mini"));
         assert!(!dave.allows_model("claude-3"));
     }
