@@ -12,14 +12,15 @@
 //! time per request (from `/proc`, over each run) and p50/p99 latency, each also as a ratio to
 //! bare Envoy; each Envoy's RSS idle and after load, and from Envoy's admin `/memory` how much
 //! of its heap is allocated and how much its allocator keeps freed; and counting speed against
-//! native tiktoken-rs. It is a measurement, not a test: nothing here passes or fails on a
-//! number.
+//! native tiktoken-rs; and for each speed target an issue sets, the filter's row against the
+//! target's floor row as the median of per-round differences. It is a measurement, not a test:
+//! nothing here passes or fails on a number.
 //!
 //! Settings (environment): `SLUICE_BENCH_CONFIGS` (default `bare,floor,floor-body,floor-hold,
 //! floor-calls,floor-count,floor-route,floor-path,floor-template,floor-moderation,key-injection,
 //! token-count,router,moderation,moderation-heavy,template,template-plain,chain`; also
 //! `router-anthropic`), `SLUICE_BENCH_SECONDS` per run (default 10), `SLUICE_BENCH_ROUNDS`
-//! (default 2), `SLUICE_BENCH_CONNECTIONS` (default 16), `SLUICE_BENCH_OUT` (default
+//! (default 2, at most 20), `SLUICE_BENCH_CONNECTIONS` (default 16), `SLUICE_BENCH_OUT` (default
 //! `bench/out/report.md`).
 
 use std::collections::BTreeMap;
@@ -46,6 +47,87 @@ struct Scenario {
     prompt_template: Option<fn() -> String>,
     /// The requests name a template (`templated_body`) instead of carrying their messages.
     templated: bool,
+}
+
+/// A speed target an issue sets: Envoy CPU per request of `row` at most `max_us` above that of
+/// `floor` in the same run (1 KB requests), with the filter's own floor row (its exact host
+/// calls) beside it.
+struct Target {
+    row: &'static str,
+    floor: &'static str,
+    own_floor: &'static str,
+    max_us: f64,
+}
+
+const TARGETS: [Target; 3] = [
+    Target {
+        row: "moderation",
+        floor: "floor-hold",
+        own_floor: "floor-moderation",
+        max_us: 10.0,
+    },
+    Target {
+        row: "template",
+        floor: "floor-body",
+        own_floor: "floor-template",
+        max_us: 8.0,
+    },
+    Target {
+        row: "template-plain",
+        floor: "floor",
+        own_floor: "floor-path",
+        max_us: 3.0,
+    },
+];
+
+/// The per-round differences of Envoy CPU per request between rows `a` and `b` (each round
+/// runs every row once, so a difference within a round is spared the drift between rounds):
+/// their median, least and greatest.
+fn paired_difference(a: &[WrkResult], b: &[WrkResult]) -> Option<(f64, f64, f64)> {
+    let diffs: Vec<f64> = a.iter().zip(b).map(|(x, y)| x.cpu_us - y.cpu_us).collect();
+    let least = diffs.iter().copied().reduce(f64::min)?;
+    let most = diffs.iter().copied().reduce(f64::max)?;
+    Some((median(diffs), least, most))
+}
+
+/// The targets whose rows ran, against their floors, from the rounds' paired differences.
+fn targets_report(keys: &[&str], results: &[Vec<WrkResult>]) -> String {
+    let rounds = |key: &str| {
+        keys.iter()
+            .position(|k| *k == key)
+            .and_then(|i| results.get(i))
+    };
+    let mut out = String::new();
+    for t in &TARGETS {
+        let (Some(row), Some(floor)) = (rounds(t.row), rounds(t.floor)) else {
+            continue;
+        };
+        let Some((d, lo, hi)) = paired_difference(row, floor) else {
+            continue;
+        };
+        let own = rounds(t.own_floor)
+            .and_then(|own| paired_difference(row, own))
+            .map_or("-".to_owned(), |(d, lo, hi)| {
+                format!("{d:+.1} µs ({lo:+.0} … {hi:+.0})")
+            });
+        let verdict = if d <= t.max_us { "met" } else { "not met" };
+        out.push_str(&format!(
+            "| `{}` | `{}` | {d:+.1} µs ({lo:+.0} … {hi:+.0}) | ≤ +{:.0} µs | {verdict} | `{}`: {own} |\n",
+            t.row, t.floor, t.max_us, t.own_floor
+        ));
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!(
+        "\n### Speed targets (1 KB)\n\nEnvoy CPU per request of a filter's row minus its floor \
+         row's, taken within each round (every round runs every row once, so the difference is \
+         spared the machine's drift between rounds): the median over the rounds, and in brackets \
+         the least and greatest. Beside it, the same against the filter's own floor row (its \
+         exact host calls): what its own code costs.\n\n\
+         | row | target's floor row | difference | target | | against its own floor |\n\
+         |---|---|---|---|---|---|\n{out}"
+    )
 }
 
 /// prompt-template's bench config: the template the templated rows name (no length limit), for
@@ -752,7 +834,7 @@ fn ratio(a: f64, b: f64) -> f64 {
 
 pub fn run() -> Result<(), String> {
     let seconds = env_num("SLUICE_BENCH_SECONDS", 10).clamp(1, 120);
-    let rounds = env_num("SLUICE_BENCH_ROUNDS", 2).clamp(1, 10);
+    let rounds = env_num("SLUICE_BENCH_ROUNDS", 2).clamp(1, 20);
     let connections = env_num("SLUICE_BENCH_CONNECTIONS", 16).clamp(1, 256);
     let sizes: Vec<usize> = std::env::var("SLUICE_BENCH_SIZES_KB")
         .unwrap_or_else(|_| "1,32".to_owned())
@@ -772,12 +854,14 @@ pub fn run() -> Result<(), String> {
     });
     let mock = MockProvider::start()?;
     let mut configs = Vec::new();
+    let mut keys = Vec::new();
     let mut models = Vec::new();
     for scenario in SCENARIOS
         .iter()
         .filter(|s| wanted.split(',').any(|w| w.trim() == s.key))
     {
         configs.push((scenario.name, start(scenario, mock.port)?));
+        keys.push(scenario.key);
         models.push((
             scenario.model,
             scenario.templated,
@@ -948,6 +1032,9 @@ pub fn run() -> Result<(), String> {
                 mib(envoy.rss_kib()),
             ));
         }
+        if *kb == 1 {
+            report.push_str(&targets_report(&keys, &results));
+        }
     }
     if configs
         .iter()
@@ -967,6 +1054,41 @@ pub fn run() -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_are_read_from_per_round_differences() {
+        let run = |cpu: &[f64]| -> Vec<WrkResult> {
+            cpu.iter()
+                .map(|&c| WrkResult {
+                    cpu_us: c,
+                    ..WrkResult::default()
+                })
+                .collect()
+        };
+        // The floor drifts between rounds; the row stays 5 µs above it in each.
+        let floor = run(&[100.0, 140.0, 120.0]);
+        let row = run(&[105.0, 144.0, 126.0]);
+        assert_eq!(paired_difference(&row, &floor), Some((5.0, 4.0, 6.0)));
+        let keys = ["bare", "floor", "template-plain", "floor-body", "template"];
+        let results = vec![
+            run(&[90.0, 90.0, 90.0]),
+            floor,
+            row,
+            run(&[100.0, 100.0, 100.0]),
+            run(&[107.0, 109.0, 108.0]),
+        ];
+        let report = targets_report(&keys, &results);
+        assert!(
+            report.contains("| `template-plain` | `floor` | +5.0 µs (+4 … +6) | ≤ +3 µs | not met | `floor-path`: - |"),
+            "{report}"
+        );
+        assert!(
+            report.contains("| `template` | `floor-body` | +8.0 µs (+7 … +9) | ≤ +8 µs | met |"),
+            "{report}"
+        );
+        assert!(!report.contains("`moderation`"), "{report}");
+        assert_eq!(targets_report(&keys[..2], &results), "");
+    }
 
     #[test]
     fn parses_wrk_latency_output() {

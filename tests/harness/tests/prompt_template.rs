@@ -640,3 +640,57 @@ fn the_readme_config_example_is_a_valid_config() {
     assert_eq!(config.endpoints.len(), 1);
     assert!(config.templates.contains_key("summarize"));
 }
+
+/// Names the route that chat requests take before model-router re-picks it (the one
+/// prompt-template sees), and the Azure one.
+fn name_the_unrouted_routes(config: String) -> String {
+    let api = "              - match:\n                  safe_regex: *openai_paths\n                  headers: &post";
+    let azure = "              - match: { safe_regex: *azure_paths, headers: *post }";
+    assert!(
+        config.contains(api) && config.contains(azure),
+        "the shipped route table changed"
+    );
+    config
+        .replace(
+            api,
+            "              - name: api-to-mock\n                match:\n                  safe_regex: *openai_paths\n                  headers: &post",
+        )
+        .replace(
+            azure,
+            "              - name: azure-to-mock\n                match: { safe_regex: *azure_paths, headers: *post }",
+        )
+}
+
+/// Rules that match on Envoy's route name pick the decoration of the route a request takes.
+#[test]
+fn rules_match_on_the_route_name() {
+    let prepend = |text: &str| json!({"prepend": [{"role": "system", "content": text}]});
+    let mut plugin_configs = BTreeMap::new();
+    plugin_configs.insert(
+        "prompt_template".to_owned(),
+        json!({"templates": {}, "rules": [
+            {"route_name": "no-such-route", "decorate": prepend("nowhere")},
+            {"route_name": "azure-to-mock", "decorate": prepend("azure route")},
+            {"route_name": "api-to-mock", "decorate": prepend("api route")},
+            {"templates": []}
+        ]})
+        .to_string(),
+    );
+    let gw = Gateway::start_with(&ChainOptions {
+        plugin_configs,
+        edit: Some(name_the_unrouted_routes),
+        ..ChainOptions::default()
+    })
+    .unwrap();
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let azure = "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21";
+    for (path, want) in [(CHAT, "api route"), (azure, "azure route")] {
+        let resp = post(&gw, path, &chat, &[]);
+        assert_eq!(resp.status, 200, "{path}: {}", resp.text());
+        assert_eq!(
+            upstream(&gw).1["messages"],
+            json!([{"role": "system", "content": want}, {"role": "user", "content": "hi"}]),
+            "{path}"
+        );
+    }
+}
