@@ -5,7 +5,8 @@
 //! engine decides from the path (one header read), and only when that does not settle it the
 //! method and host (the header map, one more call) and the route name (when a rule matches on
 //! it), whether anything could apply (`Engine::plan`): when nothing could, the request passes
-//! without its body being read. Otherwise the body is read once: a template is expanded and the
+//! without its body being read; when something could, a caller's `x-envoy-original-path` is
+//! removed (one call). Otherwise the body is read once: a template is expanded and the
 //! rule's decoration applied (`Engine::apply`), or a REST call is turned into a chat request
 //! (`Engine::rest_request`) whose path replaces the caller's (the route is picked again). A
 //! REST answer in `result` or `json` mode is held whole and reduced (`reduce_answer`); a stream
@@ -186,8 +187,14 @@ impl HttpContext for TemplateStream {
             }
             Plan::Rest(endpoint) => Phase::Rest { endpoint },
         };
-        // The original path this filter records is its own, never the caller's.
-        if head.headers().contains(ORIGINAL_PATH_HEADER) {
+        // The original path this filter records is its own, never the caller's: a caller's
+        // copy goes, by one removal (cheaper than reading the header map to look), unless a
+        // rule had the map read anyway and it holds none.
+        if head
+            .headers
+            .as_ref()
+            .is_none_or(|h| h.contains(ORIGINAL_PATH_HEADER))
+        {
             http::set_request_header(ORIGINAL_PATH_HEADER, None);
         }
         self.caller_path = path;

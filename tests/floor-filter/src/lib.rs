@@ -20,9 +20,9 @@
 //!   the cluster header set, the route cache cleared, four filter-state values written);
 //! - `path-read`: prompt-template's host call on a request no rule of its route could change
 //!   (`:path` read alone; the body is not read);
-//! - `template-calls`: prompt-template's host calls on a templated request (`:path`, then the
-//!   header map, the body, the new body and its `content-length` set, the template in filter
-//!   state); the body is written back as it came;
+//! - `template-calls`: prompt-template's host calls on a templated request (`:path`, then
+//!   `x-envoy-original-path` removed, the body, the new body and its `content-length` set, the
+//!   template in filter state); the body is written back as it came;
 //! - `moderation-calls`: moderation's host calls on a clean 1 KB chat with the demo config
 //!   (`:path` read, the body, `sluice.moderation` written, the answer's `:status`,
 //!   `content-type` and `content-length` read, the answer held and read): `hold-answer` plus
@@ -179,11 +179,15 @@ impl HttpContext for Stream {
         if matches!(self.mode, Mode::PathRead | Mode::TemplateCalls) {
             let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path");
         }
-        if matches!(
-            self.mode,
-            Mode::CountCalls | Mode::RouteCalls | Mode::TemplateCalls
-        ) {
+        if matches!(self.mode, Mode::CountCalls | Mode::RouteCalls) {
             let _ = hostcalls::get_map(MapType::HttpRequestHeaders);
+        }
+        if self.mode == Mode::TemplateCalls {
+            let _ = hostcalls::set_map_value(
+                MapType::HttpRequestHeaders,
+                "x-envoy-original-path",
+                None,
+            );
         }
         if self.mode == Mode::ModerationCalls {
             let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path");

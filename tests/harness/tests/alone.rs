@@ -116,8 +116,12 @@ fn prompt_template_alone_expands_summarize() {
     let gw = start("prompt-template.yaml");
     let text = "Envoy runs the filters in order; each one may pause the request.";
     let body = json!({"template": "summarize", "variables": {"text": text}});
-    let resp = chat(&gw, &body, &[]);
+    // A caller's `x-envoy-original-path` (the path the access log shows as the caller's) is
+    // removed: alone, no key-injection runs before this filter to do it.
+    let forged = ("x-envoy-original-path", "/not/what/i/called");
+    let resp = chat(&gw, &body, &[forged]);
     assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(gw.mock.last_header(forged.0).unwrap(), None);
     let sent = upstream_body(&gw);
     assert_eq!(sent["model"], "gpt-4o-mini");
     assert_eq!(
