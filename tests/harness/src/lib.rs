@@ -17,6 +17,7 @@ pub mod providers;
 pub mod python;
 pub mod ratelimit;
 pub mod render;
+pub mod stream;
 
 pub use envoy::Envoy;
 pub use mock::MockProvider;

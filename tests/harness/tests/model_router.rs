@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sluice_core::key_injection::key_digest_hex;
-use sluice_harness::{http, ChainOptions, Gateway, MockProvider, DEMO_AUTH};
+use sluice_harness::{http, stream, ChainOptions, Gateway, MockProvider, DEMO_AUTH};
 
 /// Puts a copy of key-injection's inject entry before model-router. Without a routing header
 /// it asks Envoy for the route's cluster (`xds.cluster_name`), so Envoy has chosen and cached a
@@ -422,40 +422,12 @@ fn fallback_on_429_and_503_answers_from_the_next_target_in_the_callers_dialect()
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("content-type"), Some("text/event-stream"));
     assert!(resp.text().ends_with("data: [DONE]\n\n"), "{}", resp.text());
-    let streamed: String = sluice_core::SseParser::new()
-        .feed(&resp.body)
-        .iter()
-        .filter_map(|e| e.data.as_deref())
-        .filter(|d| *d != "[DONE]")
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
-    assert_eq!(streamed, "route me");
+    assert_eq!(stream::read(&resp.body).text, "route me");
     let answered = gw.envoy.metric_reaching(
         r#"sluice_model_router_fallback_total{cluster="mock_b",result="answered"}"#,
         3.0,
     );
     assert_eq!(answered, Some(3.0), "{}", gw.envoy.prometheus().unwrap());
-}
-
-/// The SSE answer's text: the `content` of every chunk's delta, in order.
-fn streamed_text(body: &[u8]) -> String {
-    sluice_core::SseParser::new()
-        .feed(body)
-        .iter()
-        .filter_map(|e| e.data.as_deref())
-        .filter(|d| *d != "[DONE]")
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect()
 }
 
 /// A fallback's answer passes the filters above model-router like any answer: moderation
@@ -501,7 +473,7 @@ fn a_fallback_answer_passes_the_filters_above_like_any_answer() {
         );
         let answer = if stream {
             assert!(resp.text().ends_with("data: [DONE]\n\n"), "{}", resp.text());
-            streamed_text(&resp.body)
+            stream::read(&resp.body).text
         } else {
             resp.json().unwrap()["choices"][0]["message"]["content"]
                 .as_str()

@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice_core::SseParser;
-use sluice_harness::{envoy, http, render, ChainOptions, Gateway, DEMO_AUTH};
+use sluice_harness::{envoy, http, render, stream, ChainOptions, Gateway, DEMO_AUTH};
 
 const CHAT: &str = "/v1/chat/completions";
 const MESSAGES: &str = "/v1/messages";
@@ -40,36 +39,6 @@ fn upstream_count(gw: &Gateway) -> u64 {
 fn upstream_body(gw: &Gateway) -> Value {
     let last = gw.mock.last_request().unwrap();
     serde_json::from_str(last["body"].as_str().unwrap()).unwrap()
-}
-
-/// A streamed answer read back: (text, finish or stop reasons, ends with `[DONE]`).
-fn read_stream(body: &[u8]) -> (String, Vec<String>, bool) {
-    let events = SseParser::new().feed(body);
-    let mut text = String::new();
-    let mut reasons = Vec::new();
-    for e in &events {
-        let Some(data) = e.data.as_deref() else {
-            continue;
-        };
-        if e.is_done_marker() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(data).unwrap();
-        if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
-            text += t;
-        }
-        if let Some(t) = v["delta"]["text"].as_str() {
-            text += t;
-        }
-        if let Some(r) = v["choices"][0]["finish_reason"].as_str() {
-            reasons.push(r.to_owned());
-        }
-        if let Some(r) = v["delta"]["stop_reason"].as_str() {
-            reasons.push(r.to_owned());
-        }
-    }
-    let done = events.last().is_some_and(|e| e.is_done_marker());
-    (text, reasons, done)
 }
 
 const PII: &str = "I am jane.doe@example.com, card 4111 1111 1111 1111, order 1234567812345678.";
@@ -128,7 +97,12 @@ fn streamed_answers_are_restored_when_placeholders_are_cut_at_any_byte() {
         for (path, body) in [(CHAT, chat(PII, true)), (MESSAGES, anthropic(PII, true))] {
             let resp = http::post(&gw.url(path), body.as_bytes(), &[DEMO_AUTH, chunk]).unwrap();
             assert_eq!(resp.status, 200, "{}", resp.text());
-            let (text, reasons, done) = read_stream(&resp.body);
+            let stream::Streamed {
+                text,
+                reasons,
+                done,
+                ..
+            } = stream::read(&resp.body);
             assert_eq!(text, PII, "{path} cut every {bytes} bytes");
             assert!(!resp.text().contains("[EMAIL_1]"));
             if path == CHAT {
@@ -195,7 +169,12 @@ fn the_answer_is_cut_cleanly_when_it_breaks_a_rule() {
             &[DEMO_AUTH, reply, chunk],
         )
         .unwrap();
-        let (text, reasons, done) = read_stream(&resp.body);
+        let stream::Streamed {
+            text,
+            reasons,
+            done,
+            ..
+        } = stream::read(&resp.body);
         assert_eq!(text, "Sure. The ", "cut every {bytes}");
         assert_eq!(reasons, ["content_filter"]);
         assert!(done);
@@ -207,14 +186,15 @@ fn the_answer_is_cut_cleanly_when_it_breaks_a_rule() {
             &[DEMO_AUTH, reply, chunk],
         )
         .unwrap();
-        let (text, reasons, _) = read_stream(&resp.body);
+        let stream::Streamed {
+            text,
+            reasons,
+            last_event,
+            ..
+        } = stream::read(&resp.body);
         assert_eq!(text, "Sure. The ", "anthropic, cut every {bytes}");
         assert_eq!(reasons, ["refusal"]);
-        let events = SseParser::new().feed(&resp.body);
-        assert_eq!(
-            events.last().unwrap().event.as_deref(),
-            Some("message_stop")
-        );
+        assert_eq!(last_event.as_deref(), Some("message_stop"));
     }
     let cut = gw
         .envoy

@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
+use sluice_core::parse_config;
 use sluice_core::prompt_template::config::PromptTemplateConfig;
-use sluice_core::{parse_config, SseParser};
-use sluice_harness::{http, ChainOptions, Gateway, DEMO_AUTH};
+use sluice_harness::{http, stream, ChainOptions, Gateway, DEMO_AUTH};
 
 const CHAT: &str = "/v1/chat/completions";
 const MESSAGES: &str = "/v1/messages";
@@ -432,25 +432,6 @@ fn route_rules_pick_template_sets_and_decorate_in_both_dialects() {
     }
 }
 
-/// A streamed chat answer's text, and whether it ended with `[DONE]`.
-fn stream_text(body: &[u8]) -> (String, bool) {
-    let events = SseParser::new().feed(body);
-    let mut text = String::new();
-    for e in &events {
-        let Some(data) = e.data.as_deref() else {
-            continue;
-        };
-        if e.is_done_marker() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(data).unwrap();
-        if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
-            text += t;
-        }
-    }
-    (text, events.last().is_some_and(|e| e.is_done_marker()))
-}
-
 #[test]
 fn rest_endpoints_answer_in_every_mode_plain_and_streamed_through_the_whole_chain() {
     let gw = gateway();
@@ -536,7 +517,9 @@ fn rest_endpoints_answer_in_every_mode_plain_and_streamed_through_the_whole_chai
             .header("content-type")
             .unwrap()
             .starts_with("text/event-stream"));
-        let (got, done) = stream_text(&resp.body);
+        let stream::Streamed {
+            text: got, done, ..
+        } = stream::read(&resp.body);
         assert_eq!(got, "I love it", "{path}");
         assert!(done, "{path}");
         assert_eq!(upstream(&gw).1["stream"], true);
