@@ -7,8 +7,8 @@
 //! A restricted consumer's request that names no model (a prompt-template template or REST
 //! endpoint names it later in the chain) carries the consumer's models to the inject role in
 //! filter state (`sluice.model_grant`); inject checks the model the router routed
-//! (`sluice.model`) against them before the request leaves. Inject reads that state only in a
-//! VM where an authenticate config restricts some consumer's models.
+//! (`sluice.model`) against them before the request leaves (only on the paths where a
+//! template can name the model: chat, Anthropic messages, `/apis/`).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
+use sluice_core::endpoint::Endpoint;
 use sluice_core::key_injection::auth::{
     grant_allows, model_not_allowed, model_unknown, Authenticator,
 };
@@ -28,13 +29,6 @@ use sluice_host::clock::Clock;
 use sluice_host::{http, reply, state};
 
 pub struct KeyInjection;
-
-thread_local! {
-    /// An authenticate config of this VM restricts some consumer's models: requests may carry
-    /// a `sluice.model_grant` for the inject role (set once, never cleared: at worst one read
-    /// too many after a config without restrictions replaced it).
-    static GRANTS_POSSIBLE: Cell<bool> = const { Cell::new(false) };
-}
 
 /// What one plugin config of this module runs with.
 pub enum Runtime {
@@ -80,16 +74,10 @@ impl sluice_host::Filter for KeyInjection {
 
     fn prepare(config: KeyInjectionConfig) -> Result<Runtime, ConfigError> {
         Ok(match config.role {
-            Role::Authenticate => {
-                let auth = Authenticator::new(&config)?;
-                if auth.restricts_models() {
-                    GRANTS_POSSIBLE.with(|g| g.set(true));
-                }
-                Runtime::Authenticate {
-                    auth,
-                    clock: Clock::new(),
-                }
-            }
+            Role::Authenticate => Runtime::Authenticate {
+                auth: Authenticator::new(&config)?,
+                clock: Clock::new(),
+            },
             Role::Inject => {
                 let rt = InjectRuntime {
                     injector: Injector::new(&config, http::env)?,
@@ -120,6 +108,7 @@ impl sluice_host::Filter for KeyInjection {
                 model_check: false,
                 consumer_id: None,
                 dialect: Dialect::OpenAi,
+                templatable: false,
                 pending: None,
                 body_size: 0,
             }),
@@ -139,6 +128,8 @@ struct AuthenticateStream {
     model_check: bool,
     consumer_id: Option<String>,
     dialect: Dialect,
+    /// The path is one where prompt-template may name the model (a template or REST endpoint).
+    templatable: bool,
     /// A refusal decided on the headers, sent when the (small) body has ended.
     pending: Option<ApiError>,
     /// The request body Envoy has buffered, as the last body callback said (for trailers).
@@ -206,6 +197,11 @@ impl HttpContext for AuthenticateStream {
         }
         self.model_check = true;
         self.consumer_id = Some(consumer.id.clone());
+        self.templatable = path.starts_with("/apis/")
+            || matches!(
+                Endpoint::from_path(path),
+                Some(Endpoint::Chat | Endpoint::AnthropicMessages)
+            );
         Action::Pause
     }
 
@@ -250,9 +246,10 @@ impl HttpContext for AuthenticateStream {
         };
         let consumer = self.consumer_id.as_deref().and_then(|id| auth.consumer(id));
         let Some(model) = model else {
-            // Nothing named yet: a template may name it later. The inject role checks the
-            // model the request leaves with (and the router answers a missing one).
-            if let Some(c) = consumer {
+            // Nothing named yet: on a path where a template may name it later, the inject
+            // role checks the model the request leaves with (and the router answers a missing
+            // one). Elsewhere (`/v1/moderations` takes no model) nothing more is checked.
+            if let Some(c) = consumer.filter(|_| self.templatable) {
                 state::set(StateKey::ModelGrant, &c.model_grant());
             }
             return Action::Continue;
@@ -286,11 +283,10 @@ impl InjectStream {
 
 /// The refusal of a request whose consumer's models are restricted and whose model, named
 /// after the authenticate role read the body (by a template), is not one of them; or is
-/// still unknown as it leaves.
+/// still unknown as it leaves. Read on every request (one host call): the two roles may run in
+/// different VMs (Istio gives each `WasmPlugin` its own), so nothing here can tell that no
+/// grant was written.
 fn grant_refusal() -> Option<ApiError> {
-    if !GRANTS_POSSIBLE.with(Cell::get) {
-        return None;
-    }
     let grant = state::get(StateKey::ModelGrant)?;
     match state::get(StateKey::Model) {
         Some(model) if grant_allows(&grant, &model) => None,

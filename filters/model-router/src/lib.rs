@@ -109,6 +109,8 @@ struct Retry {
     held_bodyless: bool,
     /// The held answer's body has ended, this many bytes in Envoy's buffer.
     held_whole: Option<usize>,
+    /// The held answer's body buffered so far, as the last body callback said.
+    held_size: usize,
     /// The fallback's answer, ready before the held answer's body ended.
     ready: Option<FallbackAnswer>,
     translation: Option<(Direction, RequestFacts)>,
@@ -338,6 +340,18 @@ impl RouteStream {
         http::set_response_body(held, &answer.body);
     }
 
+    /// The held answer has ended (its last body piece, or its trailers): replaced now when the
+    /// fallback's answer is here, else held until it is.
+    fn held_ended(retry: &mut Retry) -> Action {
+        retry.held_whole = Some(retry.held_size);
+        let Some(answer) = retry.ready.take() else {
+            return Action::Pause; // the call-out has not answered yet
+        };
+        retry.holding = false;
+        Self::replace_held(&answer, retry.held_size);
+        Action::Continue
+    }
+
     /// The fallback's answer goes to the caller: in the held answer's place once that has
     /// ended, or as a local reply when it had no body to replace.
     fn deliver(&mut self, answer: FallbackAnswer) {
@@ -485,6 +499,7 @@ impl HttpContext for RouteStream {
                 holding: false,
                 held_bodyless: false,
                 held_whole: None,
+                held_size: 0,
                 ready: None,
                 translation: None,
                 upstream: Dialect::OpenAi,
@@ -554,19 +569,23 @@ impl HttpContext for RouteStream {
         Action::Continue
     }
 
+    /// A held answer that ends with trailers has ended: as if its last body piece had come
+    /// (continuing here would release it to the caller).
+    fn on_http_response_trailers(&mut self, _: usize) -> Action {
+        match self.retry.as_mut().filter(|r| r.holding) {
+            Some(retry) => Self::held_ended(retry),
+            None => Action::Continue,
+        }
+    }
+
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if let Some(retry) = self.retry.as_mut().filter(|r| r.holding) {
             // The held first answer is replaced by the fallback's once it has ended.
+            retry.held_size = body_size;
             if !end_of_stream {
                 return Action::Pause;
             }
-            retry.held_whole = Some(body_size);
-            let Some(answer) = retry.ready.take() else {
-                return Action::Pause; // the call-out has not answered yet
-            };
-            retry.holding = false;
-            Self::replace_held(&answer, body_size);
-            return Action::Continue;
+            return Self::held_ended(retry);
         }
         let out = match &mut self.answer {
             Answer::AsIs => return Action::Continue,

@@ -438,6 +438,13 @@ fn a_template_cannot_take_a_restricted_consumer_to_another_model() {
     assert_eq!(resp.status, 403, "{}", resp.text());
     assert_eq!(resp.json().unwrap()["type"], "error", "{}", resp.text());
     assert_eq!(upstream_count(&gw), before, "nothing went upstream");
+    // A path where no template names a model: a body without one passes as before.
+    let resp = post(
+        "/v1/moderations",
+        &json!({"input": "hi"}).to_string(),
+        &erin,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
     // A consumer without restrictions uses any template.
     let resp = post("/v1/chat/completions", &templated("big"), &alice);
     assert_eq!(resp.status, 200, "{}", resp.text());

@@ -90,12 +90,6 @@ impl Authenticator {
         })
     }
 
-    /// Whether some consumer's models are restricted (then a request may carry a grant for the
-    /// inject role to check).
-    pub fn restricts_models(&self) -> bool {
-        self.consumers.iter().any(Consumer::restricts_models)
-    }
-
     pub fn consumer(&self, id: &str) -> Option<&Consumer> {
         self.consumers.iter().find(|c| c.id == id)
     }
