@@ -30,7 +30,9 @@ use sluice_core::model_router::origin::Origin;
 use sluice_core::model_router::prepare::{
     prepare, stream_translator, translate_answer, Direction, Prepared,
 };
-use sluice_core::model_router::route::{model_missing, model_not_found, upstream_model, Router};
+use sluice_core::model_router::route::{
+    fallback_answered, fallback_unanswered, model_missing, model_not_found, upstream_model, Router,
+};
 use sluice_core::token_count::usage::Delivered;
 use sluice_core::token_count::{COMPLETION_HEADER, PROMPT_HEADER, SOURCE_HEADER};
 use sluice_core::translate::{RequestFacts, StreamTranslator};
@@ -261,14 +263,26 @@ impl RouteStream {
     /// The answer of a fallback call-out, in the caller's dialect.
     fn fallback_answer(&mut self, body_size: usize) -> FallbackAnswer {
         let headers = http::call_response_headers();
-        let body = http::call_response_body(body_size).unwrap_or_default();
-        let status = match headers.status() {
-            0 => 502,
-            s => s,
+        // No answer a caller can read (none, or Envoy's plain-text 504 when the call-out's
+        // timeout ran out): a clear error in the caller's dialect instead.
+        let unanswered = !fallback_answered(headers.status(), headers.get("content-type"));
+        let (status, body) = if unanswered {
+            let timeout = self.runtime.config.fallback_timeout_ms;
+            let err = fallback_unanswered(timeout, headers.status());
+            (err.status(), err.body(self.dialect))
+        } else {
+            let body = http::call_response_body(body_size).unwrap_or_default();
+            (headers.status(), body)
         };
-        let content_type = headers.get("content-type").unwrap_or("application/json");
+        let content_type = match headers.get("content-type") {
+            Some(t) if !unanswered => t,
+            _ => "application/json",
+        };
         let event_stream = content_type.starts_with("text/event-stream");
-        let translation = self.retry.as_ref().and_then(|r| r.translation.clone());
+        let translation = match &self.retry {
+            Some(r) if !unanswered => r.translation.clone(),
+            _ => None,
+        };
         // token-count, below this filter, saw the held answer, not this one: the usage goes to
         // it through filter state, and on the answer as token-count would put it.
         let upstream = self.retry.as_ref().map_or(Dialect::OpenAi, |r| r.upstream);

@@ -645,3 +645,51 @@ fn a_target_that_times_out_is_answered_by_the_fallback() {
         started.elapsed()
     );
 }
+
+/// A fallback target that accepts connections and never answers: the call-out's own timeout
+/// ends the wait, and the caller gets a clear JSON error, not an empty body.
+#[test]
+fn a_fallback_that_never_answers_gets_a_json_error() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().flatten() {
+            held.push(conn); // kept open, never answered
+        }
+    });
+    let mut plugin_configs = BTreeMap::new();
+    plugin_configs.insert(
+        "model_router".to_owned(),
+        json!({"fallback_timeout_ms": 500, "routes": [
+            {"models": ["slow-*"], "targets": [{"provider": "mock", "cluster": "mock", "model": "gpt-4o-mini"}],
+             "fallback": [{"provider": "mock", "cluster": "silent"}]}
+        ]})
+        .to_string(),
+    );
+    let gw = Gateway::start_with(&ChainOptions {
+        plugin_configs,
+        extra_clusters: vec![("silent".to_owned(), port)],
+        ..ChainOptions::default()
+    })
+    .unwrap();
+    let started = Instant::now();
+    let resp = chat(&gw, "slow-1", &[("x-mock-status", "503")]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    assert_eq!(
+        resp.header("x-sluice-fallback"),
+        Some("attempts=2; answered=silent")
+    );
+    let v = resp.json().unwrap();
+    assert_eq!(v["error"]["code"], "fallback_unanswered", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("500 ms"),
+        "{v}"
+    );
+}

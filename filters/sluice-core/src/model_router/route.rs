@@ -112,6 +112,32 @@ pub fn model_not_found(model: &str) -> ApiError {
     .with_param("model")
 }
 
+/// The answer when a fallback target's call-out brought no answer a caller can read: none at
+/// all, or Envoy's own plain-text reply (`status`, e.g. its 504 when the call-out's
+/// `fallback_timeout_ms` ran out).
+pub fn fallback_unanswered(timeout_ms: u64, status: u16) -> ApiError {
+    let seen = match status {
+        0 => String::new(),
+        s => format!(" (the gateway saw {s})"),
+    };
+    ApiError::new(
+        crate::ErrorKind::BadGateway,
+        format!(
+            "The model's provider failed, and its fallback did not answer within {timeout_ms} ms{seen}."
+        ),
+    )
+    .with_code("fallback_unanswered")
+}
+
+/// Whether a call-out's answer is one to pass to a caller: it has a status, and a JSON or SSE
+/// body (a provider's answer with no content type counts as JSON); Envoy's own replies to a
+/// call-out (its timeout, a reset) are plain text.
+pub fn fallback_answered(status: u16, content_type: Option<&str>) -> bool {
+    status != 0
+        && content_type
+            .is_none_or(|t| t.starts_with("application/json") || t.starts_with("text/event-stream"))
+}
+
 /// The refusal for a body that names no model.
 pub fn model_missing() -> ApiError {
     ApiError::invalid_request("you must provide a model parameter")
@@ -233,5 +259,24 @@ mod tests {
             Some("/openai/deployments/e/embeddings?api-version=v")
         );
         assert_eq!(azure_path("/v1/models", "d", "v"), None);
+    }
+
+    #[test]
+    fn a_fallback_answer_a_caller_cannot_read_is_replaced() {
+        assert!(fallback_answered(200, Some("application/json")));
+        assert!(fallback_answered(429, None));
+        assert!(fallback_answered(
+            200,
+            Some("text/event-stream; charset=utf-8")
+        ));
+        assert!(!fallback_answered(504, Some("text/plain")));
+        assert!(!fallback_answered(0, None));
+        let err = fallback_unanswered(500, 504);
+        assert_eq!(err.status(), 502);
+        assert!(
+            err.message.contains("500 ms (the gateway saw 504)"),
+            "{}",
+            err.message
+        );
     }
 }
