@@ -109,8 +109,8 @@ struct Retry {
     holding: bool,
     /// The held answer came without a body: a local reply replaces it.
     held_bodyless: bool,
-    /// The held answer's body has ended, this many bytes in Envoy's buffer.
-    held_whole: Option<usize>,
+    /// The held answer's body has ended (`held_size` bytes in Envoy's buffer).
+    held_ended: bool,
     /// The held answer's body buffered so far, as the last body callback said.
     held_size: usize,
     /// The fallback's answer, ready before the held answer's body ended.
@@ -357,7 +357,7 @@ impl RouteStream {
     /// The held answer has ended (its last body piece, or its trailers): replaced now when the
     /// fallback's answer is here, else held until it is.
     fn held_ended(retry: &mut Retry) -> Action {
-        retry.held_whole = Some(retry.held_size);
+        retry.held_ended = true;
         let Some(answer) = retry.ready.take() else {
             return Action::Pause; // the call-out has not answered yet
         };
@@ -386,12 +386,12 @@ impl RouteStream {
             }
             return;
         }
-        let Some(held) = retry.held_whole else {
+        if !retry.held_ended {
             retry.ready = Some(answer); // sent when the held body ends
             return;
-        };
+        }
         retry.holding = false;
-        Self::replace_held(&answer, held);
+        Self::replace_held(&answer, retry.held_size);
         if let Err(s) = hostcalls::resume_http_response() {
             log::error!("sluice model-router: cannot resume the answer: {s:?}");
         }
@@ -512,7 +512,7 @@ impl HttpContext for RouteStream {
                 tried: vec![target.cluster.clone()],
                 holding: false,
                 held_bodyless: false,
-                held_whole: None,
+                held_ended: false,
                 held_size: 0,
                 ready: None,
                 translation: None,

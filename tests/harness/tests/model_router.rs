@@ -449,16 +449,20 @@ fn a_fallback_answer_passes_the_filters_above_like_any_answer() {
         .to_string(),
     );
     let (gw, b) = fallback_gateway_configs(None, configs);
+    // A chat request whose first target answers `status`.
+    let failing = |body: &Value, status: &str| {
+        http::post(
+            &gw.url("/v1/chat/completions"),
+            body.to_string().as_bytes(),
+            &[DEMO_AUTH, ("x-mock-status", status)],
+        )
+        .unwrap()
+    };
     let text = "write to ann@example.com please";
     for stream in [false, true] {
         let body = json!({"model": "fb-1", "stream": stream,
                           "messages": [{"role": "user", "content": text}]});
-        let resp = http::post(
-            &gw.url("/v1/chat/completions"),
-            body.to_string().as_bytes(),
-            &[DEMO_AUTH, ("x-mock-status", "429")],
-        )
-        .unwrap();
+        let resp = failing(&body, "429");
         assert_eq!(resp.status, 200, "stream {stream}: {}", resp.text());
         assert_eq!(
             resp.header("x-sluice-fallback"),
@@ -487,12 +491,7 @@ fn a_fallback_answer_passes_the_filters_above_like_any_answer() {
     // rule's scope; the mock echoes it as the answer).
     let body = json!({"model": "fb-1",
                       "messages": [{"role": "user", "content": "the secret plan is here"}]});
-    let resp = http::post(
-        &gw.url("/v1/chat/completions"),
-        body.to_string().as_bytes(),
-        &[DEMO_AUTH, ("x-mock-status", "503")],
-    )
-    .unwrap();
+    let resp = failing(&body, "503");
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert!(!resp.text().contains("secret plan"), "{}", resp.text());
     let v = resp.json().unwrap();
