@@ -342,10 +342,12 @@ impl HttpContext for ModerationStream {
         }
         // Error answers (the provider's, a later filter's refusal, or this filter's own)
         // carry no assistant text.
-        if !(200..300).contains(&http::response_status()) {
+        // One read of the answer's head: its status, type and length.
+        let head = http::response_headers();
+        if !(200..300).contains(&head.status()) {
             return Action::Continue;
         }
-        let content_type = http::response_header("content-type").unwrap_or_default();
+        let content_type = head.get("content-type").unwrap_or_default();
         if content_type.starts_with("text/event-stream") {
             self.answer = Answer::Stream(Box::new(AnswerStream::new(
                 &self.runtime.engine,
@@ -362,7 +364,8 @@ impl HttpContext for ModerationStream {
         }
         // An answer Envoy could not hold whole passes on unread (holding it would end in
         // Envoy's 500); counted, so an operator sees it.
-        let fits = http::response_header("content-length")
+        let fits = head
+            .get("content-length")
             .and_then(|n| n.parse::<u64>().ok())
             .is_none_or(|n| n <= self.runtime.max_body_bytes);
         if !fits {

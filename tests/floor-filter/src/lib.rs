@@ -24,9 +24,8 @@
 //!   `x-envoy-original-path` removed, the body, the new body and its `content-length` set, the
 //!   template in filter state); the body is written back as it came;
 //! - `moderation-calls`: moderation's host calls on a clean 1 KB chat with the demo config
-//!   (`:path` read, the body, `sluice.moderation` written, the answer's `:status`,
-//!   `content-type` and `content-length` read, the answer held and read): `hold-answer` plus
-//!   five calls;
+//!   (`:path` read, the body, `sluice.moderation` written, the answer's head read in one
+//!   call, the answer held and read): `hold-answer` plus three calls;
 //! - `trap`: the VM traps on every request's headers, as a filter that crashed would (for the
 //!   test of Envoy's `failure_policy`, `tests/failure_policy.rs`).
 //!
@@ -253,9 +252,8 @@ impl HttpContext for Stream {
             let _ = hostcalls::get_map(MapType::HttpResponseHeaders);
         }
         if self.mode == Mode::ModerationCalls {
-            for name in [":status", "content-type", "content-length"] {
-                let _ = hostcalls::get_map_value(MapType::HttpResponseHeaders, name);
-            }
+            // Its status, type and length, in one read of the answer's head.
+            let _ = hostcalls::get_map(MapType::HttpResponseHeaders);
         }
         if self.holds_answer() && !end_of_stream {
             Action::Pause
