@@ -12,6 +12,7 @@ pub mod ecds;
 pub mod envoy;
 pub mod http;
 pub mod mock;
+pub mod oci;
 pub mod paths;
 pub mod providers;
 pub mod python;

@@ -3,23 +3,9 @@
 use std::collections::BTreeMap;
 
 /// Replaces every `${NAME}` whose NAME is in `vars`; fails on a placeholder left unreplaced, so a
-/// template and its renderer cannot drift apart silently.
+/// template and its renderer cannot drift apart silently (the renderer `make oci` uses).
 pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> crate::Result<String> {
-    let mut out = template.to_owned();
-    for (name, value) in vars {
-        out = out.replace(&format!("${{{name}}}"), value);
-    }
-    match out.find("${") {
-        Some(at) => {
-            let rest = out.get(at..).unwrap_or_default();
-            let end = rest.find('}').map(|e| e + 1).unwrap_or(rest.len());
-            Err(format!(
-                "unrendered placeholder {}",
-                rest.get(..end).unwrap_or(rest)
-            ))
-        }
-        None => Ok(out),
-    }
+    sluice_oci::render(template, vars)
 }
 
 /// Replaces the JSON config of the plugin named `plugin` (its `config.name`) in a rendered

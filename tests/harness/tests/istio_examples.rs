@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use serde::Deserialize;
@@ -259,43 +259,22 @@ fn every_sha256_is_the_digest_of_the_image_holding_the_built_wasm() {
             "{file}: {name}"
         );
         let manifest: Value =
-            serde_json::from_slice(&std::fs::read(blob(&layout, sha256)).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(sluice_oci::blob_path(&layout, sha256)).unwrap())
+                .unwrap();
         let layers = manifest["layers"].as_array().unwrap();
         assert_eq!(layers.len(), 1);
         assert_eq!(
             layers[0]["mediaType"],
             "application/vnd.oci.image.layer.v1.tar+gzip"
         );
-        let layer = blob(&layout, layers[0]["digest"].as_str().unwrap());
-        let wasm = plugin_wasm_from_layer(&layer);
+        let layer = sluice_oci::blob_path(&layout, layers[0]["digest"].as_str().unwrap());
+        let wasm = sluice_harness::oci::plugin_wasm_from_layer(&layer).unwrap();
         let stem = filter.replace('-', "_");
         let built = std::fs::read(paths::wasm_dir().join(format!("{stem}.wasm"))).unwrap();
         assert!(wasm == built, "{file}: {name}: plugin.wasm differs");
         let record = r.built.iter().find(|b| b.filter == filter).unwrap();
         assert_eq!(record.wasm_sha256, sluice_oci::sha256_hex(&built));
     }
-}
-
-fn blob(layout: &Path, digest: &str) -> PathBuf {
-    layout
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"))
-}
-
-/// `plugin.wasm` out of a tar+gzip layer, by the system's tar (not the crate that wrote it).
-fn plugin_wasm_from_layer(layer: &Path) -> Vec<u8> {
-    let out = Command::new("tar")
-        .arg("-xzOf")
-        .arg(layer)
-        .arg("plugin.wasm")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tar: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 /// Istio orders AUTHN, AUTHZ, STATS, then no phase; higher priority first within a phase. In

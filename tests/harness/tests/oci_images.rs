@@ -175,30 +175,10 @@ fn only_manifest(layout: &Path) -> (String, Value) {
     let entries = index["manifests"].as_array().unwrap();
     assert_eq!(entries.len(), 1, "{index}");
     let digest = entries[0]["digest"].as_str().unwrap().to_owned();
-    let manifest = serde_json::from_slice(&std::fs::read(blob(layout, &digest)).unwrap()).unwrap();
+    let manifest =
+        serde_json::from_slice(&std::fs::read(sluice_oci::blob_path(layout, &digest)).unwrap())
+            .unwrap();
     (digest, manifest)
-}
-
-fn blob(layout: &Path, digest: &str) -> PathBuf {
-    layout
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"))
-}
-
-/// `plugin.wasm` out of a tar+gzip layer, by the system's tar (not the crate that wrote it).
-fn plugin_wasm_from_layer(layer: &Path) -> Vec<u8> {
-    let out = Command::new("tar")
-        .arg("-xzOf")
-        .arg(layer)
-        .arg("plugin.wasm")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tar: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 /// The module a pulled-back image carries, in either form.
@@ -210,7 +190,11 @@ fn module_of(layout: &Path, manifest: &Value) -> Vec<u8> {
                 layers[0]["mediaType"],
                 "application/vnd.oci.image.layer.v1.tar+gzip"
             );
-            plugin_wasm_from_layer(&blob(layout, layers[0]["digest"].as_str().unwrap()))
+            sluice_harness::oci::plugin_wasm_from_layer(&sluice_oci::blob_path(
+                layout,
+                layers[0]["digest"].as_str().unwrap(),
+            ))
+            .unwrap()
         }
         2 => {
             let types: Vec<&str> = layers
@@ -224,7 +208,11 @@ fn module_of(layout: &Path, manifest: &Value) -> Vec<u8> {
                     "application/vnd.module.wasm.content.layer.v1+wasm"
                 ]
             );
-            std::fs::read(blob(layout, layers[1]["digest"].as_str().unwrap())).unwrap()
+            std::fs::read(sluice_oci::blob_path(
+                layout,
+                layers[1]["digest"].as_str().unwrap(),
+            ))
+            .unwrap()
         }
         n => panic!("{n} layers"),
     }

@@ -165,10 +165,16 @@ pub fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
     encoder.finish().map_err(|e| format!("cannot gzip: {e}"))
 }
 
+/// Where a layout keeps the blob of `digest` (`sha256:<hex>` or the hex alone).
+pub fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
 /// Writes a blob under `blobs/sha256/` of a layout.
 fn write_blob(layout: &Path, blob: &Blob) -> Result<()> {
-    let hex = blob.digest.trim_start_matches("sha256:");
-    let path = layout.join("blobs/sha256").join(hex);
+    let path = blob_path(layout, &blob.digest);
     std::fs::write(&path, &blob.bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
@@ -344,13 +350,12 @@ pub fn layout_digest(layout: &Path, tag: &str) -> Result<String> {
     let hex = digest
         .strip_prefix("sha256:")
         .ok_or_else(|| format!("{}: not a sha256 digest: {digest}", index_path.display()))?;
-    let blob_path = layout.join("blobs/sha256").join(hex);
-    let blob = std::fs::read(&blob_path)
-        .map_err(|e| format!("cannot read {}: {e}", blob_path.display()))?;
+    let path = blob_path(layout, hex);
+    let blob = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if sha256_hex(&blob) != hex {
         return Err(format!(
             "{}: content does not match its name",
-            blob_path.display()
+            path.display()
         ));
     }
     Ok(digest.to_owned())
@@ -377,10 +382,10 @@ pub fn manifest_vars(oci: &Path, registry: &str, tag: &str) -> Result<BTreeMap<S
 }
 
 /// Replaces every `${NAME}` whose NAME is in `vars`; a placeholder left unreplaced is an error.
-pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String> {
+pub fn render<K: AsRef<str>>(template: &str, vars: &BTreeMap<K, String>) -> Result<String> {
     let mut out = template.to_owned();
     for (name, value) in vars {
-        out = out.replace(&format!("${{{name}}}"), value);
+        out = out.replace(&format!("${{{}}}", name.as_ref()), value);
     }
     match out.find("${") {
         Some(at) => {
