@@ -13,15 +13,18 @@
 //! bare Envoy; each Envoy's RSS idle and after load, and from Envoy's admin `/memory` how much
 //! of its heap is allocated and how much its allocator keeps freed; and counting speed against
 //! native tiktoken-rs; and for each speed target an issue sets, the filter's row against the
-//! target's floor row as the median of per-round differences. It is a measurement, not a test:
-//! nothing here passes or fails on a number.
+//! target's floor row, measured side by side (the two loaded at the same time, again and
+//! again, each Envoy's CPU read in nanoseconds) with a 95% interval, beside the median of the
+//! rounds' per-round differences. It is a measurement, not a test: nothing here passes or
+//! fails on a number.
 //!
 //! Settings (environment): `SLUICE_BENCH_CONFIGS` (default `bare,floor,floor-body,floor-hold,
 //! floor-calls,floor-count,floor-route,floor-path,floor-template,floor-moderation,key-injection,
 //! token-count,router,moderation,moderation-heavy,template,template-plain,chain`; also
 //! `router-anthropic`), `SLUICE_BENCH_SECONDS` per run (default 10), `SLUICE_BENCH_ROUNDS`
-//! (default 2, at most 20), `SLUICE_BENCH_CONNECTIONS` (default 16), `SLUICE_BENCH_OUT` (default
-//! `bench/out/report.md`).
+//! (default 2, at most 20), `SLUICE_BENCH_CONNECTIONS` (default 16), `SLUICE_BENCH_PAIRS` (the
+//! side-by-side runs per target and floor, each `SLUICE_BENCH_SECONDS` long; default 6, at most
+//! 40, 0 or 1 skips them), `SLUICE_BENCH_OUT` (default `bench/out/report.md`).
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -90,29 +93,103 @@ fn paired_difference(a: &[WrkResult], b: &[WrkResult]) -> Option<(f64, f64, f64)
     Some((median(diffs), least, most))
 }
 
-/// The targets whose rows ran, against their floors, from the rounds' paired differences.
-fn targets_report(keys: &[&str], results: &[Vec<WrkResult>]) -> String {
+/// Mean, median and the 95% interval of the mean (Student's t) of some differences.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Estimate {
+    mean: f64,
+    median: f64,
+    /// The interval runs from `mean - half_width` to `mean + half_width`.
+    half_width: f64,
+}
+
+impl Estimate {
+    /// `None` for fewer than two values (no spread to read).
+    fn of(values: &[f64]) -> Option<Estimate> {
+        let n = values.len();
+        if n < 2 {
+            return None;
+        }
+        let mean = mean(values);
+        let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        Some(Estimate {
+            mean,
+            median: median(values.to_vec()),
+            half_width: t_975(n - 1) * (variance / n as f64).sqrt(),
+        })
+    }
+
+    /// Met when all of the interval is at or under `max_us`, not met when all of it is over.
+    fn verdict(&self, max_us: f64) -> &'static str {
+        if self.mean + self.half_width <= max_us {
+            "met"
+        } else if self.mean - self.half_width > max_us {
+            "not met"
+        } else {
+            "undecided"
+        }
+    }
+
+    fn show(&self) -> String {
+        format!(
+            "{:+.1} ± {:.1} µs (median {:+.1})",
+            self.mean, self.half_width, self.median
+        )
+    }
+}
+
+/// The 0.975 quantile of Student's t with `df` degrees of freedom (from a table to 30, then
+/// the normal's 1.96 with its first correction).
+fn t_975(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df.checked_sub(1).and_then(|i| TABLE.get(i)) {
+        Some(t) => *t,
+        None if df == 0 => f64::INFINITY,
+        None => 1.96 + 2.4 / df as f64,
+    }
+}
+
+/// Side-by-side differences by (row, floor): see [`side_by_side`].
+type SideBySide = BTreeMap<(&'static str, &'static str), Estimate>;
+
+/// The targets whose rows ran, against their floors: read from the side-by-side runs when
+/// they ran, and beside them the wrk rounds' per-round differences.
+fn targets_report(keys: &[&str], results: &[Vec<WrkResult>], side: &SideBySide) -> String {
     let rounds = |key: &str| {
         keys.iter()
             .position(|k| *k == key)
             .and_then(|i| results.get(i))
     };
+    let wrk = |row: &str, floor: &str| {
+        let (Some(row), Some(floor)) = (rounds(row), rounds(floor)) else {
+            return None;
+        };
+        paired_difference(row, floor)
+    };
     let mut out = String::new();
     for t in &TARGETS {
-        let (Some(row), Some(floor)) = (rounds(t.row), rounds(t.floor)) else {
+        let Some((d, lo, hi)) = wrk(t.row, t.floor) else {
             continue;
         };
-        let Some((d, lo, hi)) = paired_difference(row, floor) else {
-            continue;
+        let pair = side.get(&(t.row, t.floor));
+        let (difference, verdict) = match pair {
+            Some(e) => (e.show(), e.verdict(t.max_us)),
+            None => (
+                "-".to_owned(),
+                if d <= t.max_us { "met" } else { "not met" },
+            ),
         };
-        let own = rounds(t.own_floor)
-            .and_then(|own| paired_difference(row, own))
-            .map_or("-".to_owned(), |(d, lo, hi)| {
-                format!("{d:+.1} µs ({lo:+.0} … {hi:+.0})")
-            });
-        let verdict = if d <= t.max_us { "met" } else { "not met" };
+        let own = side
+            .get(&(t.row, t.own_floor))
+            .map_or("-".to_owned(), Estimate::show);
+        let wrk_own = wrk(t.row, t.own_floor).map_or("-".to_owned(), |(d, lo, hi)| {
+            format!("{d:+.1} ({lo:+.0} … {hi:+.0})")
+        });
         out.push_str(&format!(
-            "| `{}` | `{}` | {d:+.1} µs ({lo:+.0} … {hi:+.0}) | ≤ +{:.0} µs | {verdict} | `{}`: {own} |\n",
+            "| `{}` | `{}` | {difference} | ≤ +{:.0} µs | {verdict} | `{}`: {own} | {d:+.1} ({lo:+.0} … {hi:+.0}) | {wrk_own} |\n",
             t.row, t.floor, t.max_us, t.own_floor
         ));
     }
@@ -121,12 +198,18 @@ fn targets_report(keys: &[&str], results: &[Vec<WrkResult>]) -> String {
     }
     format!(
         "\n### Speed targets (1 KB)\n\nEnvoy CPU per request of a filter's row minus its floor \
-         row's, taken within each round (every round runs every row once, so the difference is \
-         spared the machine's drift between rounds): the median over the rounds, and in brackets \
-         the least and greatest. Beside it, the same against the filter's own floor row (its \
-         exact host calls): what its own code costs.\n\n\
-         | row | target's floor row | difference | target | | against its own floor |\n\
-         |---|---|---|---|---|---|\n{out}"
+         row's, and beside it the same against the filter's own floor row (its exact host \
+         calls): what its own code costs. Side by side: the row and the floor loaded by wrk at \
+         the same time (half the connections each) for the same seconds, again and again, each \
+         Envoy's CPU read in nanoseconds from its threads' run time: the machine's drift and \
+         the other tenants hit both alike, so the pairs agree to a few µs. Their mean ± the \
+         half-width of its 95% interval, and the median; met when the whole interval is at or \
+         under the target, not met when all of it is over, undecided otherwise. The last two \
+         columns are the interleaved rounds' per-round differences (median, least … greatest), \
+         which spread by tens of µs: each round runs alone, and Envoy's CPU per request moves \
+         with how many requests each wake-up serves.\n\n\
+         | row | target's floor row | side by side | target | | against its own floor | rounds | rounds, own floor |\n\
+         |---|---|---|---|---|---|---|---|\n{out}"
     )
 }
 
@@ -786,6 +869,68 @@ fn stream_delay(bare: &Envoy, moderated: &Envoy) -> Result<String, String> {
     ))
 }
 
+/// One config for [`side_by_side`].
+struct Run<'a> {
+    key: &'a str,
+    envoy: &'a Envoy,
+    url: String,
+    script: &'a std::path::Path,
+}
+
+/// Each target's row against its floor row and its own floor row, loaded by wrk at the same
+/// time (half the connections each) for `seconds`, `pairs` times: both share the machine's
+/// state over the same seconds, so its drift is common to both. Envoy CPU per request of
+/// each from its threads' run time in nanoseconds.
+fn side_by_side(
+    runs: &[Run],
+    pairs: u64,
+    seconds: u64,
+    connections: u64,
+) -> Result<SideBySide, String> {
+    let find = |key: &str| runs.iter().find(|r| r.key == key);
+    let measure = |r: &Run| -> Result<f64, String> {
+        let cpu = || {
+            r.envoy
+                .cpu_ns()
+                .ok_or_else(|| format!("cannot read the CPU time of {}", r.key))
+        };
+        let before = cpu()?;
+        let w = wrk(&r.url, r.script, seconds, (connections / 2).max(1))?;
+        // A thread's run time is brought up to date when it next sleeps.
+        std::thread::sleep(Duration::from_millis(20));
+        Ok(cpu()?.saturating_sub(before) as f64 / 1000.0 / w.requests.max(1) as f64)
+    };
+    let mut out = SideBySide::new();
+    for t in &TARGETS {
+        for floor in [t.floor, t.own_floor] {
+            let (Some(row), Some(base)) = (find(t.row), find(floor)) else {
+                continue;
+            };
+            let mut diffs = Vec::new();
+            for pair in 0..pairs {
+                let (a, b) = std::thread::scope(|scope| {
+                    let a = scope.spawn(|| measure(row));
+                    let b = measure(base);
+                    (a.join(), b)
+                });
+                let a = a.map_err(|_| "side by side: a wrk thread panicked".to_owned())??;
+                let b = b?;
+                eprintln!(
+                    "bench: side by side {}/{pairs}: {} {a:.1} µs, {floor} {b:.1} µs: {:+.1}",
+                    pair + 1,
+                    t.row,
+                    a - b
+                );
+                diffs.push(a - b);
+            }
+            if let Some(e) = Estimate::of(&diffs) {
+                out.insert((t.row, floor), e);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The wrk script for one request body.
 fn wrk_script(dir: &std::path::Path, body: &str) -> Result<std::path::PathBuf, String> {
     let script = dir.join(format!(
@@ -1033,7 +1178,26 @@ pub fn run() -> Result<(), String> {
             ));
         }
         if *kb == 1 {
-            report.push_str(&targets_report(&keys, &results));
+            let runs: Vec<Run> = configs
+                .iter()
+                .zip(&scripts)
+                .zip(&paths)
+                .zip(&keys)
+                .map(|((((_, envoy), script), path), key)| Run {
+                    key,
+                    envoy,
+                    url: envoy.url(path),
+                    script: script.as_path(),
+                })
+                .collect();
+            let pairs = env_num("SLUICE_BENCH_PAIRS", 6).min(40);
+            let side = if pairs > 1 {
+                eprintln!("bench: the speed targets side by side, {pairs} pairs of {seconds} s");
+                side_by_side(&runs, pairs, seconds, connections)?
+            } else {
+                SideBySide::new()
+            };
+            report.push_str(&targets_report(&keys, &results, &side));
         }
     }
     if configs
@@ -1077,17 +1241,55 @@ mod tests {
             run(&[100.0, 100.0, 100.0]),
             run(&[107.0, 109.0, 108.0]),
         ];
-        let report = targets_report(&keys, &results);
+        // Without side-by-side figures, the rounds' median decides.
+        let none = SideBySide::new();
+        let report = targets_report(&keys, &results, &none);
         assert!(
-            report.contains("| `template-plain` | `floor` | +5.0 µs (+4 … +6) | ≤ +3 µs | not met | `floor-path`: - |"),
+            report.contains("| `template-plain` | `floor` | - | ≤ +3 µs | not met | `floor-path`: - | +5.0 (+4 … +6) | - |"),
             "{report}"
         );
         assert!(
-            report.contains("| `template` | `floor-body` | +8.0 µs (+7 … +9) | ≤ +8 µs | met |"),
+            report.contains("| `template` | `floor-body` | - | ≤ +8 µs | met |"),
             "{report}"
         );
         assert!(!report.contains("`moderation`"), "{report}");
-        assert_eq!(targets_report(&keys[..2], &results), "");
+        assert_eq!(targets_report(&keys[..2], &results, &none), "");
+        // With them, their interval decides.
+        let mut side = SideBySide::new();
+        side.insert(
+            ("template", "floor-body"),
+            Estimate::of(&[9.0, 10.0, 11.0]).unwrap(),
+        );
+        side.insert(
+            ("template-plain", "floor"),
+            Estimate::of(&[1.0, 2.0, 3.0]).unwrap(),
+        );
+        let report = targets_report(&keys, &results, &side);
+        assert!(
+            report.contains("| `template` | `floor-body` | +10.0 ± 2.5 µs (median +10.0) | ≤ +8 µs | undecided |"),
+            "{report}"
+        );
+        assert!(
+            report.contains("| `template-plain` | `floor` | +2.0 ± 2.5 µs (median +2.0) | ≤ +3 µs | undecided |"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn estimates_give_a_t_interval_and_a_verdict() {
+        // Five values 1..5: mean 3, sd 1.58, t(4) 2.776: half-width 1.96.
+        let e = Estimate::of(&[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        assert_eq!(e.mean, 3.0);
+        assert_eq!(e.median, 3.0);
+        assert!((e.half_width - 1.963).abs() < 0.001, "{e:?}");
+        assert_eq!(e.verdict(5.0), "met");
+        assert_eq!(e.verdict(0.9), "not met");
+        assert_eq!(e.verdict(3.0), "undecided");
+        assert!(Estimate::of(&[1.0]).is_none());
+        assert_eq!(t_975(1), 12.706);
+        assert_eq!(t_975(30), 2.042);
+        assert!(t_975(0).is_infinite());
+        assert!((t_975(120) - 1.98).abs() < 0.001);
     }
 
     #[test]
