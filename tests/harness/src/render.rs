@@ -1,12 +1,8 @@
 //! Renders the `${NAME}` placeholders of the configs in `envoy/`.
 
-use std::collections::BTreeMap;
-
-/// Replaces every `${NAME}` whose NAME is in `vars`; fails on a placeholder left unreplaced, so a
-/// template and its renderer cannot drift apart silently (the renderer `make oci` uses).
-pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> crate::Result<String> {
-    sluice_oci::render(template, vars)
-}
+/// Replaces every `${NAME}` in a config; fails on a placeholder left unreplaced, so a template
+/// and its renderer cannot drift apart silently (the renderer `make oci` uses).
+pub use sluice_oci::render;
 
 /// Replaces the JSON config of the plugin named `plugin` (its `config.name`) in a rendered
 /// chain config. The shipped configs keep each plugin's JSON on one `value: '…'` line right
@@ -111,6 +107,8 @@ pub fn only_filters(config: &str, keep: &[&str]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
