@@ -418,10 +418,10 @@ impl HttpContext for RouteStream {
             http::set_request_header(ROUTE_HEADER, None);
         }
         // Nor write the path the access log shows as theirs. prompt-template records the path
-        // of a REST call it turned into a chat request (and then only: it drops a caller's
-        // first, and names the template in filter state): that one stays, as the caller's.
+        // of a REST call it turned into a chat request (its own replacing a caller's, and named
+        // in filter state `sluice.rest_path`): that one stays, as the caller's.
         self.path_recorded =
-            headers.contains(ORIGINAL_PATH_HEADER) && state::get(StateKey::Template).is_some();
+            headers.contains(ORIGINAL_PATH_HEADER) && state::get(StateKey::RestPath).is_some();
         if headers.contains(ORIGINAL_PATH_HEADER) && !self.path_recorded {
             http::set_request_header(ORIGINAL_PATH_HEADER, None);
         }

@@ -5,8 +5,7 @@
 //! engine decides from the path (one header read), and only when that does not settle it the
 //! method and host (the header map, one more call) and the route name (when a rule matches on
 //! it), whether anything could apply (`Engine::plan`): when nothing could, the request passes
-//! without its body being read; when something could, a caller's `x-envoy-original-path` is
-//! removed (one call). Otherwise the body is read once: a template is expanded and the
+//! without its body being read. Otherwise the body is read once: a template is expanded and the
 //! rule's decoration applied (`Engine::apply`), or a REST call is turned into a chat request
 //! (`Engine::rest_request`) whose path replaces the caller's (the route is picked again). A
 //! REST answer in `result` or `json` mode is held whole and reduced (`reduce_answer`); a stream
@@ -123,6 +122,8 @@ impl TemplateStream {
                 http::set_request_header(ORIGINAL_PATH_HEADER, Some(&self.caller_path));
                 http::clear_route_cache();
                 state::set(StateKey::Template, &rest.template);
+                // Tells model-router the original path is this filter's, not a caller's.
+                state::set(StateKey::RestPath, &self.caller_path);
                 self.rest = Some(rest);
                 Action::Continue
             }
@@ -187,16 +188,10 @@ impl HttpContext for TemplateStream {
             }
             Plan::Rest(endpoint) => Phase::Rest { endpoint },
         };
-        // The original path this filter records is its own, never the caller's: a caller's
-        // copy goes, by one removal (cheaper than reading the header map to look), unless a
-        // rule had the map read anyway and it holds none.
-        if head
-            .headers
-            .as_ref()
-            .is_none_or(|h| h.contains(ORIGINAL_PATH_HEADER))
-        {
-            http::set_request_header(ORIGINAL_PATH_HEADER, None);
-        }
+        // A caller's `x-envoy-original-path` is not looked at: this filter writes one only
+        // when it changes the path (a REST call), and then its own replaces the caller's. On
+        // any other request it passes as it came, like every header this filter does not
+        // change (key-injection's authenticate role, first in the chain, drops a caller's).
         self.caller_path = path;
         if end_of_stream {
             // A REST call without a body: the engine names the fields it takes.

@@ -19,6 +19,9 @@ pub enum StateKey {
     ModelGrant,
     /// prompt-template: template name and version used.
     Template,
+    /// prompt-template: the REST endpoint's path when a REST call was turned into a chat
+    /// request (its `x-envoy-original-path` is then prompt-template's own, not a caller's).
+    RestPath,
     /// moderation: `pass`, `masked`, `flagged` or `blocked`.
     Moderation,
     /// The first filter that parsed the body: the model the caller asked for.
@@ -44,11 +47,12 @@ pub enum StateKey {
 }
 
 impl StateKey {
-    pub const ALL: [StateKey; 14] = [
+    pub const ALL: [StateKey; 15] = [
         StateKey::Consumer,
         StateKey::Tenant,
         StateKey::ModelGrant,
         StateKey::Template,
+        StateKey::RestPath,
         StateKey::Moderation,
         StateKey::Model,
         StateKey::PromptTokens,
@@ -68,6 +72,7 @@ impl StateKey {
             StateKey::Tenant => "sluice.tenant",
             StateKey::ModelGrant => "sluice.model_grant",
             StateKey::Template => "sluice.template",
+            StateKey::RestPath => "sluice.rest_path",
             StateKey::Moderation => "sluice.moderation",
             StateKey::Model => "sluice.model",
             StateKey::PromptTokens => "sluice.prompt_tokens",

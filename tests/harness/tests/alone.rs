@@ -116,12 +116,8 @@ fn prompt_template_alone_expands_summarize() {
     let gw = start("prompt-template.yaml");
     let text = "Envoy runs the filters in order; each one may pause the request.";
     let body = json!({"template": "summarize", "variables": {"text": text}});
-    // A caller's `x-envoy-original-path` (the path the access log shows as the caller's) is
-    // removed: alone, no key-injection runs before this filter to do it.
-    let forged = ("x-envoy-original-path", "/not/what/i/called");
-    let resp = chat(&gw, &body, &[forged]);
+    let resp = chat(&gw, &body, &[]);
     assert_eq!(resp.status, 200, "{}", resp.text());
-    assert_eq!(gw.mock.last_header(forged.0).unwrap(), None);
     let sent = upstream_body(&gw);
     assert_eq!(sent["model"], "gpt-4o-mini");
     assert_eq!(
@@ -139,6 +135,31 @@ fn prompt_template_alone_expands_summarize() {
         resp.json().unwrap()["choices"][0]["message"]["content"],
         text
     );
+}
+
+#[test]
+fn prompt_template_alone_records_the_rest_path_over_a_callers_own() {
+    let gw = start("prompt-template.yaml");
+    // A caller's `x-envoy-original-path` (the path the access log shows as the caller's):
+    // alone, no key-injection runs first to drop it; the path prompt-template records for the
+    // REST call it rewrote replaces it, upstream and in the log.
+    let forged = ("x-envoy-original-path", "/not/what/i/called");
+    let resp = http::post(
+        &gw.url("/apis/sentiment"),
+        json!({"text": "What a fine day."}).to_string().as_bytes(),
+        &[forged],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let last = gw.mock.last_request().unwrap();
+    assert_eq!(last["path"], CHAT);
+    assert_eq!(
+        gw.mock.last_header(forged.0).unwrap().as_deref(),
+        Some("/apis/sentiment")
+    );
+    let line = gw.access_line(1);
+    assert_eq!(line["path"], "/apis/sentiment");
+    assert_eq!(line["template"], "sentiment@1");
 }
 
 #[test]
