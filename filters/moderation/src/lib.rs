@@ -65,6 +65,7 @@ impl sluice_host::Filter for Moderation {
             body_size: 0,
             restorer: None,
             reads_answer: false,
+            streaming: false,
             answer: Answer::AsIs,
             route: None,
             host: String::new(),
@@ -90,7 +91,10 @@ enum Phase {
 
 enum Answer {
     AsIs,
-    Json,
+    /// Held until whole; `head_read`: its head has been judged (`Verdict::Hold`).
+    Json {
+        head_read: bool,
+    },
     Stream(Box<AnswerStream>),
 }
 
@@ -102,6 +106,8 @@ struct ModerationStream {
     body_size: usize,
     restorer: Option<Restorer>,
     reads_answer: bool,
+    /// The request asked for a streamed answer (`"stream": true`).
+    streaming: bool,
     answer: Answer,
     /// What rules' `when` match on, read once per request.
     route: Option<String>,
@@ -168,8 +174,9 @@ impl ModerationStream {
         // Most bodies hold nothing any module could find: told from the raw bytes, and the
         // body is only checked to be JSON, not built into a tree.
         if let Some(report) = rt.engine.moderate_raw(body, &request) {
-            if let Err(err) = sluice_core::body::check(body) {
-                return self.refuse(&err);
+            match sluice_core::body::check_streaming(body) {
+                Ok(streaming) => self.streaming = streaming,
+                Err(err) => return self.refuse(&err),
             }
             self.selection = report.selection.clone();
             self.reads_answer = rt.engine.reads_answers(&report);
@@ -180,6 +187,7 @@ impl ModerationStream {
             Ok(v) => v,
             Err(err) => return self.refuse(&err),
         };
+        self.streaming = value.get("stream") == Some(&Value::Bool(true));
         let report = rt.engine.moderate_request(&mut value, endpoint, &request);
         self.selection = report.selection.clone();
         self.count_hits(&report.hits);
@@ -340,69 +348,72 @@ impl HttpContext for ModerationStream {
         if !self.reads_answer || end_of_stream {
             return Action::Continue;
         }
-        // Error answers (the provider's, a later filter's refusal, or this filter's own)
-        // carry no assistant text.
-        // One read of the answer's head: its status, type and length.
+        if !self.streaming {
+            // A JSON answer was asked for: held with its headers, its head not read (one host
+            // call fewer). What it is, is told from its body once whole: an error answer
+            // carries no assistant text and passes as it came, as does a body that is no JSON
+            // answer, and a stream sent anyway is read as one. An answer that grows past
+            // `UNJUDGED_HOLD_BYTES` has its head read then (`Self::judge_head`).
+            self.answer = Answer::Json { head_read: false };
+            return Action::Pause;
+        }
         let head = http::response_headers();
-        if !(200..300).contains(&head.status()) {
-            return Action::Continue;
+        match self.judge_head(&head) {
+            Verdict::Pass => Action::Continue,
+            Verdict::Stream => {
+                self.start_stream();
+                Action::Continue
+            }
+            Verdict::Hold => {
+                self.answer = Answer::Json { head_read: true };
+                Action::Pause
+            }
         }
-        let content_type = head.get("content-type").unwrap_or_default();
-        if content_type.starts_with("text/event-stream") {
-            self.answer = Answer::Stream(Box::new(AnswerStream::new(
-                &self.runtime.engine,
-                self.dialect,
-                self.restorer.take(),
-                self.selection.clone(),
-            )));
-            // Events may change length.
-            http::set_response_header("content-length", None);
-            return Action::Continue;
-        }
-        if !content_type.starts_with("application/json") {
-            return Action::Continue;
-        }
-        // An answer Envoy could not hold whole passes on unread (holding it would end in
-        // Envoy's 500); counted, so an operator sees it.
-        let fits = head
-            .get("content-length")
-            .and_then(|n| n.parse::<u64>().ok())
-            .is_none_or(|n| n <= self.runtime.max_body_bytes);
-        if !fits {
-            self.count("answers_unchecked_total", &[]);
-            return Action::Continue;
-        }
-        // Held with its headers until whole: no byte reaches the caller before the check, and
-        // content-length is set to the body that goes out.
-        self.answer = Answer::Json;
-        Action::Pause
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let rt = self.runtime.clone();
         match &mut self.answer {
             Answer::AsIs => Action::Continue,
-            Answer::Stream(stream) => {
-                let was_stopped = stream.stopped().is_some();
-                let chunk = http::response_body(body_size).unwrap_or_default();
-                let mut out = Vec::with_capacity(chunk.len());
-                stream.feed(&rt.engine, &chunk, end_of_stream, &mut out);
-                let cut = (!was_stopped)
-                    .then(|| stream.stopped().map(Cause::id))
-                    .flatten();
-                if out != chunk {
-                    http::set_response_body(body_size, &out);
-                }
-                if let Some(id) = cut {
-                    self.answer_cut(&id);
-                }
-                Action::Continue
-            }
-            Answer::Json => {
+            Answer::Stream(_) => self.pass_events(body_size, end_of_stream),
+            Answer::Json { head_read } => {
                 if !end_of_stream {
+                    if !*head_read && body_size as u64 > UNJUDGED_HOLD_BYTES.min(rt.max_body_bytes)
+                    {
+                        // Longer than most answers: its head tells what it is before Envoy's
+                        // buffer could fill.
+                        match self.judge_head(&http::response_headers()) {
+                            Verdict::Pass => {
+                                self.answer = Answer::AsIs;
+                                return Action::Continue;
+                            }
+                            Verdict::Stream => {
+                                self.start_stream();
+                                return self.pass_events(body_size, false);
+                            }
+                            Verdict::Hold => self.answer = Answer::Json { head_read: true },
+                        }
+                    }
+                    if body_size as u64 > rt.max_body_bytes {
+                        // Longer than its head said, or than could be told: it goes on
+                        // unchecked, counted, before Envoy's buffer fills.
+                        self.count("answers_unchecked_total", &[]);
+                        self.answer = Answer::AsIs;
+                        return Action::Continue;
+                    }
                     return Action::Pause; // held until whole
                 }
+                let head_read = *head_read;
+                self.answer = Answer::AsIs;
                 let body = http::response_body(body_size).unwrap_or_default();
+                if !head_read && looks_like_event_stream(&body) {
+                    // A stream sent anyway to a request that asked for none, held whole.
+                    if self.judge_head(&http::response_headers()) == Verdict::Stream {
+                        self.start_stream();
+                        return self.pass_events(body_size, true);
+                    }
+                    return Action::Continue;
+                }
                 let report = moderate_json(
                     &rt.engine,
                     self.restorer.as_ref(),
@@ -414,7 +425,6 @@ impl HttpContext for ModerationStream {
                     if let Some(ext) = rt.engine.external_on_answers() {
                         let texts = answer_texts(self.dialect, &body);
                         if !texts.is_empty() {
-                            self.answer = Answer::AsIs;
                             return self.check_answer(ext, &texts, body_size, report.body);
                         }
                     }
@@ -426,14 +436,93 @@ impl HttpContext for ModerationStream {
                 if let Some(cause) = &report.blocked {
                     self.answer_cut(&cause.id());
                 }
-                self.answer = Answer::AsIs;
                 Action::Continue
             }
         }
     }
 }
 
+/// How much of an answer to a request that asked for no stream is held before its head is
+/// read: most answers are whole before this, and Envoy's buffer (1 MiB by default) cannot fill
+/// before it (an answer too long to hold, or a stream sent anyway, is then let go or read event
+/// by event).
+const UNJUDGED_HOLD_BYTES: u64 = 64 * 1024;
+
+/// What an answer's head says to do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Let it pass as it comes.
+    Pass,
+    /// Read it event by event.
+    Stream,
+    /// Hold it until whole, then check it.
+    Hold,
+}
+
 impl ModerationStream {
+    /// What to do with an answer, from its head: its status, type and length.
+    fn judge_head(&self, head: &http::Headers) -> Verdict {
+        // Error answers (the provider's, a later filter's refusal, or this filter's own)
+        // carry no assistant text.
+        if !(200..300).contains(&head.status()) {
+            return Verdict::Pass;
+        }
+        let content_type = head.get("content-type").unwrap_or_default();
+        if content_type.starts_with("text/event-stream") {
+            return Verdict::Stream;
+        }
+        if !content_type.starts_with("application/json") {
+            return Verdict::Pass;
+        }
+        // An answer Envoy could not hold whole passes on unread (holding it would end in
+        // Envoy's 500); counted, so an operator sees it.
+        let fits = head
+            .get("content-length")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_none_or(|n| n <= self.runtime.max_body_bytes);
+        if !fits {
+            self.count("answers_unchecked_total", &[]);
+            return Verdict::Pass;
+        }
+        // Held with its headers until whole: no byte reaches the caller before the check, and
+        // content-length is set to the body that goes out.
+        Verdict::Hold
+    }
+
+    /// From here the answer is read event by event.
+    fn start_stream(&mut self) {
+        self.answer = Answer::Stream(Box::new(AnswerStream::new(
+            &self.runtime.engine,
+            self.dialect,
+            self.restorer.take(),
+            self.selection.clone(),
+        )));
+        // Events may change length.
+        http::set_response_header("content-length", None);
+    }
+
+    /// The events of a streamed answer that have come (`body_size` bytes), passed on.
+    fn pass_events(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let rt = self.runtime.clone();
+        let Answer::Stream(stream) = &mut self.answer else {
+            return Action::Continue;
+        };
+        let was_stopped = stream.stopped().is_some();
+        let chunk = http::response_body(body_size).unwrap_or_default();
+        let mut out = Vec::with_capacity(chunk.len());
+        stream.feed(&rt.engine, &chunk, end_of_stream, &mut out);
+        let cut = (!was_stopped)
+            .then(|| stream.stopped().map(Cause::id))
+            .flatten();
+        if out != chunk {
+            http::set_response_body(body_size, &out);
+        }
+        if let Some(id) = cut {
+            self.answer_cut(&id);
+        }
+        Action::Continue
+    }
+
     /// Sends a held JSON answer's texts (placeholders kept) to the external service; the answer
     /// stays held until [`Self::release_answer`].
     fn check_answer(
@@ -502,6 +591,15 @@ impl ModerationStream {
         state::set(StateKey::Moderation, &format!("blocked:{rule}"));
         self.count("answers_cut_total", &[("rule", rule)]);
     }
+}
+
+/// Whether a held body starts as an event stream does (`data:`, `event:`, a `:` comment,
+/// `id:`, `retry:`) rather than as JSON.
+fn looks_like_event_stream(body: &[u8]) -> bool {
+    let start = body.trim_ascii_start();
+    [&b"data:"[..], b"event:", b":", b"id:", b"retry:"]
+        .iter()
+        .any(|p| start.starts_with(p))
 }
 
 /// Sends `texts` to the external service as a call-out under its timeout; Err when Envoy would

@@ -16,9 +16,72 @@ use crate::config::{serde_path, strip_position};
 use crate::endpoint::Endpoint;
 use crate::ApiError;
 
-/// Checks that `body` is one JSON value, refused as [`parse`] refuses it, without building it.
-pub fn check(body: &[u8]) -> Result<(), ApiError> {
-    parse::<serde::de::IgnoredAny>(body).map(|_| ())
+/// Checks that `body` is one JSON value, refused as [`parse`] refuses it, and says whether it
+/// asks for a streamed answer: a JSON object whose `stream` is `true` (the last `stream`, when
+/// a caller repeats it, as a provider's JSON parser takes it). Nothing else is built.
+pub fn check_streaming(body: &[u8]) -> Result<bool, ApiError> {
+    parse::<Streaming>(body).map(|s| s.0)
+}
+
+/// Whether a JSON value asks for a streamed answer (see [`check_streaming`]).
+struct Streaming(bool);
+
+impl<'de> Deserialize<'de> for Streaming {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StreamingVisitor)
+    }
+}
+
+struct StreamingVisitor;
+
+impl<'de> Visitor<'de> for StreamingVisitor {
+    type Value = Streaming;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Streaming, A::Error> {
+        let mut stream = false;
+        while let Some(key) = map.next_key::<Key>()? {
+            if matches!(key, Key::Stream) {
+                stream = map.next_value::<serde_json::Value>()? == serde_json::Value::Bool(true);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(Streaming(stream))
+    }
+
+    // Any other JSON value is no request for a stream.
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Streaming, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Streaming(false))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Streaming, E> {
+        Ok(Streaming(false))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Streaming, E> {
+        Ok(Streaming(false))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Streaming, E> {
+        Ok(Streaming(false))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Streaming, E> {
+        Ok(Streaming(false))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Streaming, E> {
+        Ok(Streaming(false))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Streaming, E> {
+        Ok(Streaming(false))
+    }
 }
 
 /// Parses a whole request body as `T` (which may borrow from it).
@@ -79,6 +142,7 @@ struct HeadVisitor;
 enum Key {
     Model,
     Messages,
+    Stream,
     Other,
 }
 
@@ -94,6 +158,7 @@ impl<'de> Deserialize<'de> for Key {
                 Ok(match key {
                     "model" => Key::Model,
                     "messages" => Key::Messages,
+                    "stream" => Key::Stream,
                     _ => Key::Other,
                 })
             }
@@ -132,7 +197,7 @@ impl<'de> Visitor<'de> for HeadVisitor {
                         .next_value::<Option<Vec<IgnoredAny>>>()?
                         .map(|m| m.len());
                 }
-                Key::Other => {
+                Key::Stream | Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
@@ -260,6 +325,33 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+
+    #[test]
+    fn a_stream_is_asked_for_by_a_top_level_true_only() {
+        let streaming = |b: &str| check_streaming(b.as_bytes()).unwrap();
+        assert!(streaming(r#"{"model":"m","stream":true,"messages":[]}"#));
+        assert!(streaming(r#"{"str\u0065am":true}"#));
+        assert!(streaming(r#"{"stream":false,"stream":true}"#));
+        assert!(!streaming(r#"{"stream":true,"stream":false}"#));
+        assert!(!streaming(r#"{"stream":"true"}"#));
+        assert!(!streaming(r#"{"stream":null,"x":{"stream":true}}"#));
+        assert!(!streaming(r#"{"messages":[{"stream":true}]}"#));
+        assert!(!streaming(r#"[{"stream":true}]"#));
+        assert!(!streaming(r#""stream""#));
+        assert!(!streaming("1.5"));
+        assert!(!streaming("null"));
+        assert_eq!(
+            check_streaming(b"{\"stream\":tru")
+                .unwrap_err()
+                .code
+                .as_deref(),
+            Some("invalid_json")
+        );
+        assert_eq!(
+            check_streaming(b"  ").unwrap_err().code.as_deref(),
+            Some("missing_body")
+        );
+    }
     use crate::openai::ChatCompletionRequest;
 
     fn chat(body: &str) -> ApiError {

@@ -179,32 +179,40 @@ impl SseParser {
     }
 
     /// Like [`SseParser::feed`], appending to `out` to spare an allocation per chunk.
+    ///
+    /// Linear in the chunk however many events it holds: each completed event is copied out at
+    /// its own size, and the bytes they took leave the buffer once, at the end.
     pub fn feed_into(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) {
         self.buf.extend_from_slice(chunk);
+        // Where the event being assembled starts in `buf`.
+        let mut event_start = 0;
         loop {
             let from = self.scanned.max(self.line_start);
             let rest = self.buf.get(from..).unwrap_or(&[]);
             let Some(at) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
                 self.scanned = self.buf.len();
-                return;
+                break;
             };
             let brk = from + at;
             self.scanned = brk;
             let next = match (self.buf.get(brk), self.buf.get(brk + 1)) {
                 (Some(b'\r'), Some(b'\n')) => brk + 2,
                 // A `\r` at the very end may be the first half of `\r\n`: wait for more bytes.
-                (Some(b'\r'), None) => return,
+                (Some(b'\r'), None) => break,
                 _ => brk + 1,
             };
             let line_is_empty = brk == self.line_start;
             self.line_start = next;
             if line_is_empty {
-                let rest = self.buf.split_off(next);
-                let raw = std::mem::replace(&mut self.buf, rest);
-                self.line_start = 0;
-                self.scanned = 0;
+                let raw = self.buf.get(event_start..next).unwrap_or(&[]).to_vec();
+                event_start = next;
                 out.push(SseEvent::from_raw(raw, true));
             }
+        }
+        if event_start > 0 {
+            self.buf.drain(..event_start);
+            self.line_start = self.line_start.saturating_sub(event_start);
+            self.scanned = self.scanned.saturating_sub(event_start);
         }
     }
 
@@ -239,6 +247,26 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+
+    #[test]
+    fn a_chunk_of_many_events_costs_its_length() {
+        // One read of a fast upstream may hold thousands of events: each comes out whole and
+        // no bigger than itself (a buffer split per event once made every event carry the rest
+        // of the chunk, and a 750 KB chunk ran the VM out of memory).
+        let event = b"data: {\"choices\":[{\"delta\":{\"content\":\"word \"}}]}\n\n";
+        let chunk = event.repeat(20_000);
+        let mut parser = SseParser::new();
+        let mut events = Vec::new();
+        parser.feed_into(&chunk[..chunk.len() - 7], &mut events);
+        assert_eq!(events.len(), 19_999);
+        assert!(events.iter().all(|e| e.raw == event && e.complete));
+        parser.feed_into(&chunk[chunk.len() - 7..], &mut events);
+        assert_eq!(events.len(), 20_000);
+        assert!(parser.pending().is_empty());
+        assert!(parser.buf.capacity() < 2 * chunk.len());
+        let held: usize = events.iter().map(|e| e.raw.capacity()).sum();
+        assert!(held < 4 * chunk.len(), "{held}");
+    }
     use crate::testing::split_at_points;
 
     /// A stream with every kind of line break, comments, multi-line data, multi-byte UTF-8

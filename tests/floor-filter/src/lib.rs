@@ -181,13 +181,6 @@ impl HttpContext for Stream {
         if matches!(self.mode, Mode::CountCalls | Mode::RouteCalls) {
             let _ = hostcalls::get_map(MapType::HttpRequestHeaders);
         }
-        if self.mode == Mode::TemplateCalls {
-            let _ = hostcalls::set_map_value(
-                MapType::HttpRequestHeaders,
-                "x-envoy-original-path",
-                None,
-            );
-        }
         if self.mode == Mode::ModerationCalls {
             let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path");
         }
@@ -249,10 +242,6 @@ impl HttpContext for Stream {
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         if self.mode == Mode::CountCalls {
-            let _ = hostcalls::get_map(MapType::HttpResponseHeaders);
-        }
-        if self.mode == Mode::ModerationCalls {
-            // Its status, type and length, in one read of the answer's head.
             let _ = hostcalls::get_map(MapType::HttpResponseHeaders);
         }
         if self.holds_answer() && !end_of_stream {

@@ -115,6 +115,22 @@ fn streamed_answers_are_restored_when_placeholders_are_cut_at_any_byte() {
     }
 }
 
+/// A fast upstream's long stream reaches the filters in reads of many events at once; the
+/// whole chain passes it, the masked value restored at its end. (An SSE parser that split its
+/// buffer per event once ran moderation's and token-count's VMs out of memory here.)
+#[test]
+fn a_long_stream_read_in_large_pieces_passes_the_whole_chain() {
+    let gw = Gateway::start().unwrap();
+    let long = format!("{} {PII}", "word ".repeat(16 * 1024));
+    let resp = http::post(&gw.url(CHAT), chat(&long, true).as_bytes(), &[DEMO_AUTH]).unwrap();
+    assert_eq!(resp.status, 200);
+    assert!(resp.body.len() > 1 << 20, "{}", resp.body.len());
+    let streamed = stream::read(&resp.body);
+    assert_eq!(streamed.text, long);
+    assert!(streamed.done);
+    assert!(!gw.envoy.log().contains("memory allocation"));
+}
+
 #[test]
 fn a_deny_rule_blocks_in_the_callers_dialect_and_nothing_goes_upstream() {
     let gw = Gateway::start().unwrap();
@@ -204,6 +220,75 @@ fn the_answer_is_cut_cleanly_when_it_breaks_a_rule() {
         )
         .unwrap();
     assert_eq!(cut, 7.0);
+}
+
+/// A request that asks for no stream has its answer held without its head being read: what
+/// the answer is, is told from its body (or from its head once it is longer than most). A
+/// stream sent anyway is still read as a stream, and an error answer passes as it came.
+#[test]
+fn answers_are_told_by_their_body_when_no_stream_was_asked_for() {
+    let gw = Gateway::start().unwrap();
+    let anyway = ("x-mock-stream", "1");
+    for (path, body) in [(CHAT, chat(PII, false)), (MESSAGES, anthropic(PII, false))] {
+        let resp = http::post(&gw.url(path), body.as_bytes(), &[DEMO_AUTH, anyway]).unwrap();
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert!(resp.text().starts_with("data:") || resp.text().starts_with("event:"));
+        let streamed = stream::read(&resp.body);
+        assert_eq!(streamed.text, PII, "{path}");
+        assert!(!resp.text().contains("[EMAIL_1]"), "{path}");
+    }
+    let reply = (
+        "x-mock-reply",
+        "Sure. The forbidden topic is this: details.",
+    );
+    // A short stream is held whole and read as one once it has ended; one longer than 64 KiB
+    // is judged from its head on the way and read event by event from there.
+    let resp = http::post(
+        &gw.url(CHAT),
+        chat("hi", false).as_bytes(),
+        &[DEMO_AUTH, reply, anyway],
+    )
+    .unwrap();
+    let stream::Streamed {
+        text,
+        reasons,
+        done,
+        ..
+    } = stream::read(&resp.body);
+    assert_eq!(text, "Sure. The ");
+    assert_eq!(reasons, ["content_filter"]);
+    assert!(done);
+    assert!(!resp.text().to_lowercase().contains("details"));
+    // (Alone: token-count cannot hold so long a stream sent to a request that asked for none.)
+    let alone = Gateway::start_with(&ChainOptions {
+        template: Some("envoy/alone/moderation.yaml".to_owned()),
+        ..ChainOptions::default()
+    })
+    .unwrap();
+    let long = format!("{} {PII}", "word ".repeat(16 * 1024));
+    let resp = http::post(
+        &alone.url(CHAT),
+        chat(&long, false).as_bytes(),
+        &[DEMO_AUTH, anyway],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 200);
+    assert!(resp.body.len() > 64 * 1024, "{}", resp.body.len());
+    assert_eq!(stream::read(&resp.body).text, long);
+    // An error answer is no assistant text, whatever it holds.
+    let error = r#"{"error":{"message":"no forbidden topic here","type":"x","code":"y"}}"#;
+    let resp = http::post(
+        &gw.url(CHAT),
+        chat("hi", false).as_bytes(),
+        &[
+            DEMO_AUTH,
+            ("x-mock-status", "400"),
+            ("x-mock-error-body", error),
+        ],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 400);
+    assert_eq!(resp.text(), error);
 }
 
 #[test]

@@ -46,7 +46,7 @@ pub fn messages(body: &[u8], controls: &Controls) -> Reply {
     let output_tokens = tokens::count_text("o200k", &text);
     let id = id_for("msg_mock", body);
 
-    if !req.is_stream() {
+    if !req.is_stream() && !controls.force_stream {
         return Reply::json(
             200,
             &json!({

@@ -31,6 +31,11 @@ pub struct Controls {
     pub count_words: bool,
     pub cached_tokens: u64,
     pub reasoning_tokens: u64,
+    /// Answer with a stream even when the request asked for none (a provider that ignores
+    /// `stream`).
+    pub force_stream: bool,
+    /// Send a stream as one body with its length, not piece by piece.
+    pub stream_whole: bool,
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -61,6 +66,9 @@ impl Controls {
             count_words: header(headers, "x-mock-count").is_some_and(|v| v == "words"),
             cached_tokens: number(headers, "x-mock-cached-tokens").unwrap_or(0),
             reasoning_tokens: number(headers, "x-mock-reasoning-tokens").unwrap_or(0),
+            force_stream: header(headers, "x-mock-stream")
+                .is_some_and(|v| v == "1" || v == "true" || v == "whole"),
+            stream_whole: header(headers, "x-mock-stream").is_some_and(|v| v == "whole"),
         }
     }
 }

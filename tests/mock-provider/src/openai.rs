@@ -72,7 +72,7 @@ pub fn chat(body: &[u8], controls: &Controls) -> Reply {
     });
     let id = id_for("chatcmpl-mock", body);
 
-    if !req.is_stream() {
+    if !req.is_stream() && !controls.force_stream {
         return Reply::json(
             200,
             &json!({

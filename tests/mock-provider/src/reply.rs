@@ -105,6 +105,11 @@ pub fn into_response(reply: Reply, controls: &Controls) -> Response<Body> {
                 .body(Full::new(Bytes::from(body)).boxed())
                 .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
         }
+        Reply::Sse { events } if controls.stream_whole => Response::builder()
+            .status(200)
+            .header("content-type", "text/event-stream")
+            .body(Full::new(Bytes::from(events.concat())).boxed())
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed())),
         Reply::Sse { events } => {
             let pieces: Vec<Bytes> = match controls.chunk_bytes {
                 Some(n) => events
