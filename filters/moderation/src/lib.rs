@@ -406,8 +406,9 @@ impl HttpContext for ModerationStream {
                 let head_read = *head_read;
                 self.answer = Answer::AsIs;
                 let body = http::response_body(body_size).unwrap_or_default();
-                if !head_read && looks_like_event_stream(&body) {
-                    // A stream sent anyway to a request that asked for none, held whole.
+                if !head_read && may_not_be_json(&body) {
+                    // Perhaps a stream sent anyway to a request that asked for none, held
+                    // whole: its head says.
                     if self.judge_head(&http::response_headers()) == Verdict::Stream {
                         self.start_stream();
                         return self.pass_events(body_size, true);
@@ -430,8 +431,15 @@ impl HttpContext for ModerationStream {
                     }
                 }
                 if let Some(new_body) = &report.body {
-                    http::set_response_body(body_size, new_body);
-                    http::set_response_header("content-length", Some(&new_body.len().to_string()));
+                    if !http::replace_held_answer(
+                        body_size,
+                        new_body,
+                        rt.max_body_bytes,
+                        self.dialect,
+                    ) {
+                        self.count("answers_too_large_total", &[]);
+                        return Action::Continue;
+                    }
                 }
                 if let Some(cause) = &report.blocked {
                     self.answer_cut(&cause.id());
@@ -579,8 +587,10 @@ impl ModerationStream {
             }
         };
         if let Some(new_body) = &out {
-            http::set_response_body(body_size, new_body);
-            http::set_response_header("content-length", Some(&new_body.len().to_string()));
+            if !http::replace_held_answer(body_size, new_body, rt.max_body_bytes, self.dialect) {
+                self.count("answers_too_large_total", &[]);
+                return;
+            }
         }
         if let Some(id) = cause {
             self.answer_cut(&id);
@@ -593,13 +603,12 @@ impl ModerationStream {
     }
 }
 
-/// Whether a held body starts as an event stream does (`data:`, `event:`, a `:` comment,
-/// `id:`, `retry:`) rather than as JSON.
-fn looks_like_event_stream(body: &[u8]) -> bool {
+/// Whether a held body may be something other than JSON (an event stream, text): it does not
+/// start with `{` or `[` (after whitespace and a byte-order mark). Its head then says what it is.
+fn may_not_be_json(body: &[u8]) -> bool {
     let start = body.trim_ascii_start();
-    [&b"data:"[..], b"event:", b":", b"id:", b"retry:"]
-        .iter()
-        .any(|p| start.starts_with(p))
+    let start = start.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(start);
+    !matches!(start.trim_ascii_start().first(), Some(b'{' | b'['))
 }
 
 /// Sends `texts` to the external service as a call-out under its timeout; Err when Envoy would

@@ -143,6 +143,19 @@ impl ApiError {
         .with_code("request_too_large")
     }
 
+    /// The answer a caller gets when the gateway's rewrite of a held answer (values restored,
+    /// a translation) would be over `max` bytes: more than Envoy may hold.
+    pub fn answer_too_large(max: u64) -> Self {
+        Self::new(
+            ErrorKind::BadGateway,
+            format!(
+                "The answer would be over {max} bytes once the gateway rewrote it: too large to \
+                 deliver whole."
+            ),
+        )
+        .with_code("answer_too_large")
+    }
+
     /// The body a caller would get when the request body is not valid JSON.
     pub fn malformed_json(detail: &str) -> Self {
         Self::invalid_request(format!("request body is not valid JSON: {detail}"))

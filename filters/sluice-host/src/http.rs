@@ -7,6 +7,7 @@ use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
+use sluice_core::{ApiError, Dialect};
 
 fn warn(what: &str, status: proxy_wasm::types::Status) {
     log::warn!("sluice: host refused {what}: {status:?}");
@@ -103,6 +104,30 @@ pub fn set_response_headers(headers: &[(&str, &str)]) {
     if let Err(s) = hostcalls::set_map(MapType::HttpResponseHeaders, headers.to_vec()) {
         warn("set response headers", s);
     }
+}
+
+/// Writes `body` in place of a held answer (`held` bytes in Envoy's buffer, its headers not
+/// sent yet), with its `content-length`. A body over `max` bytes is not written: Envoy holds no
+/// more than its buffer limit, and a held answer written over it takes Envoy down (1.40: the
+/// stream is torn down inside the host call). The answer then becomes
+/// [`ApiError::answer_too_large`] in `dialect`. Returns whether `body` was written.
+pub fn replace_held_answer(held: usize, body: &[u8], max: u64, dialect: Dialect) -> bool {
+    if body.len() as u64 <= max {
+        set_response_body(held, body);
+        set_response_header("content-length", Some(&body.len().to_string()));
+        return true;
+    }
+    log::warn!(
+        "sluice: an answer rewritten to {} bytes is over {max}: answered 502 answer_too_large",
+        body.len()
+    );
+    let err = ApiError::answer_too_large(max);
+    let out = err.body(dialect);
+    set_response_body(held, &out);
+    set_response_header(":status", Some(&err.status().to_string()));
+    set_response_header("content-type", Some("application/json"));
+    set_response_header("content-length", Some(&out.len().to_string()));
+    false
 }
 
 /// All of the answer's headers in one host call.

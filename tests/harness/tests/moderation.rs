@@ -131,6 +131,51 @@ fn a_long_stream_read_in_large_pieces_passes_the_whole_chain() {
     assert!(!gw.envoy.log().contains("memory allocation"));
 }
 
+/// A held answer whose restored values would take it over the 4 MiB Envoy holds is answered
+/// 502 `answer_too_large` instead (written back, it took the whole Envoy down), and the
+/// gateway serves on.
+#[test]
+fn an_answer_restored_past_the_buffer_limit_is_a_clear_error_not_a_crash() {
+    let gw = Gateway::start().unwrap();
+    let email = format!("{}@example.com", "a".repeat(900));
+    let reply = "[EMAIL_1] ".repeat(4700); // about 47 KB masked, 4.3 MB restored
+    let resp = http::post(
+        &gw.url(CHAT),
+        chat(&format!("write my address many times: {email}"), false).as_bytes(),
+        &[DEMO_AUTH, ("x-mock-reply", &reply)],
+    )
+    .unwrap();
+    assert_eq!(
+        resp.status,
+        502,
+        "{}",
+        &resp.text()[..resp.text().len().min(300)]
+    );
+    assert_eq!(resp.json().unwrap()["error"]["code"], "answer_too_large");
+    assert!(!resp.text().contains(&email));
+    // Under the limit the same answer is restored whole, and the gateway still serves.
+    let reply = "[EMAIL_1] ".repeat(4000);
+    let resp = http::post(
+        &gw.url(CHAT),
+        chat(&format!("write my address many times: {email}"), false).as_bytes(),
+        &[DEMO_AUTH, ("x-mock-reply", &reply)],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 200);
+    let text = resp.json().unwrap()["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // (The mock's reply header loses its last space.)
+    let want = format!("{email} ").repeat(4000);
+    assert!(
+        text == want.trim_end(),
+        "{} bytes, not {}",
+        text.len(),
+        want.len()
+    );
+}
+
 #[test]
 fn a_deny_rule_blocks_in_the_callers_dialect_and_nothing_goes_upstream() {
     let gw = Gateway::start().unwrap();
@@ -246,7 +291,7 @@ fn answers_are_told_by_their_body_when_no_stream_was_asked_for() {
     let resp = http::post(
         &gw.url(CHAT),
         chat("hi", false).as_bytes(),
-        &[DEMO_AUTH, reply, anyway],
+        &[DEMO_AUTH, reply, ("x-mock-stream", "whole")],
     )
     .unwrap();
     let stream::Streamed {
@@ -259,13 +304,14 @@ fn answers_are_told_by_their_body_when_no_stream_was_asked_for() {
     assert_eq!(reasons, ["content_filter"]);
     assert!(done);
     assert!(!resp.text().to_lowercase().contains("details"));
-    // (Alone: token-count cannot hold so long a stream sent to a request that asked for none.)
+    // Longer than the 4 MiB Envoy holds: only judged on the way is it read (and restored)
+    // at all. (Alone: token-count would hold it in the chain.)
     let alone = Gateway::start_with(&ChainOptions {
         template: Some("envoy/alone/moderation.yaml".to_owned()),
         ..ChainOptions::default()
     })
     .unwrap();
-    let long = format!("{} {PII}", "word ".repeat(16 * 1024));
+    let long = format!("{} {PII}", "word ".repeat(20 * 1024));
     let resp = http::post(
         &alone.url(CHAT),
         chat(&long, false).as_bytes(),
@@ -273,7 +319,7 @@ fn answers_are_told_by_their_body_when_no_stream_was_asked_for() {
     )
     .unwrap();
     assert_eq!(resp.status, 200);
-    assert!(resp.body.len() > 64 * 1024, "{}", resp.body.len());
+    assert!(resp.body.len() > 4 << 20, "{}", resp.body.len());
     assert_eq!(stream::read(&resp.body).text, long);
     // An error answer is no assistant text, whatever it holds.
     let error = r#"{"error":{"message":"no forbidden topic here","type":"x","code":"y"}}"#;
