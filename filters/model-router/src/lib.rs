@@ -155,9 +155,24 @@ enum Answer {
     },
     /// A stream told in the caller's dialect, event by event.
     Stream(Box<dyn StreamTranslator>),
+    /// A JSON answer too long to hold for its translation: its headers say 502
+    /// `answer_too_large`, and its body becomes that error (the first piece) and nothing else.
+    TooLarge(Option<Vec<u8>>),
 }
 
 impl RouteStream {
+    /// Makes the answer's head (not sent yet) that of 502 `answer_too_large` in the caller's
+    /// dialect; returns the body to send in place of the answer's.
+    fn too_large_head(&self) -> Vec<u8> {
+        let err = ApiError::answer_too_large(self.runtime.config.max_body_bytes);
+        let body = err.body(self.dialect);
+        http::set_response_header(":status", Some(&err.status().to_string()));
+        http::set_response_header("content-type", Some("application/json"));
+        http::set_response_header("content-length", Some(&body.len().to_string()));
+        log::warn!("sluice model-router: an answer too long to translate: answered 502");
+        body
+    }
+
     fn refuse(&self, err: &ApiError) -> Action {
         reply::send_error(err, self.dialect);
         Action::Pause
@@ -549,7 +564,9 @@ impl HttpContext for RouteStream {
         if origin == Origin::Refusal {
             return Action::Continue; // a later filter's refusal: already in the caller's dialect
         }
-        let status = http::response_status();
+        // One read of the answer's head: its status, type and length.
+        let head = http::response_headers();
+        let status = head.status();
         if self.retry.is_some() && self.runtime.config.fallback_on.contains(&status) {
             if self.try_next_fallback() {
                 if let Some(retry) = self.retry.as_mut() {
@@ -567,20 +584,32 @@ impl HttpContext for RouteStream {
         if origin == Origin::ProviderFailure {
             return Action::Continue; // Envoy's own reply, in the caller's dialect already
         }
-        let content_type = http::response_header("content-type").unwrap_or_default();
+        let content_type = head.get("content-type").unwrap_or_default();
         if end_of_stream {
             return Action::Continue;
         }
-        http::set_response_header("content-length", None);
         let ok = (200..300).contains(&status);
-        self.answer = if ok && content_type.starts_with("text/event-stream") {
-            Answer::Stream(stream_translator(direction, facts, http::now_secs()))
-        } else if content_type.starts_with("application/json") {
-            Answer::Json { status }
-        } else {
-            Answer::AsIs
-        };
-        Action::Continue
+        if ok && content_type.starts_with("text/event-stream") {
+            http::set_response_header("content-length", None);
+            self.answer = Answer::Stream(stream_translator(direction, facts, http::now_secs()));
+            return Action::Continue;
+        }
+        if !content_type.starts_with("application/json") {
+            return Action::Continue;
+        }
+        let max = self.runtime.config.max_body_bytes;
+        let declared = head
+            .get("content-length")
+            .and_then(|n| n.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            // Envoy could not hold it whole to translate it (holding it would end the stream).
+            self.answer = Answer::TooLarge(Some(self.too_large_head()));
+            return Action::Continue;
+        }
+        // Held with its headers until whole: the translation gets its own content-length,
+        // and one that would not fit can still become an error.
+        self.answer = Answer::Json { status };
+        Action::Pause
     }
 
     /// A held answer that ends with trailers has ended: as if its last body piece had come
@@ -601,33 +630,46 @@ impl HttpContext for RouteStream {
             }
             return Self::held_ended(retry);
         }
-        let out = match &mut self.answer {
-            Answer::AsIs => return Action::Continue,
+        let max = self.runtime.config.max_body_bytes;
+        match &mut self.answer {
+            Answer::AsIs => Action::Continue,
+            Answer::TooLarge(first) => {
+                http::set_response_body(body_size, &first.take().unwrap_or_default());
+                Action::Continue
+            }
             Answer::Stream(t) => {
                 let mut out = t.feed(&http::response_body(body_size).unwrap_or_default());
                 if end_of_stream {
                     out.extend(t.finish());
+                    self.answer = Answer::AsIs;
                 }
-                Some(out)
+                http::set_response_body(body_size, &out);
+                Action::Continue
             }
             Answer::Json { status } => {
                 if !end_of_stream {
+                    if body_size as u64 > max {
+                        // Longer than could be told from its head: the error in its place.
+                        let error = self.too_large_head();
+                        http::set_response_body(body_size, &error);
+                        self.answer = Answer::TooLarge(None);
+                        return Action::Continue;
+                    }
                     return Action::Pause;
                 }
                 let status = *status;
+                self.answer = Answer::AsIs;
                 let body = http::response_body(body_size).unwrap_or_default();
-                self.translation.as_ref().and_then(|(direction, facts)| {
+                let out = self.translation.as_ref().and_then(|(direction, facts)| {
                     translate_answer(*direction, facts, status, false, &body, http::now_secs())
-                })
+                });
+                if let Some(out) = out {
+                    // A translation over the limit is not written back (that takes Envoy down).
+                    http::replace_held_answer(body_size, &out, max, self.dialect);
+                }
+                Action::Continue
             }
-        };
-        if end_of_stream {
-            self.answer = Answer::AsIs;
         }
-        if let Some(out) = out {
-            http::set_response_body(body_size, &out);
-        }
-        Action::Continue
     }
 }
 

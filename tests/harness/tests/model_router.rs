@@ -692,3 +692,69 @@ fn a_fallback_that_never_answers_gets_a_json_error() {
         "{v}"
     );
 }
+
+/// An answer model-router cannot hold whole to translate (its declared length is over the
+/// 4 MiB Envoy holds), or whose translation would be over it, is answered 502
+/// `answer_too_large` in the caller's dialect. (Written back, a translation over the limit
+/// took the whole Envoy down; held, an answer over it ended the stream.) The gateway serves on.
+#[test]
+fn an_answer_too_long_to_translate_is_a_clear_error_not_a_crash() {
+    const LIMIT: usize = 4 << 20;
+    let gw = Gateway::start_with(&ChainOptions {
+        template: Some("envoy/alone/model-router.yaml".to_owned()),
+        ..ChainOptions::default()
+    })
+    .unwrap();
+    let cheap = ("x-mock-count", "words");
+    // The mock's Anthropic answer is its echoed text plus a fixed frame.
+    let anthropic = |text: &str| {
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 64,
+               "messages": [{"role": "user", "content": text}]})
+        .to_string()
+    };
+    let probe = "x".repeat(1000);
+    let direct = http::post(
+        &gw.mock.url("/v1/messages"),
+        anthropic(&probe).as_bytes(),
+        &[cheap],
+    )
+    .unwrap();
+    let frame = direct.body.len() - 1000;
+    let ask = |answer_bytes: usize| {
+        let text = "x".repeat(answer_bytes - frame);
+        let body = json!({"model": "claude-sonnet-4-5",
+                          "messages": [{"role": "user", "content": text}]});
+        http::post(
+            &gw.url("/v1/chat/completions"),
+            body.to_string().as_bytes(),
+            &[DEMO_AUTH, cheap],
+        )
+        .unwrap()
+    };
+    // Translated, it would be over (the answer itself fits); declared over the limit.
+    for answer_bytes in [LIMIT - 1, LIMIT + 64] {
+        let resp = ask(answer_bytes);
+        assert_eq!(
+            resp.status,
+            502,
+            "{answer_bytes}: {} bytes",
+            resp.body.len()
+        );
+        let v = resp.json().unwrap();
+        assert_eq!(v["error"]["code"], "answer_too_large", "{answer_bytes}");
+        let length: usize = resp.header("content-length").unwrap().parse().unwrap();
+        assert_eq!(length, resp.body.len());
+    }
+    // One that fits translated goes out whole, and the gateway still serves.
+    let resp = ask(LIMIT - 4096);
+    assert_eq!(resp.status, 200);
+    let v = resp.json().unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert!(
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .len()
+            > LIMIT - 8192
+    );
+}
