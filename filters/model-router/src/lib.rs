@@ -118,6 +118,10 @@ struct Retry {
     translation: Option<(Direction, RequestFacts)>,
     /// The dialect of the target tried last (how its answer reports usage).
     upstream: Dialect,
+    /// The caller's dialect, and the most an answer written in the held one's place may
+    /// hold (more is answered 502 `answer_too_large`).
+    caller: Dialect,
+    max_body_bytes: u64,
 }
 
 struct RouteStream {
@@ -361,12 +365,17 @@ impl RouteStream {
 
     /// The fallback's answer takes the held answer's place: its status and headers (the held
     /// ones all go: they were the failed target's) and its body, `held` bytes in Envoy's buffer.
-    fn replace_held(answer: &FallbackAnswer, held: usize) {
+    fn replace_held(retry: &Retry, answer: &FallbackAnswer) {
         let status = answer.status.to_string();
         let mut headers: Vec<(&str, &str)> = vec![(":status", status.as_str())];
         headers.extend(answer.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         http::set_response_headers(&headers);
-        http::set_response_body(held, &answer.body);
+        http::replace_held_answer(
+            retry.held_size,
+            &answer.body,
+            retry.max_body_bytes,
+            retry.caller,
+        );
     }
 
     /// The held answer has ended (its last body piece, or its trailers): replaced now when the
@@ -377,7 +386,7 @@ impl RouteStream {
             return Action::Pause; // the call-out has not answered yet
         };
         retry.holding = false;
-        Self::replace_held(&answer, retry.held_size);
+        Self::replace_held(retry, &answer);
         Action::Continue
     }
 
@@ -406,7 +415,7 @@ impl RouteStream {
             return;
         }
         retry.holding = false;
-        Self::replace_held(&answer, retry.held_size);
+        Self::replace_held(retry, &answer);
         if let Err(s) = hostcalls::resume_http_response() {
             log::error!("sluice model-router: cannot resume the answer: {s:?}");
         }
@@ -532,6 +541,8 @@ impl HttpContext for RouteStream {
                 ready: None,
                 translation: None,
                 upstream: Dialect::OpenAi,
+                caller: self.dialect,
+                max_body_bytes: rt.config.max_body_bytes,
             });
         }
         http::set_request_header(ROUTE_HEADER, Some(&target.cluster));
