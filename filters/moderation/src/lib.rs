@@ -96,6 +96,8 @@ enum Answer {
         head_read: bool,
     },
     Stream(Box<AnswerStream>),
+    /// Replaced by an error: the rest of its body is dropped.
+    Dropped,
 }
 
 struct ModerationStream {
@@ -375,6 +377,10 @@ impl HttpContext for ModerationStream {
         let rt = self.runtime.clone();
         match &mut self.answer {
             Answer::AsIs => Action::Continue,
+            Answer::Dropped => {
+                http::set_response_body(body_size, &[]);
+                Action::Continue
+            }
             Answer::Stream(_) => self.pass_events(body_size, end_of_stream),
             Answer::Json { head_read } => {
                 if !end_of_stream {
@@ -389,7 +395,7 @@ impl HttpContext for ModerationStream {
                             }
                             Verdict::Stream => {
                                 self.start_stream();
-                                return self.pass_events(body_size, false);
+                                return self.pass_events_from(body_size, false, true);
                             }
                             Verdict::Hold => self.answer = Answer::Json { head_read: true },
                         }
@@ -411,7 +417,7 @@ impl HttpContext for ModerationStream {
                     // whole: its head says.
                     if self.judge_head(&http::response_headers()) == Verdict::Stream {
                         self.start_stream();
-                        return self.pass_events(body_size, true);
+                        return self.pass_events_from(body_size, true, true);
                     }
                     return Action::Continue;
                 }
@@ -511,6 +517,12 @@ impl ModerationStream {
 
     /// The events of a streamed answer that have come (`body_size` bytes), passed on.
     fn pass_events(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.pass_events_from(body_size, end_of_stream, false)
+    }
+
+    /// [`Self::pass_events`]; `held`: the bytes are a held answer's, its headers not sent
+    /// yet, so restored they may not grow past what Envoy holds (502 `answer_too_large`).
+    fn pass_events_from(&mut self, body_size: usize, end_of_stream: bool, held: bool) -> Action {
         let rt = self.runtime.clone();
         let Answer::Stream(stream) = &mut self.answer else {
             return Action::Continue;
@@ -522,6 +534,13 @@ impl ModerationStream {
         let cut = (!was_stopped)
             .then(|| stream.stopped().map(Cause::id))
             .flatten();
+        if held && out.len() as u64 > rt.max_body_bytes {
+            http::replace_held_answer(body_size, &out, rt.max_body_bytes, self.dialect);
+            self.count("answers_too_large_total", &[]);
+            // What comes after the error is dropped.
+            self.answer = Answer::Dropped;
+            return Action::Continue;
+        }
         if out != chunk {
             http::set_response_body(body_size, &out);
         }

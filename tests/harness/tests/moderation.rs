@@ -153,6 +153,20 @@ fn an_answer_restored_past_the_buffer_limit_is_a_clear_error_not_a_crash() {
     );
     assert_eq!(resp.json().unwrap()["error"]["code"], "answer_too_large");
     assert!(!resp.text().contains(&email));
+    // The same for a stream sent anyway to a request that asked for none, held whole.
+    let huge = format!("{}@example.com", "b".repeat(20_000));
+    let resp = http::post(
+        &gw.url(CHAT),
+        chat(&format!("my address: {huge}"), false).as_bytes(),
+        &[
+            DEMO_AUTH,
+            ("x-mock-reply", &"[EMAIL_1] ".repeat(215)),
+            ("x-mock-stream", "1"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 502, "{} bytes", resp.body.len());
+    assert_eq!(resp.json().unwrap()["error"]["code"], "answer_too_large");
     // Under the limit the same answer is restored whole, and the gateway still serves.
     let reply = "[EMAIL_1] ".repeat(4000);
     let resp = http::post(
