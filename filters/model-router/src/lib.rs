@@ -514,8 +514,11 @@ impl HttpContext for RouteStream {
             Err(err) => return self.refuse(&err),
         };
         if let Some(new_body) = &prepared.body {
-            http::set_request_body(body_size, new_body);
-            http::set_request_header("content-length", Some(&new_body.len().to_string()));
+            let how = "rewritten for its target";
+            let max = rt.config.max_body_bytes;
+            if let Err(err) = http::replace_request_body(body_size, new_body, max, how) {
+                return self.refuse(&err);
+            }
         }
         if prepared.path != self.path {
             http::set_request_header(":path", Some(&prepared.path));

@@ -199,8 +199,12 @@ impl ModerationStream {
         if report.changed {
             match serde_json::to_vec(&value) {
                 Ok(new_body) => {
-                    http::set_request_body(self.body_size, &new_body);
-                    http::set_request_header("content-length", Some(&new_body.len().to_string()));
+                    let max = rt.max_body_bytes;
+                    if let Err(err) =
+                        http::replace_request_body(self.body_size, &new_body, max, "masked")
+                    {
+                        return self.refuse(&err);
+                    }
                 }
                 Err(e) => log::error!("sluice moderation: cannot write the masked body: {e}"),
             }

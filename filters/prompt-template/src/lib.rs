@@ -85,9 +85,9 @@ impl TemplateStream {
         Action::Pause
     }
 
-    fn write_body(&self, body: &[u8]) {
-        http::set_request_body(self.body_size, body);
-        http::set_request_header("content-length", Some(&body.len().to_string()));
+    fn write_body(&self, body: &[u8]) -> Result<(), ApiError> {
+        let max = self.runtime.engine.config.max_body_bytes;
+        http::replace_request_body(self.body_size, body, max, "expanded")
     }
 
     /// The whole request body is here.
@@ -99,7 +99,9 @@ impl TemplateStream {
                 Err(err) => self.refuse(&err),
                 Ok(outcome) => {
                     if let Some(new_body) = &outcome.body {
-                        self.write_body(new_body);
+                        if let Err(err) = self.write_body(new_body) {
+                            return self.refuse(&err);
+                        }
                     }
                     if let Some(template) = &outcome.template {
                         state::set(StateKey::Template, template);
@@ -115,7 +117,9 @@ impl TemplateStream {
                     Ok(r) => r,
                     Err(err) => return self.refuse(&err),
                 };
-                self.write_body(&rest.body);
+                if let Err(err) = self.write_body(&rest.body) {
+                    return self.refuse(&err);
+                }
                 rest.body = Vec::new();
                 http::set_request_header(":method", Some("POST"));
                 http::set_request_header(":path", Some(&rest.path));

@@ -143,6 +143,17 @@ impl ApiError {
         .with_code("request_too_large")
     }
 
+    /// The refusal for a request that the gateway's rewrite (`how`: "masked", "translated",
+    /// …) would make longer than `max` bytes, more than Envoy holds (Envoy's own 413 would name
+    /// its limit as if the caller had sent that much).
+    pub fn rewritten_too_large(max: u64, how: &str) -> Self {
+        Self::new(
+            ErrorKind::RequestTooLarge,
+            format!("Request body would be over {max} bytes once {how} by the gateway."),
+        )
+        .with_code("request_too_large")
+    }
+
     /// The answer a caller gets when the gateway's rewrite of a held answer (values restored,
     /// a translation) would be over `max` bytes: more than Envoy may hold.
     pub fn answer_too_large(max: u64) -> Self {

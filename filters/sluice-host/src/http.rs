@@ -186,6 +186,18 @@ pub fn set_request_body(len: usize, bytes: &[u8]) {
     }
 }
 
+/// Writes `body` over the request body Envoy holds (`held` bytes), with its
+/// `content-length`; refuses ([`ApiError::rewritten_too_large`], `how` it was rewritten) a
+/// body over `max` bytes, which Envoy would not send on.
+pub fn replace_request_body(held: usize, body: &[u8], max: u64, how: &str) -> Result<(), ApiError> {
+    if body.len() as u64 > max {
+        return Err(ApiError::rewritten_too_large(max, how));
+    }
+    set_request_body(held, body);
+    set_request_header("content-length", Some(&body.len().to_string()));
+    Ok(())
+}
+
 /// Tells Envoy to pick the route again: needed after changing a header that routes match on
 /// (Envoy >= 1.33 has this foreign function).
 pub fn clear_route_cache() {

@@ -758,3 +758,41 @@ fn an_answer_too_long_to_translate_is_a_clear_error_not_a_crash() {
             > LIMIT - 8192
     );
 }
+
+/// A request that translation would make longer than Envoy holds is refused 413 saying so,
+/// in the caller's dialect, and nothing goes upstream (Envoy's own 413 named its limit as if
+/// the caller had sent that much).
+#[test]
+fn a_request_translation_would_take_past_the_limit_is_refused_saying_so() {
+    let gw = Gateway::start_with(&ChainOptions {
+        template: Some("envoy/alone/model-router.yaml".to_owned()),
+        ..ChainOptions::default()
+    })
+    .unwrap();
+    let messages: Vec<Value> = (0..100_000)
+        .map(|i| {
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            json!({"role": role, "content": format!("m{i}")})
+        })
+        .collect();
+    let body = json!({"model": "claude-sonnet-4-5", "messages": messages}).to_string();
+    assert!(body.len() < 4 << 20, "{}", body.len());
+    let resp = http::post(
+        &gw.url("/v1/chat/completions"),
+        body.as_bytes(),
+        &[DEMO_AUTH],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 413, "{} bytes", resp.body.len());
+    let v = resp.json().unwrap();
+    assert_eq!(v["error"]["code"], "request_too_large");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("once rewritten"), "{message}");
+    // Nothing reached the provider.
+    assert_eq!(
+        gw.mock.last_request().unwrap()["count"]
+            .as_u64()
+            .unwrap_or(0),
+        0
+    );
+}

@@ -190,6 +190,22 @@ fn an_answer_restored_past_the_buffer_limit_is_a_clear_error_not_a_crash() {
     );
 }
 
+/// A request that masking would make longer than Envoy holds is refused 413 saying so, and
+/// nothing goes upstream (Envoy's own 413 named its limit as if the caller had sent that much).
+#[test]
+fn a_request_masking_would_take_past_the_limit_is_refused_saying_so() {
+    let gw = Gateway::start().unwrap();
+    let before = upstream_count(&gw);
+    let text = "a@b.co ".repeat(550_000); // 3.85 MB; masked, 5.5 MB
+    let resp = http::post(&gw.url(CHAT), chat(&text, false).as_bytes(), &[DEMO_AUTH]).unwrap();
+    assert_eq!(resp.status, 413, "{} bytes", resp.body.len());
+    let v = resp.json().unwrap();
+    assert_eq!(v["error"]["code"], "request_too_large");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("once masked"), "{message}");
+    assert_eq!(upstream_count(&gw), before);
+}
+
 #[test]
 fn a_deny_rule_blocks_in_the_callers_dialect_and_nothing_goes_upstream() {
     let gw = Gateway::start().unwrap();
