@@ -153,9 +153,11 @@ struct FallbackAnswer {
 /// How the answer is passed back.
 enum Answer {
     AsIs,
-    /// A JSON body translated whole, with its status.
+    /// A JSON body translated whole, with its status; `declared`: its length was declared
+    /// (and is within what Envoy holds).
     Json {
         status: u16,
+        declared: bool,
     },
     /// A stream told in the caller's dialect, event by event.
     Stream(Box<dyn StreamTranslator>),
@@ -622,7 +624,10 @@ impl HttpContext for RouteStream {
         }
         // Held with its headers until whole: the translation gets its own content-length,
         // and one that would not fit can still become an error.
-        self.answer = Answer::Json { status };
+        self.answer = Answer::Json {
+            status,
+            declared: declared.is_some(),
+        };
         Action::Pause
     }
 
@@ -660,10 +665,11 @@ impl HttpContext for RouteStream {
                 http::set_response_body(body_size, &out);
                 Action::Continue
             }
-            Answer::Json { status } => {
+            Answer::Json { status, declared } => {
                 if !end_of_stream {
-                    if body_size as u64 > max {
-                        // Longer than could be told from its head: the error in its place.
+                    if !*declared && body_size as u64 > http::undeclared_hold_limit(max) {
+                        // Longer than could be told from its head (no length declared): the
+                        // error in its place, before Envoy's buffer fills.
                         let error = self.too_large_head();
                         http::set_response_body(body_size, &error);
                         self.answer = Answer::TooLarge(None);

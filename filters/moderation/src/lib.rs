@@ -91,9 +91,11 @@ enum Phase {
 
 enum Answer {
     AsIs,
-    /// Held until whole; `head_read`: its head has been judged (`Verdict::Hold`).
+    /// Held until whole; `head_read`: its head has been judged (`Verdict::Hold`);
+    /// `declared`: its length was declared there (and is within `max_body_bytes`).
     Json {
         head_read: bool,
+        declared: bool,
     },
     Stream(Box<AnswerStream>),
     /// Replaced by an error: the rest of its body is dropped.
@@ -360,7 +362,10 @@ impl HttpContext for ModerationStream {
             // carries no assistant text and passes as it came, as does a body that is no JSON
             // answer, and a stream sent anyway is read as one. An answer that grows past
             // `UNJUDGED_HOLD_BYTES` has its head read then (`Self::judge_head`).
-            self.answer = Answer::Json { head_read: false };
+            self.answer = Answer::Json {
+                head_read: false,
+                declared: false,
+            };
             return Action::Pause;
         }
         let head = http::response_headers();
@@ -371,7 +376,10 @@ impl HttpContext for ModerationStream {
                 Action::Continue
             }
             Verdict::Hold => {
-                self.answer = Answer::Json { head_read: true };
+                self.answer = Answer::Json {
+                    head_read: true,
+                    declared: head.contains("content-length"),
+                };
                 Action::Pause
             }
         }
@@ -386,13 +394,19 @@ impl HttpContext for ModerationStream {
                 Action::Continue
             }
             Answer::Stream(_) => self.pass_events(body_size, end_of_stream),
-            Answer::Json { head_read } => {
+            Answer::Json {
+                head_read,
+                declared,
+            } => {
                 if !end_of_stream {
+                    let mut declared = *declared;
                     if !*head_read && body_size as u64 > UNJUDGED_HOLD_BYTES.min(rt.max_body_bytes)
                     {
                         // Longer than most answers: its head tells what it is before Envoy's
                         // buffer could fill.
-                        match self.judge_head(&http::response_headers()) {
+                        let head = http::response_headers();
+                        declared = head.contains("content-length");
+                        match self.judge_head(&head) {
                             Verdict::Pass => {
                                 self.answer = Answer::AsIs;
                                 return Action::Continue;
@@ -401,11 +415,18 @@ impl HttpContext for ModerationStream {
                                 self.start_stream();
                                 return self.pass_events_from(body_size, false, true);
                             }
-                            Verdict::Hold => self.answer = Answer::Json { head_read: true },
+                            Verdict::Hold => {
+                                self.answer = Answer::Json {
+                                    head_read: true,
+                                    declared,
+                                }
+                            }
                         }
                     }
-                    if body_size as u64 > rt.max_body_bytes {
-                        // Longer than its head said, or than could be told: it goes on
+                    if !declared
+                        && body_size as u64 > http::undeclared_hold_limit(rt.max_body_bytes)
+                    {
+                        // No length declared, and nearly as long as Envoy holds: it goes on
                         // unchecked, counted, before Envoy's buffer fills.
                         self.count("answers_unchecked_total", &[]);
                         self.answer = Answer::AsIs;

@@ -106,6 +106,14 @@ pub fn set_response_headers(headers: &[(&str, &str)]) {
     }
 }
 
+/// How much of a held body whose length was not declared may come before a filter must let it
+/// go or replace it: `max` less what Envoy may read at once (up to 1 MiB, half of `max` at
+/// most). Envoy checks its own buffer limit (`max`, configured alike) before the filter sees the
+/// piece that crosses it, and answers that piece with its own 500.
+pub fn undeclared_hold_limit(max: u64) -> u64 {
+    max - (max / 2).min(1 << 20)
+}
+
 /// Writes `body` in place of a held answer (`held` bytes in Envoy's buffer, its headers not
 /// sent yet), with its `content-length`. A body over `max` bytes is not written: Envoy holds no
 /// more than its buffer limit, and a held answer written over it takes Envoy down (1.40: the

@@ -720,20 +720,26 @@ fn an_answer_too_long_to_translate_is_a_clear_error_not_a_crash() {
     )
     .unwrap();
     let frame = direct.body.len() - 1000;
-    let ask = |answer_bytes: usize| {
+    let ask_with = |answer_bytes: usize, chunked: bool| {
         let text = "x".repeat(answer_bytes - frame);
         let body = json!({"model": "claude-sonnet-4-5",
                           "messages": [{"role": "user", "content": text}]});
+        let mut headers = vec![DEMO_AUTH, cheap];
+        if chunked {
+            headers.push(("x-mock-chunked", "1"));
+        }
         http::post(
             &gw.url("/v1/chat/completions"),
             body.to_string().as_bytes(),
-            &[DEMO_AUTH, cheap],
+            &headers,
         )
         .unwrap()
     };
-    // Translated, it would be over (the answer itself fits); declared over the limit.
-    for answer_bytes in [LIMIT - 1, LIMIT + 64] {
-        let resp = ask(answer_bytes);
+    let ask = |answer_bytes: usize| ask_with(answer_bytes, false);
+    // Translated, it would be over (the answer itself fits); declared over the limit; over
+    // it with no length declared (told once that much has come).
+    for (answer_bytes, chunked) in [(LIMIT - 1, false), (LIMIT + 64, false), (LIMIT + 64, true)] {
+        let resp = ask_with(answer_bytes, chunked);
         assert_eq!(
             resp.status,
             502,

@@ -36,6 +36,8 @@ pub struct Controls {
     pub force_stream: bool,
     /// Send a stream as one body with its length, not piece by piece.
     pub stream_whole: bool,
+    /// Send a JSON answer in 64 KiB pieces without its length (chunked).
+    pub json_chunked: bool,
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -69,6 +71,8 @@ impl Controls {
             force_stream: header(headers, "x-mock-stream")
                 .is_some_and(|v| v == "1" || v == "true" || v == "whole"),
             stream_whole: header(headers, "x-mock-stream").is_some_and(|v| v == "whole"),
+            json_chunked: header(headers, "x-mock-chunked")
+                .is_some_and(|v| v == "1" || v == "true"),
         }
     }
 }

@@ -72,6 +72,7 @@ Test controls (request headers):
   x-mock-reasoning-tokens: N  chat usage reports N reasoning tokens
   x-mock-stream: 1|whole      a stream even when the request asked for none (whole: one
                               body with its length)
+  x-mock-chunked: 1           a JSON answer in 64 KiB pieces without its length
 
 Environment: none is read. On start it prints `mock-provider listening on 127.0.0.1:PORT`
 once it accepts connections (the harness and `make run` wait for that line).";

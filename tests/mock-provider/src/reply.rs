@@ -101,6 +101,13 @@ pub fn into_response(reply: Reply, controls: &Controls) -> Response<Body> {
             for (k, v) in &headers {
                 builder = builder.header(k, v);
             }
+            if controls.json_chunked {
+                let pieces: Vec<Bytes> =
+                    body.chunks(64 * 1024).map(Bytes::copy_from_slice).collect();
+                return builder
+                    .body(send_pieces(pieces, Duration::ZERO))
+                    .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()));
+            }
             builder
                 .body(Full::new(Bytes::from(body)).boxed())
                 .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
@@ -120,23 +127,28 @@ pub fn into_response(reply: Reply, controls: &Controls) -> Response<Body> {
                 None => events.into_iter().map(Bytes::from).collect(),
             };
             let delay = Duration::from_millis(controls.chunk_delay_ms);
-            let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(4);
-            tokio::spawn(async move {
-                for piece in pieces {
-                    if tx.send_data(piece).await.is_err() {
-                        return; // client went away
-                    }
-                    if !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
-                    }
-                }
-            });
             Response::builder()
                 .status(200)
                 .header("content-type", "text/event-stream")
                 .header("cache-control", "no-cache")
-                .body(body.boxed())
+                .body(send_pieces(pieces, delay))
                 .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
         }
     }
+}
+
+/// A body sent piece by piece (chunked, no length), `delay` between pieces.
+fn send_pieces(pieces: Vec<Bytes>, delay: Duration) -> Body {
+    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(4);
+    tokio::spawn(async move {
+        for piece in pieces {
+            if tx.send_data(piece).await.is_err() {
+                return; // client went away
+            }
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+    });
+    body.boxed()
 }
