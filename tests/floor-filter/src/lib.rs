@@ -20,12 +20,12 @@
 //!   the cluster header set, the route cache cleared, four filter-state values written);
 //! - `path-read`: prompt-template's host call on a request no rule of its route could change
 //!   (`:path` read alone; the body is not read);
-//! - `template-calls`: prompt-template's host calls on a templated request (`:path`, then
-//!   `x-envoy-original-path` removed, the body, the new body and its `content-length` set, the
-//!   template in filter state); the body is written back as it came;
+//! - `template-calls`: prompt-template's host calls on a templated request (`:path`, the
+//!   body, the new body and its `content-length` set, the template in filter state): the body
+//!   is written back as it came;
 //! - `moderation-calls`: moderation's host calls on a clean 1 KB chat with the demo config
-//!   (`:path` read, the body, `sluice.moderation` written, the answer's head read in one
-//!   call, the answer held and read): `hold-answer` plus three calls;
+//!   (`:path` read, the body, `sluice.moderation` written, the answer held and read without
+//!   its head: the request asked for no stream): `hold-answer` plus two calls;
 //! - `trap`: the VM traps on every request's headers, as a filter that crashed would (for the
 //!   test of Envoy's `failure_policy`, `tests/failure_policy.rs`).
 //!
