@@ -170,13 +170,8 @@ impl RouteStream {
     /// Makes the answer's head (not sent yet) that of 502 `answer_too_large` in the caller's
     /// dialect; returns the body to send in place of the answer's.
     fn too_large_head(&self) -> Vec<u8> {
-        let err = ApiError::answer_too_large(self.runtime.config.max_body_bytes);
-        let body = err.body(self.dialect);
-        http::set_response_header(":status", Some(&err.status().to_string()));
-        http::set_response_header("content-type", Some("application/json"));
-        http::set_response_header("content-length", Some(&body.len().to_string()));
         log::warn!("sluice model-router: an answer too long to translate: answered 502");
-        body
+        http::too_large_head(self.runtime.config.max_body_bytes, self.dialect)
     }
 
     fn refuse(&self, err: &ApiError) -> Action {

@@ -129,13 +129,20 @@ pub fn replace_held_answer(held: usize, body: &[u8], max: u64, dialect: Dialect)
         "sluice: an answer rewritten to {} bytes is over {max}: answered 502 answer_too_large",
         body.len()
     );
-    let err = ApiError::answer_too_large(max);
-    let out = err.body(dialect);
+    let out = too_large_head(max, dialect);
     set_response_body(held, &out);
+    false
+}
+
+/// Makes a held answer's head (not sent yet) that of 502 [`ApiError::answer_too_large`] in
+/// `dialect`; returns the body to send in place of the answer's.
+pub fn too_large_head(max: u64, dialect: Dialect) -> Vec<u8> {
+    let err = ApiError::answer_too_large(max);
+    let body = err.body(dialect);
     set_response_header(":status", Some(&err.status().to_string()));
     set_response_header("content-type", Some("application/json"));
-    set_response_header("content-length", Some(&out.len().to_string()));
-    false
+    set_response_header("content-length", Some(&body.len().to_string()));
+    body
 }
 
 /// All of the answer's headers in one host call.

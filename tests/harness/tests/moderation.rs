@@ -41,6 +41,27 @@ fn upstream_body(gw: &Gateway) -> Value {
     serde_json::from_str(last["body"].as_str().unwrap()).unwrap()
 }
 
+/// A reply that breaks the demo deny rule (`forbidden topic`) after its first words.
+const DENIED_REPLY: (&str, &str) = (
+    "x-mock-reply",
+    "Sure. The forbidden topic is this: details.",
+);
+
+/// An OpenAI stream of [`DENIED_REPLY`] ended cleanly before the match: nothing from it on,
+/// nothing before it lost, `content_filter`, then `[DONE]`.
+fn assert_openai_stream_cut(resp: &http::Response, what: &str) {
+    let stream::Streamed {
+        text,
+        reasons,
+        done,
+        ..
+    } = stream::read(&resp.body);
+    assert_eq!(text, "Sure. The ", "{what}");
+    assert_eq!(reasons, ["content_filter"], "{what}");
+    assert!(done, "{what}");
+    assert!(!resp.text().to_lowercase().contains("details"), "{what}");
+}
+
 const PII: &str = "I am jane.doe@example.com, card 4111 1111 1111 1111, order 1234567812345678.";
 
 #[test]
@@ -236,10 +257,7 @@ fn a_deny_rule_blocks_in_the_callers_dialect_and_nothing_goes_upstream() {
 #[test]
 fn the_answer_is_cut_cleanly_when_it_breaks_a_rule() {
     let gw = Gateway::start().unwrap();
-    let reply = (
-        "x-mock-reply",
-        "Sure. The forbidden topic is this: details.",
-    );
+    let reply = DENIED_REPLY;
     // JSON: cut before the match, finish_reason content_filter.
     let resp = http::post(
         &gw.url(CHAT),
@@ -260,16 +278,7 @@ fn the_answer_is_cut_cleanly_when_it_breaks_a_rule() {
             &[DEMO_AUTH, reply, chunk],
         )
         .unwrap();
-        let stream::Streamed {
-            text,
-            reasons,
-            done,
-            ..
-        } = stream::read(&resp.body);
-        assert_eq!(text, "Sure. The ", "cut every {bytes}");
-        assert_eq!(reasons, ["content_filter"]);
-        assert!(done);
-        assert!(!resp.text().to_lowercase().contains("details"));
+        assert_openai_stream_cut(&resp, &format!("cut every {bytes}"));
 
         let resp = http::post(
             &gw.url(MESSAGES),
@@ -312,10 +321,7 @@ fn answers_are_told_by_their_body_when_no_stream_was_asked_for() {
         assert_eq!(streamed.text, PII, "{path}");
         assert!(!resp.text().contains("[EMAIL_1]"), "{path}");
     }
-    let reply = (
-        "x-mock-reply",
-        "Sure. The forbidden topic is this: details.",
-    );
+    let reply = DENIED_REPLY;
     // A short stream is held whole and read as one once it has ended; one longer than 64 KiB
     // is judged from its head on the way and read event by event from there.
     let resp = http::post(
@@ -324,16 +330,7 @@ fn answers_are_told_by_their_body_when_no_stream_was_asked_for() {
         &[DEMO_AUTH, reply, ("x-mock-stream", "whole")],
     )
     .unwrap();
-    let stream::Streamed {
-        text,
-        reasons,
-        done,
-        ..
-    } = stream::read(&resp.body);
-    assert_eq!(text, "Sure. The ");
-    assert_eq!(reasons, ["content_filter"]);
-    assert!(done);
-    assert!(!resp.text().to_lowercase().contains("details"));
+    assert_openai_stream_cut(&resp, "held whole");
     // Longer than the 4 MiB Envoy holds: only judged on the way is it read (and restored)
     // at all. (Alone: token-count would hold it in the chain.)
     let alone = Gateway::start_with(&ChainOptions {
