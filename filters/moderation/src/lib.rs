@@ -461,6 +461,11 @@ impl HttpContext for ModerationStream {
                         }
                     }
                 }
+                // A rule that cut the answer is recorded even when what replaces it is then
+                // too long to hold (a 502 in its place).
+                if let Some(cause) = &report.blocked {
+                    self.answer_cut(&cause.id());
+                }
                 if let Some(new_body) = &report.body {
                     if !http::replace_held_answer(
                         body_size,
@@ -469,11 +474,7 @@ impl HttpContext for ModerationStream {
                         self.dialect,
                     ) {
                         self.count("answers_too_large_total", &[]);
-                        return Action::Continue;
                     }
-                }
-                if let Some(cause) = &report.blocked {
-                    self.answer_cut(&cause.id());
                 }
                 Action::Continue
             }
@@ -559,6 +560,9 @@ impl ModerationStream {
         let cut = (!was_stopped)
             .then(|| stream.stopped().map(Cause::id))
             .flatten();
+        if let Some(id) = cut {
+            self.answer_cut(&id);
+        }
         if held && out.len() as u64 > rt.max_body_bytes {
             http::replace_held_answer(body_size, &out, rt.max_body_bytes, self.dialect);
             self.count("answers_too_large_total", &[]);
@@ -568,9 +572,6 @@ impl ModerationStream {
         }
         if out != chunk {
             http::set_response_body(body_size, &out);
-        }
-        if let Some(id) = cut {
-            self.answer_cut(&id);
         }
         Action::Continue
     }
@@ -630,14 +631,13 @@ impl ModerationStream {
                 withhold_json(self.dialect, restored.as_deref().unwrap_or(&original))
             }
         };
+        if let Some(id) = &cause {
+            self.answer_cut(id);
+        }
         if let Some(new_body) = &out {
             if !http::replace_held_answer(body_size, new_body, rt.max_body_bytes, self.dialect) {
                 self.count("answers_too_large_total", &[]);
-                return;
             }
-        }
-        if let Some(id) = cause {
-            self.answer_cut(&id);
         }
     }
 

@@ -18,6 +18,7 @@ use proxy_wasm::types::Action;
 use sluice_core::prompt_template::config::PromptTemplateConfig;
 use sluice_core::prompt_template::{holds_answer, reduce_answer, Engine, Head, Plan, RestRequest};
 use sluice_core::{ApiError, ConfigError, Dialect, StateKey};
+use sluice_host::held::{HeldAnswer, Piece};
 use sluice_host::{http, reply, state};
 
 pub struct PromptTemplate;
@@ -45,7 +46,7 @@ impl sluice_host::Filter for PromptTemplate {
             body_size: 0,
             caller_path: String::new(),
             rest: None,
-            holding: false,
+            held: None,
         })
     }
 }
@@ -75,7 +76,7 @@ struct TemplateStream {
     /// The REST call this request became (its body taken out): how to answer it.
     rest: Option<RestRequest>,
     /// A REST answer held until whole, to be reduced.
-    holding: bool,
+    held: Option<HeldAnswer>,
 }
 
 impl TemplateStream {
@@ -239,18 +240,24 @@ impl HttpContext for TemplateStream {
             return Action::Continue;
         }
         // Held with its headers until whole: the reduced body gets its own content-length.
-        self.holding = true;
-        Action::Pause
+        // One too long for Envoy to hold is answered 502 `answer_too_large` (held, it would
+        // end in Envoy's own 500).
+        let max = self.runtime.engine.config.max_body_bytes;
+        let held = HeldAnswer::start(headers.get("content-length"), max, Dialect::OpenAi);
+        let action = held.head_action();
+        self.held = Some(held);
+        action
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.holding {
+        let Some(held) = self.held.as_mut() else {
             return Action::Continue;
+        };
+        let max = self.runtime.engine.config.max_body_bytes;
+        match held.on_body(body_size, end_of_stream, max, Dialect::OpenAi) {
+            Piece::Done(action) => return action,
+            Piece::Whole => self.held = None,
         }
-        if !end_of_stream {
-            return Action::Pause; // held until whole
-        }
-        self.holding = false;
         let Some(rest) = &self.rest else {
             return Action::Continue;
         };
@@ -263,9 +270,8 @@ impl HttpContext for TemplateStream {
                 err.body(Dialect::OpenAi)
             }
         };
-        http::set_response_body(body_size, &out);
         http::set_response_header("content-type", Some("application/json"));
-        http::set_response_header("content-length", Some(&out.len().to_string()));
+        http::replace_held_answer(body_size, &out, max, Dialect::OpenAi);
         Action::Continue
     }
 }

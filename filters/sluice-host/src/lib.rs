@@ -9,11 +9,13 @@
 //!   config, refuses a bad one (Envoy then keeps the config it had), creates HTTP contexts.
 //! - [`reply`]: sends an [`sluice_core::ApiError`] to the caller.
 //! - [`http`]: headers, bodies, properties, time, shared data, environment.
+//! - [`held`]: an answer held whole to be rewritten, within what Envoy holds.
 //! - [`clock`]: host time cached per VM, refreshed on tick (no host call per request).
 //! - [`metrics`]: counters and histograms with labels encoded in their names.
 //! - [`state`]: reads and writes Sluice filter state.
 
 pub mod clock;
+pub mod held;
 pub mod http;
 pub mod metrics;
 pub mod plugin;

@@ -126,8 +126,10 @@ impl sluice_host::Filter for TokenCount {
 /// How the answer is followed.
 enum Answer {
     Untracked,
-    /// JSON: held whole until `usage` is read.
-    Json,
+    /// JSON: held whole until `usage` is read; `declared`: its length was declared (and fits).
+    Json {
+        declared: bool,
+    },
     /// SSE: watched event by event.
     Stream(Box<StreamUsage>),
 }
@@ -173,6 +175,16 @@ fn ratelimit_headers(standing: &Standing) -> [(&'static str, String); 3] {
 }
 
 impl TokenCountStream {
+    /// The answer goes on with the prompt's count on it (the completion unread: an error, a
+    /// stream, or an answer too long to hold).
+    fn release_uncounted(&self) {
+        let Some(prompt) = &self.prompt else {
+            return;
+        };
+        http::set_response_header(PROMPT_HEADER, Some(&prompt.tokens.to_string()));
+        http::set_response_header(SOURCE_HEADER, Some(token_source(prompt.exact, None)));
+    }
+
     fn refuse(&self, err: &ApiError) -> Action {
         reply::send_error(err, self.caller);
         Action::Pause
@@ -416,11 +428,9 @@ impl HttpContext for TokenCountStream {
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        let Some(prompt) = &self.prompt else {
+        if self.prompt.is_none() {
             return Action::Continue;
-        };
-        let counted = prompt.tokens.to_string();
-        let source = token_source(prompt.exact, None);
+        }
         if let Some(standing) = &self.standing {
             for (k, v) in ratelimit_headers(standing) {
                 http::set_response_header(k, Some(&v));
@@ -432,18 +442,19 @@ impl HttpContext for TokenCountStream {
         let content_type = headers.get("content-type").unwrap_or_default();
         // An answer Envoy could not hold whole (over the buffer limit, which max_body_bytes
         // matches) passes on, followed for nothing: holding it would end in Envoy's 500.
-        let fits = headers
+        let declared = headers
             .get("content-length")
-            .and_then(|n| n.parse::<u64>().ok())
-            .is_none_or(|n| n <= self.runtime.max_body_bytes);
+            .and_then(|n| n.parse::<u64>().ok());
+        let fits = declared.is_none_or(|n| n <= self.runtime.max_body_bytes);
         if ok(status) && !end_of_stream && fits && content_type.starts_with("application/json") {
             // Hold the headers until the body's usage gives the provider's numbers (they go on
             // the answer then). The body passes unchanged, so its content-length stays true.
-            self.answer = Answer::Json;
+            self.answer = Answer::Json {
+                declared: declared.is_some(),
+            };
             return Action::Pause;
         }
-        http::set_response_header(PROMPT_HEADER, Some(&counted));
-        http::set_response_header(SOURCE_HEADER, Some(source));
+        self.release_uncounted();
         if ok(status) && !end_of_stream && content_type.starts_with("text/event-stream") {
             self.answer = Answer::Stream(Box::new(StreamUsage::new(self.dialect)));
         }
@@ -467,8 +478,17 @@ impl HttpContext for TokenCountStream {
                 }
                 Action::Continue
             }
-            Answer::Json => {
+            Answer::Json { declared } => {
                 if !end_of_stream {
+                    let max = self.runtime.max_body_bytes;
+                    if !*declared && body_size as u64 > http::undeclared_hold_limit(max) {
+                        // Longer than its head could tell (no length declared): let go before
+                        // Envoy's buffer fills (that ends in Envoy's own 500), its completion
+                        // not counted, as for an answer declared too long.
+                        self.answer = Answer::Untracked;
+                        self.release_uncounted();
+                        return Action::Continue;
+                    }
                     return Action::Pause;
                 }
                 self.answer = Answer::Untracked;

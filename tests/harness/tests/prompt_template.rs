@@ -538,6 +538,54 @@ fn rest_endpoints_answer_in_every_mode_plain_and_streamed_through_the_whole_chai
     );
 }
 
+/// A REST answer too long for Envoy to hold whole (to reduce it) is answered 502
+/// `answer_too_large`, whether its length is declared or not (held, it ended in Envoy's own
+/// 500); a long one that fits is reduced as usual.
+#[test]
+fn a_rest_answer_too_long_to_hold_is_a_clear_502() {
+    const LIMIT: usize = 4 << 20;
+    let gw = gateway();
+    let piece = "0123456789abcdef";
+    let ask = |answer_bytes: usize, chunked: bool| {
+        let repeat = (answer_bytes / piece.len()).to_string();
+        let mut headers = vec![
+            ("x-mock-reply-repeat", repeat.as_str()),
+            ("x-mock-count", "words"),
+        ];
+        if chunked {
+            headers.push(("x-mock-chunked", "1"));
+        }
+        post(&gw, "/apis/result", &json!({"text": piece}), &headers)
+    };
+    for chunked in [false, true] {
+        let resp = ask(LIMIT + 4096, chunked);
+        assert_eq!(
+            resp.status,
+            502,
+            "chunked {chunked}: {} bytes",
+            resp.body.len()
+        );
+        let v = resp.json().unwrap();
+        assert_eq!(
+            v["error"]["code"], "answer_too_large",
+            "chunked {chunked}: {v}"
+        );
+        assert_eq!(v["error"]["type"], "server_error");
+        let length: usize = resp.header("content-length").unwrap().parse().unwrap();
+        assert_eq!(length, resp.body.len());
+    }
+    // One that fits is reduced, and the gateway still serves.
+    let resp = ask(LIMIT / 2, false);
+    assert_eq!(
+        resp.status,
+        200,
+        "{}",
+        resp.text().chars().take(300).collect::<String>()
+    );
+    let v = resp.json().unwrap();
+    assert_eq!(v["result"].as_str().unwrap().len(), LIMIT / 2);
+}
+
 fn readme() -> String {
     std::fs::read_to_string(sluice_harness::paths::repo().join("README.md")).unwrap()
 }

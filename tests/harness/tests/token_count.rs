@@ -480,6 +480,54 @@ fn prompt_limits_and_bad_bodies_are_refused_before_upstream() {
     );
 }
 
+/// An answer too long for Envoy to hold whole passes on with the prompt's count, its
+/// completion unread, whether its length is declared or not (held with no length declared, it
+/// ended in Envoy's own 500); one that fits is held and its usage read as usual.
+#[test]
+fn an_answer_too_long_to_hold_passes_on_uncounted() {
+    const LIMIT: usize = 4 << 20;
+    let gw = Gateway::start_with(&ChainOptions {
+        template: Some("envoy/alone/token-count.yaml".to_owned()),
+        ..ChainOptions::default()
+    })
+    .unwrap();
+    let ask = |answer_bytes: usize, chunked: bool| {
+        let repeat = (answer_bytes / 16).to_string();
+        let mut headers = vec![
+            ("x-mock-reply-repeat", repeat.as_str()),
+            ("x-mock-count", "words"),
+        ];
+        if chunked {
+            headers.push(("x-mock-chunked", "1"));
+        }
+        let body = json!({"model": "gpt-4o-mini",
+                          "messages": [{"role": "user", "content": "0123456789abcdef"}]});
+        post(&gw, "/v1/chat/completions", &body, &headers)
+    };
+    for chunked in [false, true] {
+        let resp = ask(LIMIT + 4096, chunked);
+        assert_eq!(
+            resp.status,
+            200,
+            "chunked {chunked}: {} bytes",
+            resp.body.len()
+        );
+        assert!(resp.body.len() > LIMIT, "chunked {chunked}");
+        assert!(
+            resp.header("x-sluice-prompt-tokens").is_some(),
+            "chunked {chunked}"
+        );
+        assert_eq!(
+            resp.header("x-sluice-completion-tokens"),
+            None,
+            "chunked {chunked}"
+        );
+    }
+    let resp = ask(LIMIT / 2, true);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("x-sluice-completion-tokens"), Some("1"));
+}
+
 fn budget_gateway(json: &str) -> Gateway {
     let mut plugin_configs = BTreeMap::new();
     plugin_configs.insert("token_count".to_owned(), json.to_owned());

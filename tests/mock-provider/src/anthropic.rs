@@ -37,6 +37,7 @@ pub fn messages(body: &[u8], controls: &Controls) -> Reply {
             .filter(|t| !t.is_empty())
             .unwrap_or_else(|| DEFAULT_REPLY.to_owned())
     });
+    let text = controls.repeated(text);
     // The mock counts with o200k_base: Anthropic's own tokenizer is not public.
     let mut prompt_text = req.system.as_ref().map(|s| s.text()).unwrap_or_default();
     for m in &req.messages {

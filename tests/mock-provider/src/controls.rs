@@ -7,6 +7,7 @@
 //! | `x-mock-error-body: …` | use this exact text as the forced error's body |
 //! | `x-mock-latency-ms: 250` | wait this long before answering |
 //! | `x-mock-reply: …` | the assistant's text (default: echo the last user message) |
+//! | `x-mock-reply-repeat: 3` | the assistant's text that many times over (long answers from short requests) |
 //! | `x-mock-chunk-bytes: 7` | stream the SSE body in pieces of this many bytes, cutting events anywhere |
 //! | `x-mock-chunk-delay-ms: 5` | pause between pieces (default 2 when chunking, so pieces travel apart) |
 //! | `x-mock-no-usage: 1` | leave `usage` out of streamed answers even when asked for |
@@ -24,6 +25,8 @@ pub struct Controls {
     pub error_body: Option<String>,
     pub latency_ms: u64,
     pub reply: Option<String>,
+    /// The assistant's text is repeated this many times (at least once).
+    pub reply_repeat: usize,
     pub chunk_bytes: Option<usize>,
     pub chunk_delay_ms: u64,
     pub no_usage: bool,
@@ -52,6 +55,14 @@ fn number<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
 }
 
 impl Controls {
+    /// The assistant's chat text: `text` repeated as `x-mock-reply-repeat` asks.
+    pub fn repeated(&self, text: String) -> String {
+        match self.reply_repeat {
+            0 | 1 => text,
+            n => text.repeat(n),
+        }
+    }
+
     pub fn from_headers(headers: &HeaderMap) -> Self {
         let chunk_bytes = number::<usize>(headers, "x-mock-chunk-bytes").filter(|&n| n > 0);
         let default_delay = if chunk_bytes.is_some() { 2 } else { 0 };
@@ -61,6 +72,7 @@ impl Controls {
             error_body: header(headers, "x-mock-error-body"),
             latency_ms: number(headers, "x-mock-latency-ms").unwrap_or(0),
             reply: header(headers, "x-mock-reply"),
+            reply_repeat: number(headers, "x-mock-reply-repeat").unwrap_or(1),
             chunk_bytes,
             chunk_delay_ms: number(headers, "x-mock-chunk-delay-ms").unwrap_or(default_delay),
             no_usage: header(headers, "x-mock-no-usage").is_some_and(|v| v == "1" || v == "true"),

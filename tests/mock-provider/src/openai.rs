@@ -49,6 +49,7 @@ pub fn chat(body: &[u8], controls: &Controls) -> Reply {
             .filter(|t| !t.is_empty())
             .unwrap_or_else(|| DEFAULT_REPLY.to_owned())
     });
+    let text = controls.repeated(text);
     let (prompt_tokens, completion_tokens) = if controls.count_words {
         let words = |t: &str| t.split_whitespace().count() as u64;
         (
