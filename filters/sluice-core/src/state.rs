@@ -33,6 +33,11 @@ pub enum StateKey {
     /// token-count: where the numbers in `prompt_tokens` and `completion_tokens` come from:
     /// `provider` (its usage report), `local` (counted here exactly), `estimate`.
     TokenSource,
+    /// token-count: the tightest token budget's standing after the request's reservation,
+    /// `limit;remaining;reset_secs` (`token_count::budget::Standing::encode`), written only
+    /// when a budget applies. Its `x-ratelimit-*-tokens` headers tell the same; model-router
+    /// puts them on a fallback's answer, which replaces the one token-count wrote them on.
+    Budget,
     /// model-router: provider kind of the chosen target.
     Provider,
     /// model-router: Envoy cluster of the chosen target.
@@ -47,7 +52,7 @@ pub enum StateKey {
 }
 
 impl StateKey {
-    pub const ALL: [StateKey; 15] = [
+    pub const ALL: [StateKey; 16] = [
         StateKey::Consumer,
         StateKey::Tenant,
         StateKey::ModelGrant,
@@ -58,6 +63,7 @@ impl StateKey {
         StateKey::PromptTokens,
         StateKey::CompletionTokens,
         StateKey::TokenSource,
+        StateKey::Budget,
         StateKey::Provider,
         StateKey::Cluster,
         StateKey::UpstreamModel,
@@ -78,6 +84,7 @@ impl StateKey {
             StateKey::PromptTokens => "sluice.prompt_tokens",
             StateKey::CompletionTokens => "sluice.completion_tokens",
             StateKey::TokenSource => "sluice.token_source",
+            StateKey::Budget => "sluice.budget",
             StateKey::Provider => "sluice.provider",
             StateKey::Cluster => "sluice.cluster",
             StateKey::UpstreamModel => "sluice.upstream_model",

@@ -163,17 +163,6 @@ struct TokenCountStream {
     status: u16,
 }
 
-fn ratelimit_headers(standing: &Standing) -> [(&'static str, String); 3] {
-    [
-        ("x-ratelimit-limit-tokens", standing.limit.to_string()),
-        (
-            "x-ratelimit-remaining-tokens",
-            standing.remaining.to_string(),
-        ),
-        ("x-ratelimit-reset-tokens", reset_text(standing.reset_secs)),
-    ]
-}
-
 impl TokenCountStream {
     /// The answer goes on with the prompt's count on it (the completion unread: an error, a
     /// stream, or an answer too long to hold).
@@ -225,6 +214,11 @@ impl TokenCountStream {
                 reservations,
                 standing,
             } => {
+                // Recorded for model-router: a fallback's answer replaces the one this filter
+                // puts the standing's headers on, and carries them in its place.
+                if let Some(standing) = &standing {
+                    state::set(StateKey::Budget, &standing.encode());
+                }
                 self.reservations = reservations;
                 self.standing = standing;
                 Ok(())
@@ -246,7 +240,7 @@ impl TokenCountStream {
                 )
                 .with_code("rate_limit_exceeded")
                 .with_header("retry-after", retry_after_secs.to_string());
-                for (k, v) in ratelimit_headers(&standing) {
+                for (k, v) in standing.headers() {
                     err = err.with_header(k, v);
                 }
                 Err(err)
@@ -432,7 +426,7 @@ impl HttpContext for TokenCountStream {
             return Action::Continue;
         }
         if let Some(standing) = &self.standing {
-            for (k, v) in ratelimit_headers(standing) {
+            for (k, v) in standing.headers() {
                 http::set_response_header(k, Some(&v));
             }
         }

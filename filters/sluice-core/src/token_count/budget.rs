@@ -116,6 +116,42 @@ pub struct Standing {
     pub reset_secs: u64,
 }
 
+/// The answer headers a budget's standing is told in (OpenAI's names): limit, remaining, reset.
+pub const RATELIMIT_TOKEN_HEADERS: [&str; 3] = [
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+];
+
+impl Standing {
+    /// The `x-ratelimit-*-tokens` headers that tell it, as OpenAI writes them (the reset as
+    /// [`reset_text`]).
+    pub fn headers(&self) -> [(&'static str, String); 3] {
+        let [limit, remaining, reset] = RATELIMIT_TOKEN_HEADERS;
+        [
+            (limit, self.limit.to_string()),
+            (remaining, self.remaining.to_string()),
+            (reset, reset_text(self.reset_secs)),
+        ]
+    }
+
+    /// Its filter-state text (`sluice.budget`): `limit;remaining;reset_secs`, in numbers.
+    pub fn encode(&self) -> String {
+        format!("{};{};{}", self.limit, self.remaining, self.reset_secs)
+    }
+
+    /// Reads [`Standing::encode`]'s text; `None` for anything else.
+    pub fn decode(text: &str) -> Option<Standing> {
+        let mut parts = text.split(';').map(|p| p.parse::<u64>().ok());
+        let standing = Standing {
+            limit: parts.next()??,
+            remaining: parts.next()??,
+            reset_secs: parts.next()??,
+        };
+        parts.next().is_none().then_some(standing)
+    }
+}
+
 /// Tokens taken from one budget, to settle later.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
@@ -474,6 +510,45 @@ mod tests {
             ),
             "50 + 40 used"
         );
+    }
+
+    #[test]
+    fn a_standing_is_told_in_openais_headers_and_survives_filter_state() {
+        let standing = Standing {
+            limit: 500,
+            remaining: 391,
+            reset_secs: 360,
+        };
+        assert_eq!(
+            standing.headers(),
+            [
+                ("x-ratelimit-limit-tokens", "500".to_owned()),
+                ("x-ratelimit-remaining-tokens", "391".to_owned()),
+                ("x-ratelimit-reset-tokens", "6m0s".to_owned()),
+            ]
+        );
+        assert_eq!(standing.encode(), "500;391;360");
+        assert_eq!(Standing::decode(&standing.encode()), Some(standing));
+        let zero = Standing {
+            limit: 0,
+            remaining: 0,
+            reset_secs: 0,
+        };
+        assert_eq!(Standing::decode("0;0;0"), Some(zero));
+        for bad in [
+            "",
+            "500",
+            "500;391",
+            "500;391;",
+            "500;391;360;",
+            "500;391;360;1",
+            "a;1;2",
+            "500;-1;360",
+            " 500;391;360",
+            "500,391,360",
+        ] {
+            assert_eq!(Standing::decode(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
