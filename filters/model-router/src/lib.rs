@@ -31,8 +31,10 @@ use sluice_core::model_router::prepare::{
     prepare, stream_translator, translate_answer, Direction, Prepared,
 };
 use sluice_core::model_router::route::{
-    fallback_answered, fallback_unanswered, model_missing, model_not_found, upstream_model, Router,
+    fallback_answered, fallback_passes_header, fallback_unanswered, model_missing, model_not_found,
+    upstream_model, Router,
 };
+use sluice_core::token_count::budget::Standing;
 use sluice_core::token_count::usage::Delivered;
 use sluice_core::token_count::{COMPLETION_HEADER, PROMPT_HEADER, SOURCE_HEADER};
 use sluice_core::translate::{RequestFacts, StreamTranslator};
@@ -146,8 +148,24 @@ struct RouteStream {
 /// A fallback call-out's answer, as the caller gets it.
 struct FallbackAnswer {
     status: u16,
+    /// Headers true of whatever the caller gets in the held answer's place, a 502
+    /// `answer_too_large` included: `x-sluice-fallback` and the gateway's token budget.
+    kept: Vec<(String, String)>,
+    /// Headers true of this answer only: its type and length, the provider's `retry-after` and
+    /// `x-ratelimit-*`, the token counts of its usage.
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+}
+
+impl FallbackAnswer {
+    /// Its headers: all of them, or only those kept on an error in its place.
+    fn header_pairs(&self, all: bool) -> impl Iterator<Item = (&str, &str)> {
+        let own = if all { self.headers.as_slice() } else { &[] };
+        self.kept
+            .iter()
+            .chain(own)
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
 }
 
 /// How the answer is passed back.
@@ -332,12 +350,16 @@ impl RouteStream {
             "fallback_total",
             &[("cluster", &answered), ("result", result)],
         );
-        let mut out_headers: Vec<(String, String)> = vec![
-            ("content-type".to_owned(), content_type.to_owned()),
-            (FALLBACK_HEADER.to_owned(), summary),
-        ];
+        let mut kept = vec![(FALLBACK_HEADER.to_owned(), summary)];
+        // token-count put its budget's headers on the held answer, which this one replaces: they
+        // go on this one instead of the provider's (read here only, on the fallback path).
+        let budget = state::get(StateKey::Budget).and_then(|t| Standing::decode(&t));
+        if let Some(standing) = &budget {
+            kept.extend(standing.headers().map(|(k, v)| (k.to_owned(), v)));
+        }
+        let mut out_headers = vec![("content-type".to_owned(), content_type.to_owned())];
         for (k, v) in &headers.0 {
-            if k == "retry-after" || k.starts_with("x-ratelimit-") {
+            if fallback_passes_header(k, budget.is_some()) {
                 out_headers.push((k.clone(), v.clone()));
             }
         }
@@ -355,6 +377,7 @@ impl RouteStream {
         }
         FallbackAnswer {
             status,
+            kept,
             headers: out_headers,
             body,
         }
@@ -365,7 +388,7 @@ impl RouteStream {
     fn replace_held(retry: &Retry, answer: &FallbackAnswer) {
         let status = answer.status.to_string();
         let mut headers: Vec<(&str, &str)> = vec![(":status", status.as_str())];
-        headers.extend(answer.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        headers.extend(answer.header_pairs(true));
         http::set_response_headers(&headers);
         http::replace_held_answer(
             retry.held_size,
@@ -396,10 +419,8 @@ impl RouteStream {
         if retry.held_bodyless {
             retry.holding = false;
             let headers: Vec<(&str, &str)> = answer
-                .headers
-                .iter()
-                .filter(|(k, _)| k != "content-length")
-                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .header_pairs(true)
+                .filter(|(k, _)| *k != "content-length")
                 .collect();
             let status = u32::from(answer.status);
             if let Err(s) = hostcalls::send_http_response(status, headers, Some(&answer.body)) {

@@ -356,23 +356,37 @@ fn fallback_gateway_with(edit: Option<fn(String) -> String>) -> (Gateway, MockPr
     fallback_gateway_configs(edit, BTreeMap::new())
 }
 
+/// The fallback routes: `fb-*` falls back to an Anthropic target on `mock_b`, `dead-*` to a
+/// cluster nothing listens on.
+fn fallback_routes() -> Value {
+    json!({"routes": [
+        {"models": ["fb-*"], "targets": [{"provider": "mock", "cluster": "mock", "model": "gpt-4o-mini"}],
+         "fallback": [{"provider": "mock", "kind": "anthropic", "cluster": "mock_b", "model": "claude-fallback"}]},
+        {"models": ["dead-*"], "targets": [{"provider": "mock", "cluster": "mock"}],
+         "fallback": [{"provider": "mock", "cluster": "dead"}]}
+    ]})
+}
+
 /// The fallback routes, with other filters' configs replaced by `plugin_configs`.
 fn fallback_gateway_configs(
     edit: Option<fn(String) -> String>,
-    mut plugin_configs: BTreeMap<String, String>,
+    plugin_configs: BTreeMap<String, String>,
 ) -> (Gateway, MockProvider) {
-    let second = MockProvider::start().unwrap();
+    fallback_gateway_full(edit, plugin_configs, &[])
+}
+
+/// The same with `mock_b` started with `mock_b_args`; a `model_router` config in
+/// `plugin_configs` is kept (else the fallback routes).
+fn fallback_gateway_full(
+    edit: Option<fn(String) -> String>,
+    mut plugin_configs: BTreeMap<String, String>,
+    mock_b_args: &[&str],
+) -> (Gateway, MockProvider) {
+    let second = MockProvider::start_with_args(mock_b_args).unwrap();
     let dead = sluice_harness::envoy::free_port().unwrap(); // nothing listens there
-    plugin_configs.insert(
-        "model_router".to_owned(),
-        json!({"routes": [
-            {"models": ["fb-*"], "targets": [{"provider": "mock", "cluster": "mock", "model": "gpt-4o-mini"}],
-             "fallback": [{"provider": "mock", "kind": "anthropic", "cluster": "mock_b", "model": "claude-fallback"}]},
-            {"models": ["dead-*"], "targets": [{"provider": "mock", "cluster": "mock"}],
-             "fallback": [{"provider": "mock", "cluster": "dead"}]}
-        ]})
-        .to_string(),
-    );
+    plugin_configs
+        .entry("model_router".to_owned())
+        .or_insert_with(|| fallback_routes().to_string());
     let gw = Gateway::start_with(&ChainOptions {
         plugin_configs,
         extra_clusters: vec![
@@ -535,6 +549,175 @@ fn a_fallback_answer_passes_the_filters_above_like_any_answer() {
         resp.json().unwrap()["choices"][0]["message"]["content"],
         "route me"
     );
+}
+
+/// What the mock provider started with `--ratelimit-headers` puts on every answer (its
+/// `reply::RATELIMIT_HEADERS`): a provider's own limits, far from the budgets tests set.
+const PROVIDER_RATE_LIMITS: [(&str, &str); 6] = [
+    ("x-ratelimit-limit-requests", "10000"),
+    ("x-ratelimit-remaining-requests", "9999"),
+    ("x-ratelimit-reset-requests", "6ms"),
+    ("x-ratelimit-limit-tokens", "30000000"),
+    ("x-ratelimit-remaining-tokens", "29999000"),
+    ("x-ratelimit-reset-tokens", "2ms"),
+];
+
+/// The daily token budget of each consumer in [`budgeted_fallback_gateway`].
+const BUDGET: u64 = 100_000;
+const BUDGET_WINDOW: u64 = 86_400;
+
+/// The fallback gateway with a token budget for each consumer (token-count), the fallback
+/// provider (`mock_b`) sending its own rate limits, and `model_router` for the routes if given.
+/// Returns once the budget's window has more than a minute left, so a test stays in it.
+fn budgeted_fallback_gateway(model_router: Option<Value>) -> (Gateway, MockProvider) {
+    let mut plugin_configs = BTreeMap::new();
+    plugin_configs.insert(
+        "token_count".to_owned(),
+        json!({"budgets": [{"name": "daily", "scope": "consumer",
+                            "window_seconds": BUDGET_WINDOW, "tokens": BUDGET}]})
+        .to_string(),
+    );
+    if let Some(routes) = model_router {
+        plugin_configs.insert("model_router".to_owned(), routes.to_string());
+    }
+    let started = fallback_gateway_full(None, plugin_configs, &["--ratelimit-headers"]);
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        if now % BUDGET_WINDOW < BUDGET_WINDOW - 60 {
+            return started;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// token-count's `x-ratelimit-reset-tokens` (`1h2m3s`, `6m0s`, `1s`) in seconds; `None` for
+/// another form (the mock provider's `2ms`).
+fn reset_secs(text: &str) -> Option<u64> {
+    let mut secs = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        match c {
+            '0'..='9' => number.push(c),
+            'h' | 'm' | 's' => {
+                let unit = match c {
+                    'h' => 3600,
+                    'm' => 60,
+                    _ => 1,
+                };
+                secs += number.parse::<u64>().ok()? * unit;
+                number.clear();
+            }
+            _ => return None,
+        }
+    }
+    (number.is_empty() && text.ends_with('s')).then_some(secs)
+}
+
+/// An answer's one header `name` (a second one fails the test).
+fn single<'a>(resp: &'a http::Response, name: &str) -> Option<&'a str> {
+    let mut values = resp.headers.iter().filter(|(k, _)| k == name);
+    let first = values.next().map(|(_, v)| v.as_str());
+    assert!(values.next().is_none(), "{name} twice: {:?}", resp.headers);
+    first
+}
+
+/// Tokens an answer reports (its `x-sluice-prompt-tokens` and `-completion-tokens`): what
+/// token-count settles its request's budget to.
+fn tokens_used(resp: &http::Response) -> u64 {
+    ["x-sluice-prompt-tokens", "x-sluice-completion-tokens"]
+        .iter()
+        .map(|h| resp.header(h).unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// A budgeted caller answered by a fallback sees the gateway's budget in its
+/// `x-ratelimit-*-tokens`, as token-count wrote them on the failed answer the fallback's
+/// replaced (in place, or as a local reply when the failed answer had no body), not the
+/// fallback provider's; the provider's other rate limits pass, as on an answer without
+/// fallback.
+#[test]
+fn a_budgeted_callers_fallback_answer_carries_the_gateways_budget_headers() {
+    let (gw, _b) = budgeted_fallback_gateway(None);
+    // What token-count reserved for the last request: the count it sent upstream with it
+    // (to the first target, which saw every request) plus 4096, the default completion limit.
+    let reserved = || -> u64 {
+        let count = gw.mock.last_header("x-sluice-prompt-tokens").unwrap();
+        count.unwrap().parse::<u64>().unwrap() + 4096
+    };
+    let budget = |resp: &http::Response| {
+        let header = |name| single(resp, name).unwrap_or_else(|| panic!("{:?}", resp.headers));
+        (
+            header("x-ratelimit-limit-tokens").to_owned(),
+            header("x-ratelimit-remaining-tokens")
+                .parse::<u64>()
+                .unwrap(),
+            reset_secs(header("x-ratelimit-reset-tokens"))
+                .filter(|s| (1..=BUDGET_WINDOW).contains(s)),
+        )
+    };
+    // No fallback: token-count's headers on the first target's answer.
+    let first = chat(&gw, "fb-1", &[]);
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(
+        first.header("x-sluice-fallback"),
+        Some("attempts=1; answered=first")
+    );
+    let (limit, remaining, reset) = budget(&first);
+    assert_eq!(limit, "100000");
+    assert_eq!(remaining, BUDGET - reserved());
+    assert!(reset.is_some(), "{:?}", first.headers);
+    let mut used = tokens_used(&first);
+    let failures: [&[(&str, &str)]; 3] = [
+        &[("x-mock-status", "429")],
+        &[("x-mock-status", "503")],
+        // No body to hold: the fallback's answer goes as a local reply.
+        &[("x-mock-status", "429"), ("x-mock-error-body", "")],
+    ];
+    for failure in failures {
+        // The last request was settled at its end (its reservation down to its usage).
+        std::thread::sleep(Duration::from_millis(300));
+        let resp = chat(&gw, "fb-1", failure);
+        assert_eq!(resp.status, 200, "{failure:?}: {}", resp.text());
+        assert_eq!(
+            resp.header("x-sluice-fallback"),
+            Some("attempts=2; answered=mock_b"),
+            "{failure:?}"
+        );
+        let (limit, remaining, reset) = budget(&resp);
+        assert_eq!(limit, "100000", "{failure:?}");
+        assert_eq!(remaining, BUDGET - used - reserved(), "{failure:?}");
+        assert!(reset.is_some(), "{failure:?}: {:?}", resp.headers);
+        // The provider's limits on requests pass, as they would without a fallback.
+        for (name, value) in &PROVIDER_RATE_LIMITS[..3] {
+            assert_eq!(single(&resp, name), Some(*value), "{failure:?}: {name}");
+        }
+        used += tokens_used(&resp);
+    }
+}
+
+/// Without a budget the fallback provider's own rate-limit headers reach the caller, in place
+/// or in a local reply.
+#[test]
+fn without_a_budget_a_fallback_answer_carries_the_providers_rate_limits() {
+    let (gw, _b) = fallback_gateway_full(None, BTreeMap::new(), &["--ratelimit-headers"]);
+    let failures: [&[(&str, &str)]; 2] = [
+        &[("x-mock-status", "429")],
+        &[("x-mock-status", "429"), ("x-mock-error-body", "")],
+    ];
+    for failure in failures {
+        let resp = chat(&gw, "fb-1", failure);
+        assert_eq!(resp.status, 200, "{failure:?}: {}", resp.text());
+        assert_eq!(
+            resp.header("x-sluice-fallback"),
+            Some("attempts=2; answered=mock_b")
+        );
+        for (name, value) in PROVIDER_RATE_LIMITS {
+            assert_eq!(single(&resp, name), Some(value), "{failure:?}: {name}");
+        }
+    }
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The Sluice mock provider: a deterministic OpenAI- and Anthropic-compatible HTTP server.
 //!
-//! `mock-provider [--port N] [--flag-word WORD]` (`--help` says more) listens on 127.0.0.1 (port 0 picks a free
+//! `mock-provider [--port N] [--flag-word WORD] [--ratelimit-headers]` (`--help` says more) listens on 127.0.0.1 (port 0 picks a free
 //! one) and prints `mock-provider listening on 127.0.0.1:PORT` once it accepts connections.
 //!
 //! Endpoints: `POST /v1/chat/completions` (JSON, or SSE with `"stream": true`),
@@ -38,6 +38,7 @@ use reply::{Body, Reply};
 struct Mock {
     recorder: Recorder,
     flag_word: String,
+    ratelimit_headers: bool,
 }
 
 /// The text after the options in `--help`: what it serves and the test controls.
@@ -88,6 +89,11 @@ struct Args {
     /// The word `POST /v1/moderations` flags (a request's `x-mock-flag-word` overrides it).
     #[arg(long, value_name = "WORD", default_value = "forbidden")]
     flag_word: String,
+    /// Put OpenAI-style rate-limit headers on every API answer, errors included, with fixed
+    /// values (`reply::RATELIMIT_HEADERS`). A flag, not a request header: it holds for
+    /// requests the test does not write itself, such as a gateway's fallback call-outs.
+    #[arg(long)]
+    ratelimit_headers: bool,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -112,6 +118,7 @@ async fn main() {
     let mock = Arc::new(Mock {
         recorder: Recorder::default(),
         flag_word: args.flag_word,
+        ratelimit_headers: args.ratelimit_headers,
     });
     loop {
         let (stream, _) = match listener.accept().await {
@@ -193,7 +200,11 @@ async fn handle(
     } else {
         route(&method, &path, &body, &controls, &mock)
     };
-    Ok(reply::into_response(reply, &controls))
+    let mut response = reply::into_response(reply, &controls);
+    if mock.ratelimit_headers {
+        reply::add_ratelimit_headers(response.headers_mut());
+    }
+    Ok(response)
 }
 
 fn route(method: &Method, path: &str, body: &[u8], controls: &Controls, mock: &Mock) -> Reply {

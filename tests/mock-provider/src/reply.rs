@@ -87,6 +87,23 @@ pub fn forced_error(status: u16, controls: &Controls, anthropic: bool) -> Reply 
     }
 }
 
+/// The rate-limit headers `--ratelimit-headers` puts on every API answer: OpenAI's names, fixed
+/// values (a provider's own limits, far from any gateway budget a test sets).
+pub const RATELIMIT_HEADERS: [(&str, &str); 6] = [
+    ("x-ratelimit-limit-requests", "10000"),
+    ("x-ratelimit-remaining-requests", "9999"),
+    ("x-ratelimit-reset-requests", "6ms"),
+    ("x-ratelimit-limit-tokens", "30000000"),
+    ("x-ratelimit-remaining-tokens", "29999000"),
+    ("x-ratelimit-reset-tokens", "2ms"),
+];
+
+pub fn add_ratelimit_headers(headers: &mut hyper::HeaderMap) {
+    for (name, value) in RATELIMIT_HEADERS {
+        headers.insert(name, hyper::header::HeaderValue::from_static(value));
+    }
+}
+
 /// Turns a [`Reply`] into a hyper response, streaming SSE as the controls ask.
 pub fn into_response(reply: Reply, controls: &Controls) -> Response<Body> {
     match reply {

@@ -5,6 +5,7 @@ use std::hash::{DefaultHasher, Hasher};
 use serde_json::Value;
 
 use super::config::{ModelRouterConfig, Rule, Sticky, Target};
+use crate::token_count::budget::RATELIMIT_TOKEN_HEADERS;
 use crate::ApiError;
 
 /// The routing rules, compiled.
@@ -136,6 +137,16 @@ pub fn fallback_answered(status: u16, content_type: Option<&str>) -> bool {
     status != 0
         && content_type
             .is_none_or(|t| t.starts_with("application/json") || t.starts_with("text/event-stream"))
+}
+
+/// Whether a header of a fallback provider's answer goes to the caller with it: `retry-after`
+/// and `x-ratelimit-*` do (the others were the provider's own business), but not the
+/// `x-ratelimit-*-tokens` ones when a gateway token budget stands for the request
+/// (`budgeted`): the caller gets the budget's there, as on an answer that needed no fallback
+/// (token-count writes them over the provider's).
+pub fn fallback_passes_header(name: &str, budgeted: bool) -> bool {
+    (name == "retry-after" || name.starts_with("x-ratelimit-"))
+        && !(budgeted && RATELIMIT_TOKEN_HEADERS.contains(&name))
 }
 
 /// The refusal for a body that names no model.
@@ -277,6 +288,45 @@ mod tests {
             err.message.contains("500 ms (the gateway saw 504)"),
             "{}",
             err.message
+        );
+    }
+
+    #[test]
+    fn a_fallback_passes_its_rate_limits_but_a_budget_tells_the_tokens() {
+        let passed = |budgeted| -> Vec<&str> {
+            [
+                "retry-after",
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+                "content-type",
+                "x-request-id",
+                "anthropic-ratelimit-tokens-limit",
+            ]
+            .into_iter()
+            .filter(|name| fallback_passes_header(name, budgeted))
+            .collect()
+        };
+        assert_eq!(
+            passed(false),
+            [
+                "retry-after",
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            ]
+        );
+        assert_eq!(
+            passed(true),
+            [
+                "retry-after",
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+            ]
         );
     }
 }
