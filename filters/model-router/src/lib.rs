@@ -385,10 +385,15 @@ impl RouteStream {
 
     /// The fallback's answer takes the held answer's place: its status and headers (the held
     /// ones all go: they were the failed target's) and its body, `held` bytes in Envoy's buffer.
+    /// A body over `max_body_bytes` is not written: the caller gets 502 `answer_too_large`
+    /// (`replace_held_answer`), with only the headers true of that error: `x-sluice-fallback`
+    /// (still true: the target it names answered, the gateway could not pass the answer on)
+    /// and the budget's, not the type, rate limits and token counts of an answer not sent.
     fn replace_held(retry: &Retry, answer: &FallbackAnswer) {
         let status = answer.status.to_string();
         let mut headers: Vec<(&str, &str)> = vec![(":status", status.as_str())];
-        headers.extend(answer.header_pairs(true));
+        let fits = http::fits(answer.body.len(), retry.max_body_bytes);
+        headers.extend(answer.header_pairs(fits));
         http::set_response_headers(&headers);
         http::replace_held_answer(
             retry.held_size,

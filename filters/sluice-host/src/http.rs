@@ -114,13 +114,19 @@ pub fn undeclared_hold_limit(max: u64) -> u64 {
     max - (max / 2).min(1 << 20)
 }
 
+/// Whether a body of `len` bytes may be written in place of a held answer whose filter holds at
+/// most `max` ([`replace_held_answer`] answers a longer one 502).
+pub fn fits(len: usize, max: u64) -> bool {
+    len as u64 <= max
+}
+
 /// Writes `body` in place of a held answer (`held` bytes in Envoy's buffer, its headers not
 /// sent yet), with its `content-length`. A body over `max` bytes is not written: Envoy holds no
 /// more than its buffer limit, and a held answer written over it takes Envoy down (1.40: the
 /// stream is torn down inside the host call). The answer then becomes
 /// [`ApiError::answer_too_large`] in `dialect`. Returns whether `body` was written.
 pub fn replace_held_answer(held: usize, body: &[u8], max: u64, dialect: Dialect) -> bool {
-    if body.len() as u64 <= max {
+    if fits(body.len(), max) {
         set_response_body(held, body);
         set_response_header("content-length", Some(&body.len().to_string()));
         return true;

@@ -720,6 +720,62 @@ fn without_a_budget_a_fallback_answer_carries_the_providers_rate_limits() {
     }
 }
 
+/// A fallback's answer longer than model-router's `max_body_bytes` is not written in the held
+/// answer's place: the caller gets 502 `answer_too_large` with only the headers true of that
+/// error (`x-sluice-fallback`, the gateway's budget), none that told of the answer it does
+/// not get (its token counts, its provider's rate limits).
+#[test]
+fn a_fallback_answer_too_long_to_pass_is_a_502_with_an_errors_headers() {
+    const MAX: usize = 16 << 10;
+    let mut routes = fallback_routes();
+    routes["max_body_bytes"] = json!(MAX);
+    let (gw, _b) = budgeted_fallback_gateway(Some(routes));
+    // A request within the limit whose echo, framed as a chat.completion, is over it.
+    let body = |text: &str| {
+        json!({"model": "fb-1", "messages": [{"role": "user", "content": text}]}).to_string()
+    };
+    let text = "lorem ".repeat((MAX - body("").len() - 16) / 6);
+    let long = body(&text);
+    assert!(long.len() <= MAX && long.len() > MAX - 32, "{}", long.len());
+    let resp = http::post(
+        &gw.url("/v1/chat/completions"),
+        long.as_bytes(),
+        &[DEMO_AUTH, ("x-mock-status", "503")],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert_eq!(resp.json().unwrap()["error"]["code"], "answer_too_large");
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    let length: usize = resp.header("content-length").unwrap().parse().unwrap();
+    assert_eq!(length, resp.body.len());
+    // Still true: the fallback target answered (the gateway could not pass it on).
+    assert_eq!(
+        resp.header("x-sluice-fallback"),
+        Some("attempts=2; answered=mock_b")
+    );
+    assert_eq!(single(&resp, "x-ratelimit-limit-tokens"), Some("100000"));
+    for gone in [
+        "x-sluice-prompt-tokens",
+        "x-sluice-completion-tokens",
+        "x-sluice-token-source",
+        "x-ratelimit-limit-requests",
+        "retry-after",
+    ] {
+        assert_eq!(resp.header(gone), None, "{gone}: {:?}", resp.headers);
+    }
+    // The provider answered and billed: token-count settled the fallback's usage all the same.
+    let lines = gw.access_log_lines(1);
+    let line = lines.iter().find(|l| l["status"] == 502).unwrap();
+    assert_eq!(line["token_source"], "provider", "{line}");
+    let completion = line["completion_tokens"].as_str().unwrap_or_default();
+    assert!(completion.parse::<u64>().unwrap_or(0) > 1000, "{line}");
+    // A short one's fallback answer passes whole, with its own headers.
+    let resp = chat(&gw, "fb-1", &[("x-mock-status", "503")]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(resp.header("x-sluice-completion-tokens").is_some());
+    assert_eq!(resp.header("x-ratelimit-limit-requests"), Some("10000"));
+}
+
 #[test]
 fn sticky_by_header_keeps_each_user_on_one_target() {
     let (gw, b) = gateway(
