@@ -39,6 +39,7 @@ use sluice_core::token_count::usage::Delivered;
 use sluice_core::token_count::{COMPLETION_HEADER, PROMPT_HEADER, SOURCE_HEADER};
 use sluice_core::translate::{RequestFacts, StreamTranslator};
 use sluice_core::{ApiError, ConfigError, Dialect, StateKey};
+use sluice_host::held::{HeldAnswer, Piece};
 use sluice_host::metrics::Metrics;
 use sluice_host::{http, reply, state};
 
@@ -171,27 +172,17 @@ impl FallbackAnswer {
 /// How the answer is passed back.
 enum Answer {
     AsIs,
-    /// A JSON body translated whole, with its status; `declared`: its length was declared
-    /// (and is within what Envoy holds).
+    /// A JSON body held whole with its head to be translated (one too long to hold becomes
+    /// 502 `answer_too_large`), with its status.
     Json {
         status: u16,
-        declared: bool,
+        held: HeldAnswer,
     },
     /// A stream told in the caller's dialect, event by event.
     Stream(Box<dyn StreamTranslator>),
-    /// A JSON answer too long to hold for its translation: its headers say 502
-    /// `answer_too_large`, and its body becomes that error (the first piece) and nothing else.
-    TooLarge(Option<Vec<u8>>),
 }
 
 impl RouteStream {
-    /// Makes the answer's head (not sent yet) that of 502 `answer_too_large` in the caller's
-    /// dialect; returns the body to send in place of the answer's.
-    fn too_large_head(&self) -> Vec<u8> {
-        log::warn!("sluice model-router: an answer too long to translate: answered 502");
-        http::too_large_head(self.runtime.config.max_body_bytes, self.dialect)
-    }
-
     fn refuse(&self, err: &ApiError) -> Action {
         reply::send_error(err, self.dialect);
         Action::Pause
@@ -634,22 +625,13 @@ impl HttpContext for RouteStream {
         if !content_type.starts_with("application/json") {
             return Action::Continue;
         }
-        let max = self.runtime.config.max_body_bytes;
-        let declared = head
-            .get("content-length")
-            .and_then(|n| n.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max) {
-            // Envoy could not hold it whole to translate it (holding it would end the stream).
-            self.answer = Answer::TooLarge(Some(self.too_large_head()));
-            return Action::Continue;
-        }
         // Held with its headers until whole: the translation gets its own content-length,
-        // and one that would not fit can still become an error.
-        self.answer = Answer::Json {
-            status,
-            declared: declared.is_some(),
-        };
-        Action::Pause
+        // and one too long to hold or to write back can still become an error.
+        let max = self.runtime.config.max_body_bytes;
+        let held = HeldAnswer::start(head.get("content-length"), max, self.dialect);
+        let action = held.head_action();
+        self.answer = Answer::Json { status, held };
+        action
     }
 
     /// A held answer that ends with trailers has ended: as if its last body piece had come
@@ -673,10 +655,6 @@ impl HttpContext for RouteStream {
         let max = self.runtime.config.max_body_bytes;
         match &mut self.answer {
             Answer::AsIs => Action::Continue,
-            Answer::TooLarge(first) => {
-                http::set_response_body(body_size, &first.take().unwrap_or_default());
-                Action::Continue
-            }
             Answer::Stream(t) => {
                 let mut out = t.feed(&http::response_body(body_size).unwrap_or_default());
                 if end_of_stream {
@@ -686,17 +664,10 @@ impl HttpContext for RouteStream {
                 http::set_response_body(body_size, &out);
                 Action::Continue
             }
-            Answer::Json { status, declared } => {
-                if !end_of_stream {
-                    if !*declared && body_size as u64 > http::undeclared_hold_limit(max) {
-                        // Longer than could be told from its head (no length declared): the
-                        // error in its place, before Envoy's buffer fills.
-                        let error = self.too_large_head();
-                        http::set_response_body(body_size, &error);
-                        self.answer = Answer::TooLarge(None);
-                        return Action::Continue;
-                    }
-                    return Action::Pause;
+            Answer::Json { status, held } => {
+                match held.on_body(body_size, end_of_stream, max, self.dialect) {
+                    Piece::Done(action) => return action,
+                    Piece::Whole => {}
                 }
                 let status = *status;
                 self.answer = Answer::AsIs;
