@@ -89,8 +89,10 @@ build: wasm
 	cargo build -p mock-provider -p sluice-ratelimit -p sluice-harness --bins
 
 # The configs made from envoy/sluice.yaml: envoy/alone/*.yaml and envoy/sluice-ecds.yaml below
-# their header comments (tests/harness/src/configs.rs). Run it after changing sluice.yaml;
-# tests/configs.rs fails while one differs from what it writes.
+# their header comments, and the local_reply_config mappers of envoy/bare.yaml,
+# envoy/own-envoy.yaml, envoy/sluice-ratelimit.yaml and examples/istio/sluice-local-replies.yaml
+# (tests/harness/src/configs.rs). Run it after changing sluice.yaml; tests/configs.rs fails
+# while one differs from what it writes.
 configs:
 	@cargo run --quiet -p sluice-harness --bin sluice-dev -- configs
 

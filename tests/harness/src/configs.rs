@@ -1,10 +1,15 @@
 //! The shipped configs made from `envoy/sluice.yaml`, so that they cannot drift from the chain.
-//! `make configs` (`sluice-dev configs`) writes them; a test checks that each checked-in file
-//! is what it would write (tests/configs.rs).
+//! `make configs` (`sluice-dev configs`) writes them; tests check that each checked-in file is
+//! what it would write (tests/configs.rs; the Istio patch in tests/istio_examples.rs).
 //!
 //! - `envoy/alone/*.yaml`, each filter alone ([`crate::alone`]), and `envoy/sluice-ecds.yaml`,
 //!   the hot-swap layout ([`crate::ecds::layout_body`]): everything after the file's header
 //!   comment is made from the chain (from `node:` on); the header comment stays as written.
+//! - `envoy/bare.yaml`, `envoy/own-envoy.yaml`, `envoy/sluice-ratelimit.yaml` and the Istio
+//!   EnvoyFilter `examples/istio/sluice-local-replies.yaml`: only the body of their one
+//!   `local_reply_config:` (the mappers of Envoy's own local replies) is the chain's, indented
+//!   as the file has that key; the rest of each file, the comments above the key included, is
+//!   its own.
 //!
 //! The files stay whole, standalone configs (users read them, `envsubst` them and copy blocks
 //! out of them): nothing is included when Envoy loads them.
@@ -17,6 +22,14 @@ pub const REGENERATE: &str = "make configs";
 /// The chain every generated config is made from.
 pub const CHAIN: &str = "envoy/sluice.yaml";
 
+/// The configs that carry the chain's local-reply mappers and are otherwise their own.
+pub const LOCAL_REPLIES: [&str; 4] = [
+    "envoy/bare.yaml",
+    "envoy/own-envoy.yaml",
+    "envoy/sluice-ratelimit.yaml",
+    "examples/istio/sluice-local-replies.yaml",
+];
+
 /// The hot-swap layout.
 pub const HOT_SWAP: &str = "envoy/sluice-ecds.yaml";
 
@@ -26,6 +39,8 @@ enum Made {
     Alone(&'static alone::Alone),
     /// Everything after its header comment: the chain with every Sluice entry through ECDS.
     HotSwap,
+    /// The body of its `local_reply_config:` only.
+    LocalReplies,
 }
 
 /// One file `make configs` writes (a path relative to the repo).
@@ -46,6 +61,7 @@ impl Generated {
                 "below its header comment: {CHAIN} with each Sluice filter entry through \
                  config_discovery"
             ),
+            Made::LocalReplies => format!("its local_reply_config mappers: {CHAIN}'s"),
         }
     }
 
@@ -77,6 +93,11 @@ impl Generated {
                 ))?;
                 Ok(format!("{header}{}", ecds::layout_body(chain_body)?))
             }
+            Made::LocalReplies => {
+                let text = old.ok_or_else(|| format!("{}: no such file", self.path))?;
+                let mappers = local_replies(chain).map_err(|e| format!("{CHAIN}: {e}"))?;
+                set_local_replies(text, &mappers).map_err(|e| format!("{}: {e}", self.path))
+            }
         }
     }
 }
@@ -94,6 +115,10 @@ pub fn generated() -> Vec<Generated> {
         path: HOT_SWAP.to_owned(),
         made: Made::HotSwap,
     });
+    all.extend(LOCAL_REPLIES.iter().map(|path| Generated {
+        path: (*path).to_owned(),
+        made: Made::LocalReplies,
+    }));
     all
 }
 
@@ -178,9 +203,117 @@ pub fn split_header(text: &str) -> crate::Result<(&str, &str)> {
     }
 }
 
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start_matches(' ').len()
+}
+
+/// The line index of the one `local_reply_config:` key with a body (an anchor after it is
+/// fine; `local_reply_config: *alias` lines are not blocks), and the index past its body: the
+/// lines below it indented deeper, blank lines between them included.
+fn local_reply_span(lines: &[&str]) -> crate::Result<(usize, usize)> {
+    let is_key = |l: &&str| {
+        let t = l.trim();
+        t == "local_reply_config:"
+            || t.strip_prefix("local_reply_config: &")
+                .is_some_and(|anchor| !anchor.is_empty() && !anchor.contains(' '))
+    };
+    let keys: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines.get(i).is_some_and(is_key))
+        .collect();
+    let &[at] = keys.as_slice() else {
+        return Err(format!(
+            "{} `local_reply_config:` blocks, not one",
+            keys.len()
+        ));
+    };
+    let key_indent = lines.get(at).map_or(0, |l| indent(l));
+    let mut end = at + 1;
+    for (i, line) in lines.iter().enumerate().skip(at + 1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if indent(line) <= key_indent {
+            break;
+        }
+        end = i + 1;
+    }
+    if end == at + 1 {
+        return Err("its `local_reply_config:` is empty".to_owned());
+    }
+    Ok((at, end))
+}
+
+/// The body of the chain's `local_reply_config:` (the lines below the key), at the chain's
+/// indentation, and that of the key.
+pub fn local_replies(chain: &str) -> crate::Result<(String, usize)> {
+    let lines: Vec<&str> = chain.split_inclusive('\n').collect();
+    let (at, end) = local_reply_span(&lines)?;
+    let body = lines.get(at + 1..end).unwrap_or_default().concat();
+    Ok((body, lines.get(at).map_or(0, |l| indent(l))))
+}
+
+/// `text` with the body of its `local_reply_config:` replaced by `mappers` (a body and the
+/// indentation of its key, as [`local_replies`] gives them), re-indented to `text`'s key.
+pub fn set_local_replies(text: &str, mappers: &(String, usize)) -> crate::Result<String> {
+    let (body, from) = mappers;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let (at, end) = local_reply_span(&lines)?;
+    let to = lines.get(at).map_or(0, |l| indent(l));
+    let mut out = lines.get(..=at).unwrap_or_default().concat();
+    for line in body.split_inclusive('\n') {
+        if line.trim().is_empty() {
+            out.push_str(if line.ends_with('\n') { "\n" } else { "" });
+        } else {
+            // Every line of the body is indented deeper than its key (local_reply_span).
+            out.push_str(&" ".repeat(to));
+            out.push_str(line.get(*from..).unwrap_or(line));
+        }
+    }
+    out.push_str(&lines.get(end..).unwrap_or_default().concat());
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CHAIN_TEXT: &str = "node: {}\nhcm:\n  # the mappers\n  local_reply_config: &lr\n    mappers:\n    # one\n    - a: 1\n\n      b: 2\n\n  route_config: {}\ninner:\n  local_reply_config: *lr\n";
+
+    #[test]
+    fn takes_the_one_local_reply_block() {
+        let (body, indent) = local_replies(CHAIN_TEXT).unwrap();
+        assert_eq!(body, "    mappers:\n    # one\n    - a: 1\n\n      b: 2\n");
+        assert_eq!(indent, 2);
+        assert!(local_replies("a:\n  local_reply_config: *lr\n").is_err());
+        assert!(local_replies("a:\n  local_reply_config:\nb: 1\n").is_err());
+        let two = "a:\n  local_reply_config:\n    x: 1\nb:\n  local_reply_config:\n    x: 1\n";
+        assert!(local_replies(two)
+            .unwrap_err()
+            .contains("2 `local_reply_config:`"));
+    }
+
+    #[test]
+    fn writes_it_at_the_targets_indentation_keeping_the_rest() {
+        let mappers = local_replies(CHAIN_TEXT).unwrap();
+        let target = "# mine\nspec:\n  value:\n      # my words\n      local_reply_config:\n        old: 1\n\n        older: 2\n      other: 3\n";
+        let out = set_local_replies(target, &mappers).unwrap();
+        assert_eq!(
+            out,
+            "# mine\nspec:\n  value:\n      # my words\n      local_reply_config:\n        mappers:\n        # one\n        - a: 1\n\n          b: 2\n      other: 3\n"
+        );
+        // The same YAML, wherever it stands.
+        let parse = |t: &str| serde_norway::from_str::<serde_json::Value>(t).unwrap();
+        assert_eq!(
+            parse(&out)["spec"]["value"]["local_reply_config"],
+            parse(CHAIN_TEXT)["hcm"]["local_reply_config"]
+        );
+        // An anchor on the target's key stays; a shallower target works too.
+        let anchored = "a:\n local_reply_config: &x\n  y: 1\n";
+        assert_eq!(
+            set_local_replies(anchored, &mappers).unwrap(),
+            "a:\n local_reply_config: &x\n   mappers:\n   # one\n   - a: 1\n\n     b: 2\n"
+        );
+    }
 
     #[test]
     fn a_header_is_comments_only() {

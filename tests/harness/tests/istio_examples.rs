@@ -312,9 +312,22 @@ fn phases_and_priorities_give_the_chain_order() {
     );
 }
 
-/// The Istio EnvoyFilter carries exactly envoy/sluice.yaml's local-reply mappers.
+/// The Istio EnvoyFilter carries exactly envoy/sluice.yaml's local-reply mappers: its
+/// `local_reply_config` is what `make configs` writes from the chain, and the patch parses to
+/// the very `local_reply_config` of the chain's listener.
 #[test]
-fn the_istio_local_reply_patch_equals_the_shipped_mappers() {
+fn the_istio_local_reply_patch_is_made_from_the_shipped_mappers() {
+    let file = sluice_harness::configs::generated()
+        .into_iter()
+        .find(|g| g.path == "examples/istio/sluice-local-replies.yaml")
+        .unwrap();
+    if let Some(stale) = sluice_harness::configs::stale(&file).unwrap() {
+        panic!(
+            "{stale}\nits mappers are made from envoy/sluice.yaml's: change them there, then \
+             rewrite this file's with `{}` (the rest of it stays)",
+            sluice_harness::configs::REGENERATE
+        );
+    }
     let read = |p: &str| std::fs::read_to_string(paths::repo().join(p)).unwrap();
     let rendered = sluice_harness::envoy::render_template(
         "envoy/sluice.yaml",

@@ -18,8 +18,8 @@
 //! `envoy/alone/moderation.yaml`, one filter alone); it is rendered as sluice.yaml is.
 //!
 //! configs (`make configs`): rewrites the configs made from envoy/sluice.yaml (each filter
-//! alone in envoy/alone/, the hot-swap layout), keeping their header comments (see
-//! `sluice_harness::configs`).
+//! alone in envoy/alone/, the hot-swap layout, and the local-reply mappers of the others and of
+//! the Istio EnvoyFilter), keeping what is each file's own (see `sluice_harness::configs`).
 //!
 //! bench: see `sluice_harness::bench`.
 
