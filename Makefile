@@ -27,7 +27,7 @@ ISTIO_SCHEMA := tests/istio-schema
 # The hot-swap layout (make run-ecds, make swap): resource files and builds for ECDS.
 ECDS_DIR     ?= .sluice/ecds
 
-.PHONY: .rust-targets .oci-tools .redis help setup build wasm test lint unit-test wasm-unit-test integration-test run run-ecds swap bench clean key-digest oci oci-push istio-manifests
+.PHONY: .rust-targets .oci-tools .redis help setup build wasm test lint configs unit-test wasm-unit-test integration-test run run-ecds swap bench clean key-digest oci oci-push istio-manifests
 
 help:
 	@echo "make run    build everything, start Envoy with the whole chain in front of the mock provider"
@@ -40,6 +40,7 @@ help:
 	@echo "make oci    every filter as OCI image layouts in $(OCI_DIR)/<filter> (tags $(TAG), $(TAG)-artifact)"
 	@echo "make oci-push REGISTRY=host/path [TAG=...] [SKOPEO_FLAGS=...]   push them, render the Istio manifests"
 	@echo "make istio-manifests REGISTRY=host/path [TAG=...]   examples/istio rendered into $(ISTIO_OUT)"
+	@echo "make configs   rewrite the configs made from envoy/sluice.yaml (after changing it; a test checks them)"
 
 # ---- setup (idempotent; a second run takes seconds) ----
 setup: .rust-targets $(VENV)/.installed $(WBG_RUNNER).$(WASM_BINDGEN_VERSION) .oci-tools .redis $(ISTIO_SCHEMA)/node_modules/.installed
@@ -86,6 +87,14 @@ wasm: .rust-targets
 
 build: wasm
 	cargo build -p mock-provider -p sluice-ratelimit -p sluice-harness --bins
+
+# The configs made from envoy/sluice.yaml: envoy/alone/*.yaml and envoy/sluice-ecds.yaml below
+# their header comments, and the local_reply_config mappers of envoy/bare.yaml,
+# envoy/own-envoy.yaml, envoy/sluice-ratelimit.yaml and examples/istio/sluice-local-replies.yaml
+# (tests/harness/src/configs.rs). Run it after changing sluice.yaml; tests/configs.rs fails
+# while one differs from what it writes.
+configs:
+	@cargo run --quiet -p sluice-harness --bin sluice-dev -- configs
 
 # ---- test ----
 test: setup lint unit-test wasm-unit-test build integration-test

@@ -1,6 +1,7 @@
 //! The configs in `envoy/alone/`: each Sluice filter alone, made from `envoy/sluice.yaml` so that
-//! they cannot drift from the chain. `sluice-dev alone` writes them (keeping each file's own
-//! header comment); a test (tests/configs.rs) checks that each file is what it would write.
+//! they cannot drift from the chain. `make configs` writes them (keeping each file's own header
+//! comment; see [`crate::configs`]); a test (tests/configs.rs) checks that each file is what it
+//! would write.
 //!
 //! A config alone is the chain config from `node:` on with only the filter's `http_filters`
 //! entries kept ([`only_filters`]: plus Envoy's decompressor and router), on every listener.
@@ -9,7 +10,6 @@
 //! sends requests there, and without model-router nothing removes a caller's `x-sluice-cluster`,
 //! so a caller could send a request into that listener by naming the cluster.
 
-use crate::paths;
 use crate::render::only_filters;
 
 /// One filter alone.
@@ -22,9 +22,6 @@ pub struct Alone {
 
 /// Where they are, relative to the repo.
 pub const DIR: &str = "envoy/alone";
-
-/// The command that rewrites them.
-pub const REGENERATE: &str = "cargo run -p sluice-harness --bin sluice-dev -- alone";
 
 pub const CONFIGS: [Alone; 5] = [
     Alone {
@@ -59,10 +56,10 @@ impl Alone {
     }
 }
 
-/// What follows the header comment of a config alone, made from the text of `envoy/sluice.yaml`.
+/// What follows the header comment of a config alone, made from the text of `envoy/sluice.yaml`
+/// from `node:` on.
 pub fn body(chain: &str, entries: &[&str]) -> crate::Result<String> {
-    let (_, chain_body) = split_header(chain)?;
-    let mut out = only_filters(chain_body, entries);
+    let mut out = only_filters(chain, entries);
     for entry in entries {
         if !out.contains(&format!("          - name: {entry}\n")) {
             return Err(format!(
@@ -101,103 +98,6 @@ fn set_comment(text: &str, head: &str, comment: &str) -> crate::Result<String> {
         kept.pop();
     }
     Ok(format!("{}{comment}{from}", kept.concat()))
-}
-
-/// A config's leading comment (comment and blank lines) and the rest, which starts at `node:`.
-pub fn split_header(text: &str) -> crate::Result<(&str, &str)> {
-    let at = if text.starts_with("node:") {
-        0
-    } else {
-        text.find("\nnode:")
-            .map(|at| at + 1)
-            .ok_or("no top-level `node:`")?
-    };
-    let (header, rest) = text.split_at(at);
-    match header
-        .lines()
-        .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
-    {
-        Some(line) => Err(format!(
-            "only comment lines may come before `node:`, not {line:?}"
-        )),
-        None => Ok((header, rest)),
-    }
-}
-
-/// The text of a config alone: `header` then its body.
-pub fn config(chain: &str, alone: &Alone, header: &str) -> crate::Result<String> {
-    Ok(format!("{header}{}", body(chain, alone.entries)?))
-}
-
-/// The configs in `envoy/alone/` that are not what [`body`] makes (after their header), with
-/// why; empty when all are current.
-pub fn stale() -> crate::Result<Vec<String>> {
-    let chain = read("envoy/sluice.yaml")?;
-    let mut out = Vec::new();
-    for alone in &CONFIGS {
-        let path = alone.path();
-        let text = match std::fs::read_to_string(paths::repo().join(&path)) {
-            Ok(text) => text,
-            Err(e) => {
-                out.push(format!("{path}: {e}"));
-                continue;
-            }
-        };
-        let (_, body_now) = split_header(&text).map_err(|e| format!("{path}: {e}"))?;
-        let want = body(&chain, alone.entries)?;
-        if body_now != want {
-            let line = body_now
-                .lines()
-                .zip(want.lines())
-                .position(|(a, b)| a != b)
-                .unwrap_or(body_now.lines().count().min(want.lines().count()));
-            out.push(format!(
-                "{path}: differs from envoy/sluice.yaml with only {:?} from its line {} after \
-                 the header",
-                alone.entries,
-                line + 1
-            ));
-        }
-    }
-    Ok(out)
-}
-
-/// Rewrites every config in `envoy/alone/` from `envoy/sluice.yaml`, keeping each file's header
-/// comment (a new file gets a one-line one); says what it did, file by file.
-pub fn write_all() -> crate::Result<Vec<String>> {
-    let chain = read("envoy/sluice.yaml")?;
-    let dir = paths::repo().join(DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let mut done = Vec::new();
-    for alone in &CONFIGS {
-        let path = alone.path();
-        let full = paths::repo().join(&path);
-        let old = std::fs::read_to_string(&full).ok();
-        let header = match &old {
-            Some(text) => split_header(text)
-                .map_err(|e| format!("{path}: {e}"))?
-                .0
-                .to_owned(),
-            None => format!(
-                "# {} alone: envoy/sluice.yaml with only {}.\n",
-                alone.file.trim_end_matches(".yaml"),
-                alone.entries.join(", ")
-            ),
-        };
-        let text = config(&chain, alone, &header)?;
-        if old.as_deref() == Some(text.as_str()) {
-            done.push(format!("{path}: unchanged"));
-        } else {
-            std::fs::write(&full, text).map_err(|e| format!("cannot write {path}: {e}"))?;
-            done.push(format!("{path}: written"));
-        }
-    }
-    Ok(done)
-}
-
-fn read(path: &str) -> crate::Result<String> {
-    std::fs::read_to_string(paths::repo().join(path))
-        .map_err(|e| format!("cannot read {path}: {e}"))
 }
 
 /// Drops the block that starts at the line `head` (a key, or a list item `- …`): that line, the
@@ -257,15 +157,5 @@ mod tests {
             set_comment(text, "  - name: d", "  # two\n").unwrap(),
             "a: 1\n\nb:\n- x\n  y: 2\n\nc:\n  # two\n  - name: d\n    e: 1\n  - name: f\n"
         );
-    }
-
-    #[test]
-    fn a_header_is_comments_only() {
-        assert_eq!(
-            split_header("# a\n\n# b\nnode:\n  x\n").unwrap(),
-            ("# a\n\n# b\n", "node:\n  x\n")
-        );
-        assert_eq!(split_header("node:\n").unwrap(), ("", "node:\n"));
-        assert!(split_header("x: 1\nnode:\n").is_err());
     }
 }

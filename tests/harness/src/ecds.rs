@@ -109,6 +109,64 @@ pub const KEY_INJECTION_ENV: [&str; 4] = [
 const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 const EXTENSION_TYPE: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 
+/// An `http_filters` entry of the shipped configs.
+const ENTRY: &str = "          - name: ";
+/// A line inside such an entry.
+const IN_ENTRY: &str = "            ";
+
+/// envoy/sluice-ecds.yaml below its header comment (`make configs` writes it): `chain`, the
+/// text of envoy/sluice.yaml from `node:` on, with the body of each Sluice filter entry (its
+/// `typed_config`, comments in it too) replaced by `config_discovery` from its resource file in
+/// `${ECDS_DIR}`. Every other line is the chain's.
+pub fn layout_body(chain: &str) -> crate::Result<String> {
+    let mut out = String::with_capacity(chain.len());
+    let mut in_entry = false;
+    let mut seen: Vec<&str> = Vec::new();
+    // Blank lines after an entry's body: the entry's if more of its body follows.
+    let mut blank = String::new();
+    for line in chain.split_inclusive('\n') {
+        if in_entry && line.trim().is_empty() {
+            blank.push_str(line);
+            continue;
+        }
+        if in_entry && line.starts_with(IN_ENTRY) {
+            blank.clear();
+            continue;
+        }
+        in_entry = false;
+        out.push_str(&blank);
+        blank.clear();
+        out.push_str(line);
+        let Some(name) = line.strip_prefix(ENTRY).map(str::trim) else {
+            continue;
+        };
+        if !name.starts_with("sluice.") {
+            continue;
+        }
+        let r = RESOURCES
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| format!("envoy/sluice.yaml: no ECDS resource for the entry {name}"))?;
+        out.push_str(&format!(
+            "{IN_ENTRY}config_discovery:
+{IN_ENTRY}  config_source:
+{IN_ENTRY}    path_config_source:
+{IN_ENTRY}      path: ${{ECDS_DIR}}/{file}
+{IN_ENTRY}      watched_directory: {{ path: ${{ECDS_DIR}} }}
+{IN_ENTRY}  type_urls: [{WASM_TYPE}]
+",
+            file = r.file
+        ));
+        seen.push(r.name);
+        in_entry = true;
+    }
+    out.push_str(&blank);
+    match RESOURCES.iter().find(|r| !seen.contains(&r.name)) {
+        Some(r) => Err(format!("envoy/sluice.yaml has no entry {}", r.name)),
+        None => Ok(out),
+    }
+}
+
 /// The entries `FILTER` names: a filter (`token-count`; `key-injection` is both its roles) or
 /// one role (`key-injection.inject`); `_` and `-` alike.
 pub fn resources_of(filter: &str) -> crate::Result<Vec<Resource>> {
@@ -412,6 +470,36 @@ pub fn swap(dir: &Path, swap: &Swap) -> crate::Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_layout_is_the_chain_with_each_sluice_entry_through_ecds() {
+        // Every resource's entry, one of them with a comment inside and a blank line after.
+        let mut chain = String::from("node: {}\n          http_filters:\n");
+        for r in &RESOURCES {
+            chain.push_str(&format!(
+                "          # {}\n{ENTRY}{}\n{IN_ENTRY}typed_config:\n{IN_ENTRY}  # inside\n{IN_ENTRY}  x: 1\n",
+                r.filter, r.name
+            ));
+        }
+        chain.push_str("\n          - name: envoy.filters.http.router\n            typed_config: {}\n  clusters: []\n");
+        let out = layout_body(&chain).unwrap();
+        assert!(!out.contains("inside") && !out.contains("x: 1"), "{out}");
+        assert_eq!(out.matches("config_discovery:").count(), RESOURCES.len());
+        assert!(out.contains(
+            "          # moderation\n          - name: sluice.moderation\n            config_discovery:\n              config_source:\n                path_config_source:\n                  path: ${ECDS_DIR}/moderation.json\n                  watched_directory: { path: ${ECDS_DIR} }\n              type_urls: [type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm]\n          # model-router\n"
+        ), "{out}");
+        // Envoy's own entries and the blank line before the router stay.
+        assert!(out.ends_with("]\n\n          - name: envoy.filters.http.router\n            typed_config: {}\n  clusters: []\n"), "{out}");
+        // A Sluice entry without a resource, or a resource without its entry: refused.
+        let unknown = chain.replace("sluice.moderation", "sluice.unknown");
+        assert!(layout_body(&unknown)
+            .unwrap_err()
+            .contains("sluice.unknown"));
+        let fewer = chain.replace("sluice.moderation", "envoy.moderation");
+        assert!(layout_body(&fewer)
+            .unwrap_err()
+            .contains("no entry sluice.moderation"));
+    }
 
     #[test]
     fn filter_names_pick_entries() {

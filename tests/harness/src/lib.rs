@@ -8,6 +8,7 @@
 pub mod alone;
 mod announced;
 pub mod bench;
+pub mod configs;
 pub mod ecds;
 pub mod envoy;
 pub mod http;

@@ -11,7 +11,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_core::key_injection::config::KeyInjectionConfig;
 use sluice_core::model_router::config::ModelRouterConfig;
@@ -19,7 +18,7 @@ use sluice_core::moderation::config::ModerationConfig;
 use sluice_core::parse_config;
 use sluice_core::prompt_template::config::PromptTemplateConfig;
 use sluice_core::token_count::config::TokenCountConfig;
-use sluice_harness::paths;
+use sluice_harness::{oci, paths};
 
 const REGISTRY: &str = "registry.example.com/sluice";
 const TAG: &str = env!("CARGO_PKG_VERSION");
@@ -36,26 +35,13 @@ struct Rendered {
 
 fn render() -> Rendered {
     let dir = tempfile::tempdir().unwrap();
-    let oci = dir.path().join("oci");
-    std::fs::create_dir_all(&oci).unwrap();
-    let built = sluice_oci::build_all(&paths::wasm_dir(), &oci, TAG).unwrap();
-    let vars = sluice_oci::manifest_vars(&oci, REGISTRY, TAG).unwrap();
-    let out = dir.path().join("istio");
-    let written =
-        sluice_oci::render_dir(&paths::repo().join("examples/istio"), &out, &vars).unwrap();
-    let files = written
-        .iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(p).unwrap();
-            let docs = serde_norway::Deserializer::from_str(&text)
-                .map(|d| Value::deserialize(d).unwrap())
-                .collect();
-            (p.file_name().unwrap().to_string_lossy().into_owned(), docs)
-        })
-        .collect();
+    let layouts = dir.path().join("oci");
+    std::fs::create_dir_all(&layouts).unwrap();
+    let built = sluice_oci::build_all(&paths::wasm_dir(), &layouts, TAG).unwrap();
+    let files = oci::istio_manifests(&layouts, REGISTRY, TAG, &dir.path().join("istio")).unwrap();
     Rendered {
         _dir: dir,
-        oci,
+        oci: layouts,
         built,
         files,
     }
@@ -67,11 +53,6 @@ fn wasm_plugins(r: &Rendered) -> Vec<(&str, &Value)> {
         .flat_map(|(f, docs)| docs.iter().map(move |d| (f.as_str(), d)))
         .filter(|(_, d)| d["kind"] == "WasmPlugin")
         .collect()
-}
-
-/// The filter an `oci://…/<filter>:<tag>` url names.
-fn filter_of(url: &str) -> &str {
-    url.rsplit('/').next().unwrap().split(':').next().unwrap()
 }
 
 /// Feeds a pluginConfig to its filter's own config validation.
@@ -222,7 +203,7 @@ fn every_wasm_plugin_config_is_accepted_by_its_filter() {
     assert_eq!(plugins.len(), 10);
     for (file, p) in &plugins {
         let url = p["spec"]["url"].as_str().unwrap();
-        filter_accepts(filter_of(url), &p["spec"]["pluginConfig"])
+        filter_accepts(oci::image_filter(url), &p["spec"]["pluginConfig"])
             .unwrap_or_else(|e| panic!("{file}: {}: {e}", p["metadata"]["name"]));
     }
     // The same check refuses a config the filter would refuse at load.
@@ -245,7 +226,7 @@ fn every_sha256_is_the_digest_of_the_image_holding_the_built_wasm() {
     for (file, p) in wasm_plugins(&r) {
         let name = &p["metadata"]["name"];
         let url = p["spec"]["url"].as_str().unwrap();
-        let filter = filter_of(url);
+        let filter = oci::image_filter(url);
         assert_eq!(
             url,
             format!("oci://{REGISTRY}/{filter}:{TAG}"),
@@ -268,7 +249,7 @@ fn every_sha256_is_the_digest_of_the_image_holding_the_built_wasm() {
             "application/vnd.oci.image.layer.v1.tar+gzip"
         );
         let layer = sluice_oci::blob_path(&layout, layers[0]["digest"].as_str().unwrap());
-        let wasm = sluice_harness::oci::plugin_wasm_from_layer(&layer).unwrap();
+        let wasm = oci::plugin_wasm_from_layer(&layer).unwrap();
         let stem = filter.replace('-', "_");
         let built = std::fs::read(paths::wasm_dir().join(format!("{stem}.wasm"))).unwrap();
         assert!(wasm == built, "{file}: {name}: plugin.wasm differs");
@@ -289,24 +270,15 @@ fn phases_and_priorities_give_the_chain_order() {
         "sluice-token-count",
         "sluice-key-injection-inject",
     ];
-    let rank = |p: &str| {
-        ["AUTHN", "AUTHZ", "STATS", "UNSPECIFIED_PHASE"]
-            .iter()
-            .position(|x| *x == p)
-            .unwrap()
-    };
     let r = render();
     for (file, docs) in &r.files {
-        let mut seen: Vec<(String, usize, i64)> = docs
+        let mut seen: Vec<(String, (usize, i64))> = docs
             .iter()
             .filter(|d| d["kind"] == "WasmPlugin")
             .map(|d| {
-                let phase = d["spec"]["phase"].as_str().unwrap_or("UNSPECIFIED_PHASE");
-                let priority = d["spec"]["priority"].as_i64().unwrap_or(0);
                 (
                     d["metadata"]["name"].as_str().unwrap().to_owned(),
-                    rank(phase),
-                    priority,
+                    oci::istio_order(d).unwrap(),
                 )
             })
             .collect();
@@ -314,12 +286,12 @@ fn phases_and_priorities_give_the_chain_order() {
             continue;
         }
         // No two plugins may tie: Istio's order between them would be unspecified.
-        let mut keys: Vec<(usize, i64)> = seen.iter().map(|(_, r, p)| (*r, *p)).collect();
+        let mut keys: Vec<(usize, i64)> = seen.iter().map(|(_, key)| *key).collect();
         keys.sort_unstable();
         keys.dedup();
         assert_eq!(keys.len(), seen.len(), "{file}: two plugins tie");
-        seen.sort_by_key(|(_, phase, priority)| (*phase, -priority));
-        let order: Vec<&str> = seen.iter().map(|(n, _, _)| n.as_str()).collect();
+        seen.sort_by_key(|(_, key)| *key);
+        let order: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
         let want: Vec<&str> = chain
             .iter()
             .copied()
@@ -340,9 +312,22 @@ fn phases_and_priorities_give_the_chain_order() {
     );
 }
 
-/// The Istio EnvoyFilter carries exactly envoy/sluice.yaml's local-reply mappers.
+/// The Istio EnvoyFilter carries exactly envoy/sluice.yaml's local-reply mappers: its
+/// `local_reply_config` is what `make configs` writes from the chain, and the patch parses to
+/// the very `local_reply_config` of the chain's listener.
 #[test]
-fn the_istio_local_reply_patch_equals_the_shipped_mappers() {
+fn the_istio_local_reply_patch_is_made_from_the_shipped_mappers() {
+    let file = sluice_harness::configs::generated()
+        .into_iter()
+        .find(|g| g.path == "examples/istio/sluice-local-replies.yaml")
+        .unwrap();
+    if let Some(stale) = sluice_harness::configs::stale(&file).unwrap() {
+        panic!(
+            "{stale}\nits mappers are made from envoy/sluice.yaml's: change them there, then \
+             rewrite this file's with `{}` (the rest of it stays)",
+            sluice_harness::configs::REGENERATE
+        );
+    }
     let read = |p: &str| std::fs::read_to_string(paths::repo().join(p)).unwrap();
     let rendered = sluice_harness::envoy::render_template(
         "envoy/sluice.yaml",

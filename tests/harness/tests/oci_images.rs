@@ -13,9 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde_json::{json, Value};
-use sluice_harness::{envoy, http, paths, Envoy, MockProvider, DEMO_AUTH};
+use sluice_harness::{envoy, http, oci, paths, Envoy, MockProvider, DEMO_AUTH};
 
 const TAG: &str = env!("CARGO_PKG_VERSION");
 
@@ -190,7 +189,7 @@ fn module_of(layout: &Path, manifest: &Value) -> Vec<u8> {
                 layers[0]["mediaType"],
                 "application/vnd.oci.image.layer.v1.tar+gzip"
             );
-            sluice_harness::oci::plugin_wasm_from_layer(&sluice_oci::blob_path(
+            oci::plugin_wasm_from_layer(&sluice_oci::blob_path(
                 layout,
                 layers[0]["digest"].as_str().unwrap(),
             ))
@@ -221,9 +220,9 @@ fn module_of(layout: &Path, manifest: &Value) -> Vec<u8> {
 #[test]
 fn every_image_survives_a_registry_and_its_modules_run_the_chain_in_envoy() {
     let work = tempfile::tempdir().unwrap();
-    let oci = work.path().join("oci");
-    std::fs::create_dir_all(&oci).unwrap();
-    let built = build(&oci);
+    let layouts = work.path().join("oci");
+    std::fs::create_dir_all(&layouts).unwrap();
+    let built = build(&layouts);
     let registry = Registry::start();
     let mut pulled_modules: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut pushed = 0;
@@ -281,27 +280,20 @@ fn every_image_survives_a_registry_and_its_modules_run_the_chain_in_envoy() {
     }
     assert_eq!(pushed, 10);
 
-    // The gateway manifests rendered for this registry: their urls name the images just pushed.
-    let vars = sluice_oci::manifest_vars(&oci, &format!("127.0.0.1:{}/sluice", registry.port), TAG)
-        .unwrap();
-    let rendered = sluice_oci::render(
-        &std::fs::read_to_string(paths::repo().join("examples/istio/sluice-wasmplugins.yaml"))
-            .unwrap(),
-        &vars,
+    // The manifests rendered for this registry (as `make istio-manifests` renders them): the
+    // gateway's urls name the images just pushed.
+    let manifests = oci::istio_manifests(
+        &layouts,
+        &format!("127.0.0.1:{}/sluice", registry.port),
+        TAG,
+        &work.path().join("istio"),
     )
     .unwrap();
-    let mut plugins: Vec<Value> = serde_norway::Deserializer::from_str(&rendered)
-        .map(|d| Value::deserialize(d).unwrap())
-        .collect();
-    let rank = |p: &Value| {
-        let phase = p["spec"]["phase"].as_str().unwrap_or("UNSPECIFIED_PHASE");
-        let r = ["AUTHN", "AUTHZ", "STATS", "UNSPECIFIED_PHASE"]
-            .iter()
-            .position(|x| *x == phase)
-            .unwrap();
-        (r, -p["spec"]["priority"].as_i64().unwrap_or(0))
-    };
-    plugins.sort_by_key(rank);
+    let (_, mut plugins) = manifests
+        .into_iter()
+        .find(|(file, _)| file == "sluice-wasmplugins.yaml")
+        .unwrap();
+    plugins.sort_by_key(|p| oci::istio_order(p).unwrap());
     for p in &plugins {
         let url = p["spec"]["url"].as_str().unwrap();
         let remote = url.strip_prefix("oci://").unwrap();
@@ -380,7 +372,7 @@ fn chain_config(
     for p in plugins {
         let name = p["metadata"]["name"].as_str().unwrap();
         let url = p["spec"]["url"].as_str().unwrap();
-        let filter = url.rsplit('/').next().unwrap().split(':').next().unwrap();
+        let filter = oci::image_filter(url);
         let root_id = filter.replace('-', "_");
         let host_env: Vec<&str> = p["spec"]["vmConfig"]["env"]
             .as_array()

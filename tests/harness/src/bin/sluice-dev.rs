@@ -17,8 +17,9 @@
 //! run --config PATH: the same with another config of envoy/ in place of sluice.yaml (e.g.
 //! `envoy/alone/moderation.yaml`, one filter alone); it is rendered as sluice.yaml is.
 //!
-//! alone: rewrites the configs in envoy/alone/ (each filter alone) from envoy/sluice.yaml,
-//! keeping their header comments (see `sluice_harness::alone`).
+//! configs (`make configs`): rewrites the configs made from envoy/sluice.yaml (each filter
+//! alone in envoy/alone/, the hot-swap layout, and the local-reply mappers of the others and of
+//! the Istio EnvoyFilter), keeping what is each file's own (see `sluice_harness::configs`).
 //!
 //! bench: see `sluice_harness::bench`.
 
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use sluice_harness::envoy::{render_template, template_vars};
 use sluice_harness::{
-    alone, bench, demo_curl, ecds, paths, providers, Envoy, MockProvider, DEMO_KEY,
+    bench, configs, demo_curl, ecds, paths, providers, Envoy, MockProvider, DEMO_KEY,
 };
 
 fn env_port(name: &str, default: u16) -> Result<u16, String> {
@@ -160,7 +161,7 @@ fn run(layout: Layout) -> Result<(), String> {
     Ok(())
 }
 
-const USAGE: &str = "usage: sluice-dev run [--ecds | --config PATH] | alone | bench | swap \
+const USAGE: &str = "usage: sluice-dev run [--ecds | --config PATH] | configs | bench | swap \
                      --filter NAME [--dir DIR] [--wasm PATH] [--config PATH] [--unchecked]";
 
 /// `sluice-dev swap …`: see `ecds::swap`. With neither --wasm nor --config, the filter's
@@ -210,7 +211,7 @@ fn main() {
         "run" if rest.len() == 2 && rest.first().is_some_and(|a| a == "--config") => {
             run(Layout::Config(rest.get(1).cloned().unwrap_or_default()))
         }
-        "alone" if rest.is_empty() => alone::write_all().map(|done| {
+        "configs" if rest.is_empty() => configs::write_all().map(|done| {
             for line in done {
                 println!("{line}");
             }
