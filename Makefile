@@ -88,11 +88,12 @@ wasm: .rust-targets
 build: wasm
 	cargo build -p mock-provider -p sluice-ratelimit -p sluice-harness --bins
 
-# The configs made from envoy/sluice.yaml: envoy/alone/*.yaml and envoy/sluice-ecds.yaml below
-# their header comments, and the local_reply_config mappers of envoy/bare.yaml,
-# envoy/own-envoy.yaml, envoy/sluice-ratelimit.yaml and examples/istio/sluice-local-replies.yaml
-# (tests/harness/src/configs.rs). Run it after changing sluice.yaml; tests/configs.rs fails
-# while one differs from what it writes.
+# The configs made from envoy/sluice.yaml: envoy/alone/*.yaml, envoy/sluice-ecds.yaml and
+# envoy/sluice-ratelimit.yaml (the chain plus the global limit's parts, kept in
+# tests/harness/src/global_limits.rs) below their header comments, and the local_reply_config
+# mappers of envoy/bare.yaml, envoy/own-envoy.yaml and examples/istio/sluice-local-replies.yaml
+# (tests/harness/src/configs.rs). Run it after changing sluice.yaml or those parts;
+# tests/configs.rs fails while one differs from what it writes.
 configs:
 	@cargo run --quiet -p sluice-harness --bin sluice-dev -- configs
 

@@ -2,11 +2,13 @@
 //! `make configs` (`sluice-dev configs`) writes them; tests check that each checked-in file is
 //! what it would write (tests/configs.rs; the Istio patch in tests/istio_examples.rs).
 //!
-//! - `envoy/alone/*.yaml`, each filter alone ([`crate::alone`]), and `envoy/sluice-ecds.yaml`,
-//!   the hot-swap layout ([`crate::ecds::layout_body`]): everything after the file's header
-//!   comment is made from the chain (from `node:` on); the header comment stays as written.
-//! - `envoy/bare.yaml`, `envoy/own-envoy.yaml`, `envoy/sluice-ratelimit.yaml` and the Istio
-//!   EnvoyFilter `examples/istio/sluice-local-replies.yaml`: only the body of their one
+//! - `envoy/alone/*.yaml`, each filter alone ([`crate::alone`]), `envoy/sluice-ecds.yaml`, the
+//!   hot-swap layout ([`crate::ecds::layout_body`]), and `envoy/sluice-ratelimit.yaml`, the chain
+//!   plus Envoy's global rate limit ([`crate::global_limits::layout_body`]: its additions are
+//!   kept there): everything after the file's header comment is made from the chain (from
+//!   `node:` on); the header comment stays as written.
+//! - `envoy/bare.yaml`, `envoy/own-envoy.yaml` and the Istio EnvoyFilter
+//!   `examples/istio/sluice-local-replies.yaml`: only the body of their one
 //!   `local_reply_config:` (the mappers of Envoy's own local replies) is the chain's, indented
 //!   as the file has that key; the rest of each file, the comments above the key included, is
 //!   its own.
@@ -14,7 +16,7 @@
 //! The files stay whole, standalone configs (users read them, `envsubst` them and copy blocks
 //! out of them): nothing is included when Envoy loads them.
 
-use crate::{alone, ecds, paths};
+use crate::{alone, ecds, global_limits, paths};
 
 /// The command that rewrites them.
 pub const REGENERATE: &str = "make configs";
@@ -23,15 +25,17 @@ pub const REGENERATE: &str = "make configs";
 pub const CHAIN: &str = "envoy/sluice.yaml";
 
 /// The configs that carry the chain's local-reply mappers and are otherwise their own.
-pub const LOCAL_REPLIES: [&str; 4] = [
+pub const LOCAL_REPLIES: [&str; 3] = [
     "envoy/bare.yaml",
     "envoy/own-envoy.yaml",
-    "envoy/sluice-ratelimit.yaml",
     "examples/istio/sluice-local-replies.yaml",
 ];
 
 /// The hot-swap layout.
 pub const HOT_SWAP: &str = "envoy/sluice-ecds.yaml";
+
+/// The chain plus Envoy's global rate limit (token limits across many Envoys).
+pub const GLOBAL_LIMIT: &str = "envoy/sluice-ratelimit.yaml";
 
 /// How a generated file is made from the chain.
 enum Made {
@@ -39,6 +43,8 @@ enum Made {
     Alone(&'static alone::Alone),
     /// Everything after its header comment: the chain with every Sluice entry through ECDS.
     HotSwap,
+    /// Everything after its header comment: the chain plus Envoy's global rate limit.
+    GlobalLimit,
     /// The body of its `local_reply_config:` only.
     LocalReplies,
 }
@@ -60,6 +66,10 @@ impl Generated {
             Made::HotSwap => format!(
                 "below its header comment: {CHAIN} with each Sluice filter entry through \
                  config_discovery"
+            ),
+            Made::GlobalLimit => format!(
+                "below its header comment: {CHAIN} plus Envoy's global rate limit (its additions: \
+                 tests/harness/src/global_limits.rs)"
             ),
             Made::LocalReplies => format!("its local_reply_config mappers: {CHAIN}'s"),
         }
@@ -93,6 +103,15 @@ impl Generated {
                 ))?;
                 Ok(format!("{header}{}", ecds::layout_body(chain_body)?))
             }
+            Made::GlobalLimit => {
+                let header = header(format!(
+                    "# Sluice, global token limits: {CHAIN} plus Envoy's global rate limit.\n"
+                ))?;
+                Ok(format!(
+                    "{header}{}",
+                    global_limits::layout_body(chain_body)?
+                ))
+            }
             Made::LocalReplies => {
                 let text = old.ok_or_else(|| format!("{}: no such file", self.path))?;
                 let mappers = local_replies(chain).map_err(|e| format!("{CHAIN}: {e}"))?;
@@ -114,6 +133,10 @@ pub fn generated() -> Vec<Generated> {
     all.push(Generated {
         path: HOT_SWAP.to_owned(),
         made: Made::HotSwap,
+    });
+    all.push(Generated {
+        path: GLOBAL_LIMIT.to_owned(),
+        made: Made::GlobalLimit,
     });
     all.extend(LOCAL_REPLIES.iter().map(|path| Generated {
         path: (*path).to_owned(),

@@ -11,6 +11,7 @@ pub mod bench;
 pub mod configs;
 pub mod ecds;
 pub mod envoy;
+pub mod global_limits;
 pub mod http;
 pub mod mock;
 pub mod oci;

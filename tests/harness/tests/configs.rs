@@ -78,9 +78,9 @@ fn every_config_in_envoy_dir_is_checked() {
 }
 
 /// The configs made from envoy/sluice.yaml are what `make configs` writes from it: each filter
-/// alone and the hot-swap layout below their header comments, and the local-reply mappers of
-/// bare.yaml, own-envoy.yaml and sluice-ratelimit.yaml (the Istio patch's: istio_examples.rs).
-/// They cannot drift from the chain.
+/// alone, the hot-swap layout and the global-limit layout (sluice-ratelimit.yaml) below their
+/// header comments, and the local-reply mappers of bare.yaml and own-envoy.yaml (the Istio
+/// patch's: istio_examples.rs). They cannot drift from the chain.
 #[test]
 fn configs_made_from_the_chain_are_current() {
     let stale: Vec<String> = configs::generated()
@@ -92,7 +92,8 @@ fn configs_made_from_the_chain_are_current() {
         stale.is_empty(),
         "{}\nthese are made from envoy/sluice.yaml: change that file, then rewrite them with \
          `{}` (what is each file's own stays: header comments, and all but the mappers in \
-         bare.yaml, own-envoy.yaml and sluice-ratelimit.yaml)",
+         bare.yaml and own-envoy.yaml; sluice-ratelimit.yaml's own parts are kept in \
+         tests/harness/src/global_limits.rs)",
         stale.join("\n"),
         configs::REGENERATE
     );
@@ -108,6 +109,100 @@ fn configs_made_from_the_chain_are_current() {
     let mut shipped = SHIPPED.map(str::to_owned).to_vec();
     shipped.sort();
     assert_eq!(made, shipped);
+}
+
+/// envoy/sluice-ratelimit.yaml is envoy/sluice.yaml plus Envoy's global rate limit and nothing
+/// else (made so by `make configs`: configs_made_from_the_chain_are_current): parsed, with the
+/// runtime flag, the token charges on the virtual host llm, the rate-limit filter right after
+/// token-count and the rate-limit service's cluster taken out, it is the chain.
+#[test]
+fn global_limit_layout_is_the_shipped_chain_plus_the_limit() {
+    let parse = |t: &str| -> serde_json::Value { serde_norway::from_str(&rendered(t)).unwrap() };
+    let chain = parse("envoy/sluice.yaml");
+    let mut limited = parse("envoy/sluice-ratelimit.yaml");
+    let runtime = limited
+        .as_object_mut()
+        .unwrap()
+        .remove("layered_runtime")
+        .unwrap();
+    assert_eq!(
+        runtime["layers"][0]["static_layer"]
+            ["envoy.reloadable_features.enable_formatter_for_ratelimit_action_descriptor_value"],
+        true
+    );
+    let hcm = &mut limited["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"];
+    // The charges stand on the virtual host: every route of it, none of the fallback listener.
+    let host = &mut hcm["route_config"]["virtual_hosts"][0];
+    assert_eq!(host["name"], "llm");
+    let charges = host
+        .as_object_mut()
+        .unwrap()
+        .remove("typed_per_filter_config")
+        .unwrap();
+    let limits = &charges["envoy.filters.http.ratelimit"]["rate_limits"];
+    assert_eq!(charges.as_object().unwrap().len(), 1, "{charges}");
+    assert_eq!(limits.as_array().unwrap().len(), 2, "{limits}");
+    assert_eq!(limits[1]["apply_on_stream_done"], true);
+    let filters = hcm["http_filters"].as_array_mut().unwrap();
+    let at = filters
+        .iter()
+        .position(|f| f["name"] == "envoy.filters.http.ratelimit")
+        .unwrap();
+    assert_eq!(filters[at - 1]["name"], "sluice.token_count");
+    let filter = filters.remove(at);
+    assert_eq!(filter["typed_config"]["domain"], "sluice");
+    let clusters = limited["static_resources"]["clusters"]
+        .as_array_mut()
+        .unwrap();
+    let at = clusters
+        .iter()
+        .position(|c| c["name"] == "sluice_ratelimit")
+        .unwrap();
+    let cluster = clusters.remove(at);
+    assert!(
+        cluster.to_string().contains("\"port_value\":18081"),
+        "{cluster}"
+    );
+    assert!(
+        limited == chain,
+        "envoy/sluice-ratelimit.yaml less its additions is not envoy/sluice.yaml; first \
+         difference (its value, then the chain's): {}",
+        first_difference(&limited, &chain, "")
+    );
+}
+
+/// Where two JSON values first differ: a path and the two values there.
+fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: &str) -> String {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for key in keys {
+                let (p, q) = (x.get(key), y.get(key));
+                if p != q {
+                    let path = format!("{at}.{key}");
+                    return match (p, q) {
+                        (Some(p), Some(q)) => first_difference(p, q, &path),
+                        _ => {
+                            let show =
+                                |v: Option<&Value>| v.map_or("absent".to_owned(), Value::to_string);
+                            format!("{path}: {} against {}", show(p), show(q))
+                        }
+                    };
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                if p != q {
+                    return first_difference(p, q, &format!("{at}[{i}]"));
+                }
+            }
+        }
+        _ => {}
+    }
+    format!("{at}: {a} against {b}")
 }
 
 /// Each config in envoy/alone/ is envoy/sluice.yaml with only one filter's entries (plus Envoy's
