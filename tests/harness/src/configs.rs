@@ -178,14 +178,19 @@ pub fn stale(file: &Generated) -> crate::Result<Option<String>> {
 }
 
 /// Rewrites every generated file from the chain (keeping what is each file's own); says what it
-/// did, file by file.
+/// did, file by file. Every file is made before any is written: a chain one of them cannot be
+/// made from (an anchor gone) leaves them all as they were.
 pub fn write_all() -> crate::Result<Vec<String>> {
     let chain = read(CHAIN)?;
-    let mut done = Vec::new();
+    let mut made = Vec::new();
     for file in generated() {
         let full = paths::repo().join(&file.path);
         let old = std::fs::read_to_string(&full).ok();
         let text = file.make(&chain, old.as_deref())?;
+        made.push((file, full, old, text));
+    }
+    let mut done = Vec::new();
+    for (file, full, old, text) in made {
         if old.as_deref() == Some(text.as_str()) {
             done.push(format!("{}: unchanged", file.path));
         } else {
