@@ -44,6 +44,8 @@ pub struct InjectRuntime {
     /// Key cool-downs per provider index: this VM's copy of the shared data, refreshed on
     /// tick, updated at once when this VM sees a 401/429.
     cooldowns: RefCell<Vec<Cooldowns>>,
+    /// The longest error answer held whole to scrub (Envoy's buffer limit).
+    max_body_bytes: u64,
 }
 
 impl InjectRuntime {
@@ -84,6 +86,7 @@ impl sluice_host::Filter for KeyInjection {
                     next: Cell::new(0),
                     clock: Clock::new(),
                     cooldowns: RefCell::new(Vec::new()),
+                    max_body_bytes: config.max_body_bytes,
                 };
                 rt.refresh_cooldowns();
                 Runtime::Inject(rt)
@@ -115,7 +118,8 @@ impl sluice_host::Filter for KeyInjection {
             Runtime::Inject(_) => Box::new(InjectStream {
                 runtime,
                 used: None,
-                scrub_body: false,
+                scrub: Scrub::Off,
+                upstream: Dialect::OpenAi,
             }),
         }
     }
@@ -268,17 +272,21 @@ struct InjectStream {
     runtime: Rc<Runtime>,
     /// (provider index, key index) injected on this request.
     used: Option<(usize, usize)>,
-    /// The answer is an error: read it whole and scrub provider keys from it.
-    scrub_body: bool,
+    /// What becomes of the answer's body.
+    scrub: Scrub,
+    /// The dialect the request went upstream in (of the provider's error answers).
+    upstream: Dialect,
 }
 
-impl InjectStream {
-    fn inject_runtime(&self) -> Option<&InjectRuntime> {
-        match &*self.runtime {
-            Runtime::Inject(rt) => Some(rt),
-            Runtime::Authenticate { .. } => None,
-        }
-    }
+/// An error answer's body on its way through the inject role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scrub {
+    /// Not an error, or no key to scrub: passes.
+    Off,
+    /// An error: held whole, then provider keys are scrubbed from it.
+    Holding,
+    /// An error too long to hold: a short error took its place; the rest is dropped.
+    Dropping,
 }
 
 /// The refusal of a request whose consumer's models are restricted and whose model, named
@@ -350,6 +358,7 @@ impl HttpContext for InjectStream {
             return Action::Pause;
         }
         strip_caller_headers(injector.caller_headers(), &headers);
+        self.upstream = Dialect::from_path(headers.get(":path").unwrap_or_default());
         let Some(pi) = provider_for_request(injector, &headers) else {
             return Action::Continue;
         };
@@ -406,22 +415,38 @@ impl HttpContext for InjectStream {
         if !end_of_stream && !secrets.is_empty() {
             // The body may change length: drop content-length, Envoy re-frames it.
             http::set_response_header("content-length", None);
-            self.scrub_body = true;
+            self.scrub = Scrub::Holding;
         }
         Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.scrub_body {
-            return Action::Continue;
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        self.scrub_body = false;
-        let Some(rt) = self.inject_runtime() else {
+        let runtime = self.runtime.clone();
+        let Runtime::Inject(rt) = &*runtime else {
             return Action::Continue;
         };
+        match self.scrub {
+            Scrub::Off => return Action::Continue,
+            Scrub::Dropping => {
+                if body_size > 0 {
+                    http::set_response_body(body_size, &[]);
+                }
+                return Action::Continue;
+            }
+            Scrub::Holding if end_of_stream => self.scrub = Scrub::Off,
+            Scrub::Holding => {
+                if !http::past_undeclared_hold(false, body_size, rt.max_body_bytes) {
+                    return Action::Pause;
+                }
+                // Too long to hold whole and scrub (held on, it ends in Envoy's own 500): a
+                // short error takes its place, and nothing of its text (a key it may hold)
+                // passes.
+                let err = ApiError::error_answer_too_large(rt.max_body_bytes);
+                http::set_response_body(body_size, &err.body(self.upstream));
+                self.scrub = Scrub::Dropping;
+                return Action::Continue;
+            }
+        }
         let body = http::response_body(body_size).unwrap_or_default();
         if let Some(clean) = scrub(&body, &rt.injector.secrets()) {
             http::set_response_body(body_size, &clean);

@@ -414,12 +414,21 @@ impl RouteStream {
         };
         if retry.held_bodyless {
             retry.holding = false;
-            let headers: Vec<(&str, &str)> = answer
-                .header_pairs(true)
+            // Held or not, a fallback's answer over max_body_bytes is the same 502.
+            let fits = http::fits(answer.body.len(), retry.max_body_bytes);
+            let mut headers: Vec<(&str, &str)> = answer
+                .header_pairs(fits)
                 .filter(|(k, _)| *k != "content-length")
                 .collect();
-            let status = u32::from(answer.status);
-            if let Err(s) = hostcalls::send_http_response(status, headers, Some(&answer.body)) {
+            let error = (!fits).then(|| ApiError::answer_too_large(retry.max_body_bytes));
+            let (status, body) = match &error {
+                None => (u32::from(answer.status), answer.body.clone()),
+                Some(err) => {
+                    headers.push(("content-type", "application/json"));
+                    (u32::from(err.status()), err.body(retry.caller))
+                }
+            };
+            if let Err(s) = hostcalls::send_http_response(status, headers, Some(&body)) {
                 log::error!("sluice model-router: cannot send the fallback answer: {s:?}");
             }
             return;
@@ -645,8 +654,13 @@ impl HttpContext for RouteStream {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if let Some(retry) = self.retry.as_mut().filter(|r| r.holding) {
-            // The held first answer is replaced by the fallback's once it has ended.
-            retry.held_size = body_size;
+            // The held first answer is replaced by the fallback's once it has ended. Its body
+            // never goes out: dropped as it comes, so that a long one does not fill Envoy's
+            // buffer (that ends in Envoy's own 500).
+            if body_size > 0 {
+                http::set_response_body(body_size, &[]);
+            }
+            retry.held_size = 0;
             if !end_of_stream {
                 return Action::Pause;
             }

@@ -423,9 +423,7 @@ impl HttpContext for ModerationStream {
                             }
                         }
                     }
-                    if !declared
-                        && body_size as u64 > http::undeclared_hold_limit(rt.max_body_bytes)
-                    {
+                    if http::past_undeclared_hold(declared, body_size, rt.max_body_bytes) {
                         // No length declared, and nearly as long as Envoy holds: it goes on
                         // unchecked, counted, before Envoy's buffer fills.
                         self.count("answers_unchecked_total", &[]);
@@ -563,7 +561,7 @@ impl ModerationStream {
         if let Some(id) = cut {
             self.answer_cut(&id);
         }
-        if held && out.len() as u64 > rt.max_body_bytes {
+        if held && !http::fits(out.len(), rt.max_body_bytes) {
             http::replace_held_answer(body_size, &out, rt.max_body_bytes, self.dialect);
             self.count("answers_too_large_total", &[]);
             // What comes after the error is dropped.

@@ -154,14 +154,29 @@ impl ApiError {
         .with_code("request_too_large")
     }
 
-    /// The answer a caller gets when the gateway's rewrite of a held answer (values restored,
-    /// a translation) would be over `max` bytes: more than Envoy may hold.
+    /// The body that takes the place of a provider's error answer too long for the gateway to
+    /// hold whole (`max` bytes, less when its length is undeclared) and remove its credentials
+    /// from: its own text never passes (its status, already sent, stays).
+    pub fn error_answer_too_large(max: u64) -> Self {
+        Self::new(
+            ErrorKind::BadGateway,
+            format!(
+                "The provider's error answer was too long for the gateway to check (it holds at \
+                 most {max} bytes): its text is not passed on."
+            ),
+        )
+        .with_code("upstream_error_too_large")
+    }
+
+    /// The answer a caller gets when an answer the gateway holds whole to rewrite it (values
+    /// restored, a translation, a REST answer reduced) is, or would be once rewritten, longer
+    /// than it can hold (`max` bytes, less for an answer of undeclared length).
     pub fn answer_too_large(max: u64) -> Self {
         Self::new(
             ErrorKind::BadGateway,
             format!(
-                "The answer would be over {max} bytes once the gateway rewrote it: too large to \
-                 deliver whole."
+                "The answer is too long for the gateway to hold whole and rewrite (it holds at \
+                 most {max} bytes)."
             ),
         )
         .with_code("answer_too_large")

@@ -65,7 +65,7 @@ impl HeldAnswer {
             }
             HeldAnswer::Holding { .. } if end_of_stream => Piece::Whole,
             HeldAnswer::Holding { declared } => {
-                if !*declared && body_size as u64 > http::undeclared_hold_limit(max) {
+                if http::past_undeclared_hold(*declared, body_size, max) {
                     let error = too_large(max, dialect);
                     http::set_response_body(body_size, &error);
                     *self = HeldAnswer::TooLarge(None);
@@ -78,6 +78,6 @@ impl HeldAnswer {
 }
 
 fn too_large(max: u64, dialect: Dialect) -> Vec<u8> {
-    log::warn!("sluice: an answer too long to hold (over {max} bytes): answered 502");
+    log::warn!("sluice: an answer too long to hold whole (limit {max} bytes): answered 502");
     http::too_large_head(max, dialect)
 }

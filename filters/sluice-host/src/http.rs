@@ -114,6 +114,12 @@ pub fn undeclared_hold_limit(max: u64) -> u64 {
     max - (max / 2).min(1 << 20)
 }
 
+/// Whether a held answer must be let go or replaced now: no length was declared (`declared`
+/// false) and `body_size` bytes have come, past [`undeclared_hold_limit`].
+pub fn past_undeclared_hold(declared: bool, body_size: usize, max: u64) -> bool {
+    !declared && body_size as u64 > undeclared_hold_limit(max)
+}
+
 /// Whether a body of `len` bytes may be written in place of a held answer whose filter holds at
 /// most `max` ([`replace_held_answer`] answers a longer one 502).
 pub fn fits(len: usize, max: u64) -> bool {
@@ -193,6 +199,14 @@ pub fn response_body(len: usize) -> Option<Vec<u8>> {
     buffer(BufferType::HttpResponseBody, len)
 }
 
+/// `len` bytes of the answer's (buffered) body from `start`.
+pub fn response_body_range(start: usize, len: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpResponseBody, start, len).unwrap_or_else(|s| {
+        warn("get body", s);
+        None
+    })
+}
+
 /// Replaces the first `len` bytes of the response body with `bytes`.
 pub fn set_response_body(len: usize, bytes: &[u8]) {
     if let Err(s) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, len, bytes) {
@@ -211,7 +225,7 @@ pub fn set_request_body(len: usize, bytes: &[u8]) {
 /// `content-length`; refuses ([`ApiError::rewritten_too_large`], `how` it was rewritten) a
 /// body over `max` bytes, which Envoy would not send on.
 pub fn replace_request_body(held: usize, body: &[u8], max: u64, how: &str) -> Result<(), ApiError> {
-    if body.len() as u64 > max {
+    if !fits(body.len(), max) {
         return Err(ApiError::rewritten_too_large(max, how));
     }
     set_request_body(held, body);

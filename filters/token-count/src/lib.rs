@@ -130,6 +130,9 @@ enum Answer {
     Json {
         declared: bool,
     },
+    /// JSON too long to hold whole: passed on, its last bytes kept (up to
+    /// [`usage::TAIL_BYTES`]) to read its `usage` from at the end.
+    Tail(Vec<u8>),
     /// SSE: watched event by event.
     Stream(Box<StreamUsage>),
 }
@@ -451,6 +454,9 @@ impl HttpContext for TokenCountStream {
         self.release_uncounted();
         if ok(status) && !end_of_stream && content_type.starts_with("text/event-stream") {
             self.answer = Answer::Stream(Box::new(StreamUsage::new(self.dialect)));
+        } else if ok(status) && !end_of_stream && content_type.starts_with("application/json") {
+            // Too long to hold (declared over the limit): its usage is read from its end.
+            self.answer = Answer::Tail(Vec::new());
         }
         Action::Continue // an error answer has no usage to read
     }
@@ -472,14 +478,37 @@ impl HttpContext for TokenCountStream {
                 }
                 Action::Continue
             }
+            Answer::Tail(tail) => {
+                if body_size > 0 {
+                    if let Some(piece) = http::response_body(body_size) {
+                        tail.extend_from_slice(&piece);
+                        let over = tail.len().saturating_sub(usage::TAIL_BYTES);
+                        tail.drain(..over);
+                    }
+                }
+                if end_of_stream {
+                    let found = usage::from_json_tail(self.dialect, tail);
+                    match found.filter(|u| u.completion.is_some()) {
+                        Some(u) => self.usage = Some((u, Source::Provider)),
+                        None => log::warn!(
+                            "sluice token-count: an answer too long to hold reported no usage \
+                             at its end: its completion is not counted"
+                        ),
+                    }
+                    self.answer = Answer::Untracked;
+                }
+                Action::Continue
+            }
             Answer::Json { declared } => {
                 if !end_of_stream {
                     let max = self.runtime.max_body_bytes;
-                    if !*declared && body_size as u64 > http::undeclared_hold_limit(max) {
+                    if http::past_undeclared_hold(*declared, body_size, max) {
                         // Longer than its head could tell (no length declared): let go before
-                        // Envoy's buffer fills (that ends in Envoy's own 500), its completion
-                        // not counted, as for an answer declared too long.
-                        self.answer = Answer::Untracked;
+                        // Envoy's buffer fills (that ends in Envoy's own 500), its usage read
+                        // from its end, as for an answer declared too long.
+                        let start = body_size.saturating_sub(usage::TAIL_BYTES);
+                        let tail = http::response_body_range(start, body_size - start);
+                        self.answer = Answer::Tail(tail.unwrap_or_default());
                         self.release_uncounted();
                         return Action::Continue;
                     }

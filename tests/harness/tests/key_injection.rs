@@ -245,6 +245,43 @@ fn an_upstream_error_echoing_the_provider_key_is_scrubbed() {
     );
 }
 
+/// An error answer too long to hold whole and scrub (over 4 MiB, in pieces without a length)
+/// keeps its status, and a short JSON error takes the place of its text: no key it holds
+/// passes (held on, it ended in Envoy's own 500).
+#[test]
+fn an_upstream_error_too_long_to_scrub_is_replaced_not_passed() {
+    let gw = Gateway::start().unwrap();
+    let demo = bearer(sluice_harness::DEMO_KEY);
+    let piece = format!("{} sk-mock-upstream-1 ", "x".repeat(32 << 10));
+    let resp = chat(
+        &gw,
+        &[
+            ("authorization", &demo),
+            ("x-mock-status", "503"),
+            ("x-mock-error-body", &piece),
+            ("x-mock-reply-repeat", "140"),
+            ("x-mock-chunked", "1"),
+        ],
+    );
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    let v = resp.json().unwrap();
+    assert_eq!(v["error"]["code"], "upstream_error_too_large", "{v}");
+    for key in UPSTREAM_KEYS {
+        assert!(!resp.text().contains(key), "provider key leaked");
+    }
+    // A short one is scrubbed whole as before.
+    let resp = chat(
+        &gw,
+        &[
+            ("authorization", &demo),
+            ("x-mock-status", "503"),
+            ("x-mock-error-body", &piece),
+        ],
+    );
+    assert_eq!(resp.status, 503);
+    assert!(resp.text().contains("[REDACTED]"));
+}
+
 /// A provider key echoed in an error answer's headers is scrubbed too, not only in its body.
 #[test]
 fn an_upstream_error_echoing_the_provider_key_in_a_header_is_scrubbed() {

@@ -759,7 +759,6 @@ fn a_fallback_answer_too_long_to_pass_is_a_502_with_an_errors_headers() {
         "x-sluice-completion-tokens",
         "x-sluice-token-source",
         "x-ratelimit-limit-requests",
-        "retry-after",
     ] {
         assert_eq!(resp.header(gone), None, "{gone}: {:?}", resp.headers);
     }
@@ -769,11 +768,62 @@ fn a_fallback_answer_too_long_to_pass_is_a_502_with_an_errors_headers() {
     assert_eq!(line["token_source"], "provider", "{line}");
     let completion = line["completion_tokens"].as_str().unwrap_or_default();
     assert!(completion.parse::<u64>().unwrap_or(0) > 1000, "{line}");
+    // The same when the failed answer had no body (the fallback's goes out as a local reply).
+    let resp = http::post(
+        &gw.url("/v1/chat/completions"),
+        long.as_bytes(),
+        &[
+            DEMO_AUTH,
+            ("x-mock-status", "429"),
+            ("x-mock-error-body", ""),
+        ],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert_eq!(resp.json().unwrap()["error"]["code"], "answer_too_large");
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    assert_eq!(resp.header("x-sluice-prompt-tokens"), None);
+    assert_eq!(single(&resp, "x-ratelimit-limit-tokens"), Some("100000"));
     // A short one's fallback answer passes whole, with its own headers.
     let resp = chat(&gw, "fb-1", &[("x-mock-status", "503")]);
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert!(resp.header("x-sluice-completion-tokens").is_some());
     assert_eq!(resp.header("x-ratelimit-limit-requests"), Some("10000"));
+}
+
+/// The failed answer held while the fallback is asked is dropped as it comes, not buffered: a
+/// long one (over the 4 MiB Envoy holds, in pieces without a length) is replaced by the
+/// fallback's answer like a short one (held whole, it ended in Envoy's own 500). model-router
+/// alone: in the chain key-injection cuts such an error short first.
+#[test]
+fn a_long_failed_answer_is_replaced_by_the_fallbacks_all_the_same() {
+    let second = MockProvider::start().unwrap();
+    let mut plugin_configs = BTreeMap::new();
+    plugin_configs.insert("model_router".to_owned(), fallback_routes().to_string());
+    let gw = Gateway::start_with(&ChainOptions {
+        template: Some("envoy/alone/model-router.yaml".to_owned()),
+        plugin_configs,
+        extra_clusters: vec![("mock_b".to_owned(), second.port)],
+        ..ChainOptions::default()
+    })
+    .unwrap();
+    let piece = "x".repeat(32 << 10);
+    let resp = chat(
+        &gw,
+        "fb-1",
+        &[
+            ("x-mock-status", "503"),
+            ("x-mock-error-body", &piece),
+            ("x-mock-reply-repeat", "140"),
+            ("x-mock-chunked", "1"),
+        ],
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.header("x-sluice-fallback"),
+        Some("attempts=2; answered=mock_b")
+    );
+    assert_eq!(resp.json().unwrap()["object"], "chat.completion");
 }
 
 #[test]
@@ -945,22 +995,28 @@ fn an_answer_too_long_to_translate_is_a_clear_error_not_a_crash() {
     })
     .unwrap();
     let cheap = ("x-mock-count", "words");
-    // The mock's Anthropic answer is its echoed text plus a fixed frame.
+    // The mock's Anthropic answer is its echoed text plus a frame, measured at about the
+    // sizes asked (its numbers may grow with the text); each answer's length is checked.
     let anthropic = |text: &str| {
         json!({"model": "claude-sonnet-4-5", "max_tokens": 64,
                "messages": [{"role": "user", "content": text}]})
         .to_string()
     };
-    let probe = "x".repeat(1000);
-    let direct = http::post(
-        &gw.mock.url("/v1/messages"),
-        anthropic(&probe).as_bytes(),
-        &[cheap],
-    )
-    .unwrap();
-    let frame = direct.body.len() - 1000;
+    let direct_len = |text: &str| {
+        http::post(
+            &gw.mock.url("/v1/messages"),
+            anthropic(text).as_bytes(),
+            &[cheap],
+        )
+        .unwrap()
+        .body
+        .len()
+    };
+    let probe = "x".repeat(LIMIT - 8192);
+    let frame = direct_len(&probe) - probe.len();
     let ask_with = |answer_bytes: usize, chunked: bool| {
         let text = "x".repeat(answer_bytes - frame);
+        assert_eq!(direct_len(&text), answer_bytes, "the mock's answer");
         let body = json!({"model": "claude-sonnet-4-5",
                           "messages": [{"role": "user", "content": text}]});
         let mut headers = vec![DEMO_AUTH, cheap];

@@ -480,32 +480,39 @@ fn prompt_limits_and_bad_bodies_are_refused_before_upstream() {
     );
 }
 
-/// An answer too long for Envoy to hold whole passes on with the prompt's count, its
-/// completion unread, whether its length is declared or not (held with no length declared, it
-/// ended in Envoy's own 500); one that fits is held and its usage read as usual.
+/// An answer too long for Envoy to hold whole passes on with the prompt's count on it, whether
+/// its length is declared or not (held with no length declared, it ended in Envoy's own 500),
+/// and its completion is settled from the `usage` at its end (read as it passes); one that fits
+/// is held and its usage put on its headers as usual.
 #[test]
-fn an_answer_too_long_to_hold_passes_on_uncounted() {
+fn an_answer_too_long_to_hold_passes_on_and_is_settled_from_its_end() {
     const LIMIT: usize = 4 << 20;
     let gw = Gateway::start_with(&ChainOptions {
         template: Some("envoy/alone/token-count.yaml".to_owned()),
         ..ChainOptions::default()
     })
     .unwrap();
+    // Four words in 16 bytes: the mock counts the completion by words.
+    let piece = "abc defg hijk l ";
     let ask = |answer_bytes: usize, chunked: bool| {
-        let repeat = (answer_bytes / 16).to_string();
+        let repeat = answer_bytes / piece.len();
+        let repeat_text = repeat.to_string();
         let mut headers = vec![
-            ("x-mock-reply-repeat", repeat.as_str()),
+            ("x-mock-reply-repeat", repeat_text.as_str()),
             ("x-mock-count", "words"),
         ];
         if chunked {
             headers.push(("x-mock-chunked", "1"));
         }
         let body = json!({"model": "gpt-4o-mini",
-                          "messages": [{"role": "user", "content": "0123456789abcdef"}]});
-        post(&gw, "/v1/chat/completions", &body, &headers)
+                          "messages": [{"role": "user", "content": piece}]});
+        (
+            post(&gw, "/v1/chat/completions", &body, &headers),
+            4 * repeat as u64,
+        )
     };
-    for chunked in [false, true] {
-        let resp = ask(LIMIT + 4096, chunked);
+    for (i, chunked) in [false, true].into_iter().enumerate() {
+        let (resp, words) = ask(LIMIT + 4096, chunked);
         assert_eq!(
             resp.status,
             200,
@@ -517,15 +524,26 @@ fn an_answer_too_long_to_hold_passes_on_uncounted() {
             resp.header("x-sluice-prompt-tokens").is_some(),
             "chunked {chunked}"
         );
+        // Its headers left before its usage came.
         assert_eq!(
             resp.header("x-sluice-completion-tokens"),
             None,
             "chunked {chunked}"
         );
+        let line = gw.access_line(i + 1);
+        assert_eq!(
+            line["completion_tokens"],
+            words.to_string(),
+            "chunked {chunked}: {line}"
+        );
+        assert_eq!(line["token_source"], "provider", "chunked {chunked}");
     }
-    let resp = ask(LIMIT / 2, true);
+    let (resp, words) = ask(LIMIT / 2, true);
     assert_eq!(resp.status, 200);
-    assert_eq!(resp.header("x-sluice-completion-tokens"), Some("1"));
+    assert_eq!(
+        resp.header("x-sluice-completion-tokens"),
+        Some(words.to_string().as_str())
+    );
 }
 
 fn budget_gateway(json: &str) -> Gateway {

@@ -7,7 +7,7 @@
 //! | `x-mock-error-body: …` | use this exact text as the forced error's body |
 //! | `x-mock-latency-ms: 250` | wait this long before answering |
 //! | `x-mock-reply: …` | the assistant's text (default: echo the last user message) |
-//! | `x-mock-reply-repeat: 3` | the assistant's text that many times over (long answers from short requests) |
+//! | `x-mock-reply-repeat: 3` | the assistant's text (or a forced error's `x-mock-error-body`) that many times over (long answers from short requests) |
 //! | `x-mock-chunk-bytes: 7` | stream the SSE body in pieces of this many bytes, cutting events anywhere |
 //! | `x-mock-chunk-delay-ms: 5` | pause between pieces (default 2 when chunking, so pieces travel apart) |
 //! | `x-mock-no-usage: 1` | leave `usage` out of streamed answers even when asked for |

@@ -64,7 +64,7 @@ Test controls (request headers):
   x-mock-error-body: TEXT     the forced error's exact body
   x-mock-latency-ms: MS       wait this long before answering
   x-mock-reply: TEXT          the assistant's text instead of the echo
-  x-mock-reply-repeat: N      the assistant's text N times over (long answers)
+  x-mock-reply-repeat: N      the assistant's text (or x-mock-error-body) N times over
   x-mock-chunk-bytes: N       cut the SSE body into pieces of N bytes, anywhere
   x-mock-chunk-delay-ms: MS   pause between pieces (default 2 when chunking)
   x-mock-no-usage: 1          no usage in streamed answers, even when asked for

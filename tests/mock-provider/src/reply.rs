@@ -45,7 +45,7 @@ pub fn named_event(name: &str, value: &Value) -> Vec<u8> {
 /// The error a forced `x-mock-status` produces, in the endpoint's dialect.
 pub fn forced_error(status: u16, controls: &Controls, anthropic: bool) -> Reply {
     let body = match &controls.error_body {
-        Some(text) => text.clone().into_bytes(),
+        Some(text) => controls.repeated(text.clone()).into_bytes(),
         None => {
             let message = format!("mock provider: forced status {status}");
             let value = if anthropic {

@@ -93,6 +93,28 @@ pub fn from_json(dialect: Dialect, body: &[u8]) -> Option<Usage> {
     (u != Usage::default()).then_some(u)
 }
 
+/// How much of the end of a JSON answer too long to hold whole is kept to find its `usage`
+/// ([`from_json_tail`]).
+pub const TAIL_BYTES: usize = 64 << 10;
+
+/// Usage from the last bytes (`tail`) of a JSON answer too long to hold whole: the value of the
+/// last `"usage"` key in them. Providers write `usage` at the end of an answer. Those seven
+/// bytes are always a key: inside a JSON string the quotes would be escaped.
+pub fn from_json_tail(dialect: Dialect, tail: &[u8]) -> Option<Usage> {
+    let key = memchr::memmem::rfind(tail, b"\"usage\"")?;
+    let after = tail.get(key + 7..)?.trim_ascii_start().strip_prefix(b":")?;
+    let usage: Value = serde_json::Deserializer::from_slice(after)
+        .into_iter::<Value>()
+        .next()?
+        .ok()?;
+    let mut u = Usage::default();
+    match dialect {
+        Dialect::OpenAi => read_openai(&usage, &mut u),
+        Dialect::Anthropic => read_anthropic(&usage, &mut u),
+    }
+    (u != Usage::default()).then_some(u)
+}
+
 /// Completion tokens of a JSON answer that reports no usage: its text counted locally.
 pub fn local_from_json(
     counter: &Counter,
@@ -372,6 +394,33 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn usage_is_read_from_the_tail_of_an_answer_too_long_to_hold() {
+        // The end of an answer: its text cut anywhere before it, a quoted `"usage"` inside the
+        // text (escaped) not taken for the key.
+        let tail = br#"xt "usage": {"completion_tokens": 1}","role":"assistant"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":1000001},"system_fingerprint":"fp"}"#;
+        assert_eq!(
+            from_json_tail(Dialect::OpenAi, tail),
+            Some(Usage {
+                prompt: Some(12),
+                completion: Some(1000001),
+                cached: None,
+                reasoning: None
+            })
+        );
+        let anthropic = br#"...","type":"text"}],"stop_reason":"end_turn","usage" : {"input_tokens":7,"output_tokens":900}}"#;
+        let u = from_json_tail(Dialect::Anthropic, anthropic).unwrap();
+        assert_eq!((u.prompt, u.completion), (Some(7), Some(900)));
+        // No key, a key whose value is cut off, or a value that is no usage: none.
+        assert_eq!(from_json_tail(Dialect::OpenAi, br#"text "usage": 1"#), None);
+        assert_eq!(
+            from_json_tail(Dialect::OpenAi, br#"],"usage":{"prompt_tok"#),
+            None
+        );
+        assert_eq!(from_json_tail(Dialect::OpenAi, br#"],"usage":null}"#), None);
+        assert_eq!(from_json_tail(Dialect::OpenAi, b""), None);
     }
 
     const OPENAI_STREAM: &str = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n\
