@@ -38,7 +38,8 @@ pub struct KeyInjectionConfig {
     #[serde(default)]
     pub consumers: Vec<ConsumerConfig>,
     /// `authenticate`: the largest body read for the model check (only for consumers whose
-    /// models are restricted); larger gets 413.
+    /// models are restricted); larger gets 413. `inject`: the longest error answer held whole to
+    /// scrub keys from (a longer one's text is replaced). Envoy's buffer limit.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
     /// `inject`: credentials per provider, by provider name.
@@ -177,17 +178,17 @@ impl Validate for KeyInjectionConfig {
         for (i, h) in self.caller_headers.iter().enumerate() {
             require_header_name(&headers.index(i), h)?;
         }
+        require_range(
+            &path.field("max_body_bytes"),
+            self.max_body_bytes,
+            1,
+            64 << 20,
+        )?;
         match self.role {
             Role::Authenticate => {
                 if !self.providers.is_empty() {
                     return Err(path.field("providers").error("only for role \"inject\""));
                 }
-                require_range(
-                    &path.field("max_body_bytes"),
-                    self.max_body_bytes,
-                    1,
-                    64 << 20,
-                )?;
                 let consumers = path.field("consumers");
                 let mut ids = BTreeSet::new();
                 let mut digests = BTreeSet::new();
