@@ -283,8 +283,11 @@ struct InjectStream {
 enum Scrub {
     /// Not an error, or no key to scrub: passes.
     Off,
-    /// An error: held whole, then provider keys are scrubbed from it.
-    Holding,
+    /// An error: held whole, then provider keys are scrubbed from it; `declared`: its length
+    /// was declared (within what Envoy holds); `held`: bytes held so far.
+    Holding { declared: bool, held: usize },
+    /// An error declared too long to hold: a short error takes the place of its first piece.
+    Replacing,
     /// An error too long to hold: a short error took its place; the rest is dropped.
     Dropping,
 }
@@ -407,15 +410,29 @@ impl HttpContext for InjectStream {
             }
         }
         let secrets = injector.secrets();
-        for (name, value) in http::response_headers().0 {
-            if let Some(clean) = scrub_str(&value, &secrets) {
-                http::set_response_header(&name, Some(&clean));
+        let headers = http::response_headers();
+        for (name, value) in &headers.0 {
+            if let Some(clean) = scrub_str(value, &secrets) {
+                http::set_response_header(name, Some(&clean));
             }
         }
         if !end_of_stream && !secrets.is_empty() {
             // The body may change length: drop content-length, Envoy re-frames it.
             http::set_response_header("content-length", None);
-            self.scrub = Scrub::Holding;
+            let declared = headers
+                .get("content-length")
+                .and_then(|n| n.trim().parse::<u64>().ok());
+            self.scrub = match declared {
+                Some(n) if n > rt.max_body_bytes => {
+                    // Too long to hold whole and scrub: a short JSON error in its place.
+                    http::set_response_header("content-type", Some("application/json"));
+                    Scrub::Replacing
+                }
+                _ => Scrub::Holding {
+                    declared: declared.is_some(),
+                    held: 0,
+                },
+            };
         }
         Action::Continue
     }
@@ -433,20 +450,52 @@ impl HttpContext for InjectStream {
                 }
                 return Action::Continue;
             }
-            Scrub::Holding if end_of_stream => self.scrub = Scrub::Off,
-            Scrub::Holding => {
-                if !http::past_undeclared_hold(false, body_size, rt.max_body_bytes) {
-                    return Action::Pause;
+            Scrub::Replacing => return self.replace_error(body_size),
+            Scrub::Holding { .. } if end_of_stream => self.scrub = Scrub::Off,
+            Scrub::Holding { declared, .. } => {
+                if http::past_undeclared_hold(declared, body_size, rt.max_body_bytes) {
+                    // Too long to hold whole and scrub (held on, it overflows Envoy's buffer:
+                    // Envoy's own 500, or the stream reset): a short error takes its place.
+                    return self.replace_error(body_size);
                 }
-                // Too long to hold whole and scrub (held on, it ends in Envoy's own 500): a
-                // short error takes its place, and nothing of its text (a key it may hold)
-                // passes.
-                let err = ApiError::error_answer_too_large(rt.max_body_bytes);
-                http::set_response_body(body_size, &err.body(self.upstream));
-                self.scrub = Scrub::Dropping;
-                return Action::Continue;
+                self.scrub = Scrub::Holding {
+                    declared,
+                    held: body_size,
+                };
+                return Action::Pause;
             }
         }
+        self.scrub_held(body_size, rt)
+    }
+
+    /// A held error answer that ends with trailers has ended: scrubbed as at its last piece
+    /// (continuing without it would let the held body go as it came).
+    fn on_http_response_trailers(&mut self, _: usize) -> Action {
+        let runtime = self.runtime.clone();
+        let Runtime::Inject(rt) = &*runtime else {
+            return Action::Continue;
+        };
+        if let Scrub::Holding { held, .. } = self.scrub {
+            self.scrub = Scrub::Off;
+            return self.scrub_held(held, rt);
+        }
+        Action::Continue
+    }
+}
+
+impl InjectStream {
+    /// An error answer too long to hold whole and scrub: a short JSON error takes the place of
+    /// what Envoy holds of it (`body_size` bytes), and the rest of it is dropped as it comes,
+    /// so nothing of its text (a key it may hold) passes.
+    fn replace_error(&mut self, body_size: usize) -> Action {
+        let err = ApiError::error_answer_too_large();
+        http::set_response_body(body_size, &err.body(self.upstream));
+        self.scrub = Scrub::Dropping;
+        Action::Continue
+    }
+
+    /// Scrubs provider keys from the whole error answer Envoy holds (`body_size` bytes).
+    fn scrub_held(&self, body_size: usize, rt: &InjectRuntime) -> Action {
         let body = http::response_body(body_size).unwrap_or_default();
         if let Some(clean) = scrub(&body, &rt.injector.secrets()) {
             http::set_response_body(body_size, &clean);

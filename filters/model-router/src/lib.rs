@@ -112,10 +112,9 @@ struct Retry {
     holding: bool,
     /// The held answer came without a body: a local reply replaces it.
     held_bodyless: bool,
-    /// The held answer's body has ended (`held_size` bytes in Envoy's buffer).
+    /// The held answer's body has ended (none of it is left in Envoy's buffer: it is dropped
+    /// as it comes).
     held_ended: bool,
-    /// The held answer's body buffered so far, as the last body callback said.
-    held_size: usize,
     /// The fallback's answer, ready before the held answer's body ended.
     ready: Option<FallbackAnswer>,
     translation: Option<(Direction, RequestFacts)>,
@@ -387,7 +386,7 @@ impl RouteStream {
         headers.extend(answer.header_pairs(fits));
         http::set_response_headers(&headers);
         http::replace_held_answer(
-            retry.held_size,
+            0, // the held answer's body was dropped as it came
             &answer.body,
             retry.max_body_bytes,
             retry.caller,
@@ -563,7 +562,6 @@ impl HttpContext for RouteStream {
                 holding: false,
                 held_bodyless: false,
                 held_ended: false,
-                held_size: 0,
                 ready: None,
                 translation: None,
                 upstream: Dialect::OpenAi,
@@ -660,7 +658,6 @@ impl HttpContext for RouteStream {
             if body_size > 0 {
                 http::set_response_body(body_size, &[]);
             }
-            retry.held_size = 0;
             if !end_of_stream {
                 return Action::Pause;
             }

@@ -155,15 +155,14 @@ impl ApiError {
     }
 
     /// The body that takes the place of a provider's error answer too long for the gateway to
-    /// hold whole (`max` bytes, less when its length is undeclared) and remove its credentials
-    /// from: its own text never passes (its status, already sent, stays).
-    pub fn error_answer_too_large(max: u64) -> Self {
+    /// hold whole and remove its credentials from: its own text never passes (its status,
+    /// already sent, stays).
+    pub fn error_answer_too_large() -> Self {
         Self::new(
             ErrorKind::BadGateway,
-            format!(
-                "The provider's error answer was too long for the gateway to check (it holds at \
-                 most {max} bytes): its text is not passed on."
-            ),
+            "The provider's error answer was too long for the gateway to check: its text is not \
+             passed on."
+                .to_owned(),
         )
         .with_code("upstream_error_too_large")
     }

@@ -199,14 +199,6 @@ pub fn response_body(len: usize) -> Option<Vec<u8>> {
     buffer(BufferType::HttpResponseBody, len)
 }
 
-/// `len` bytes of the answer's (buffered) body from `start`.
-pub fn response_body_range(start: usize, len: usize) -> Option<Vec<u8>> {
-    hostcalls::get_buffer(BufferType::HttpResponseBody, start, len).unwrap_or_else(|s| {
-        warn("get body", s);
-        None
-    })
-}
-
 /// Replaces the first `len` bytes of the response body with `bytes`.
 pub fn set_response_body(len: usize, bytes: &[u8]) {
     if let Err(s) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, len, bytes) {

@@ -24,7 +24,7 @@ use sluice_core::token_count::cost::Prices;
 use sluice_core::token_count::counter::Counter;
 use sluice_core::token_count::recipe::{azure_deployment, count_request, Endpoint, PromptCount};
 use sluice_core::token_count::settle::{is_success as ok, model_label, settle, token_source};
-use sluice_core::token_count::usage::{self, Delivered, Source, StreamUsage, Usage};
+use sluice_core::token_count::usage::{self, AnswerTail, Delivered, Source, StreamUsage, Usage};
 use sluice_core::token_count::{COMPLETION_HEADER, PROMPT_HEADER, SOURCE_HEADER};
 use sluice_core::{ApiError, ConfigError, Dialect, ErrorKind, StateKey};
 use sluice_host::clock::Clock;
@@ -119,6 +119,7 @@ impl sluice_host::Filter for TokenCount {
             reservations: Vec::new(),
             standing: None,
             status: 0,
+            completion_estimated: false,
         })
     }
 }
@@ -130,9 +131,8 @@ enum Answer {
     Json {
         declared: bool,
     },
-    /// JSON too long to hold whole: passed on, its last bytes kept (up to
-    /// [`usage::TAIL_BYTES`]) to read its `usage` from at the end.
-    Tail(Vec<u8>),
+    /// JSON too long to hold whole: passed on, its end kept to read its `usage` from.
+    Tail(Box<AnswerTail>),
     /// SSE: watched event by event.
     Stream(Box<StreamUsage>),
 }
@@ -164,6 +164,8 @@ struct TokenCountStream {
     /// The tightest budget after the reservation, for the `x-ratelimit-*` headers.
     standing: Option<Standing>,
     status: u16,
+    /// The completion is an estimate (an answer too long to hold that reported no usage).
+    completion_estimated: bool,
 }
 
 impl TokenCountStream {
@@ -175,6 +177,22 @@ impl TokenCountStream {
         };
         http::set_response_header(PROMPT_HEADER, Some(&prompt.tokens.to_string()));
         http::set_response_header(SOURCE_HEADER, Some(token_source(prompt.exact, None)));
+    }
+
+    /// Settles the usage of an answer too long to hold ([`Answer::Tail`]) from its end: the
+    /// provider's numbers there, else an estimate from its length.
+    fn finish_tail(&mut self) {
+        let Answer::Tail(tail) = std::mem::replace(&mut self.answer, Answer::Untracked) else {
+            return;
+        };
+        let (usage, estimated) = tail.finish(self.dialect);
+        self.completion_estimated = estimated;
+        let source = if estimated {
+            Source::Local
+        } else {
+            Source::Provider
+        };
+        self.usage = Some((usage, source));
     }
 
     fn refuse(&self, err: &ApiError) -> Action {
@@ -263,6 +281,9 @@ impl TokenCountStream {
         if let (Answer::Stream(watch), Some(prompt)) = (&mut self.answer, &self.prompt) {
             self.usage = Some(watch.finish(&self.runtime.counter, prompt.encoding));
         }
+        // An answer too long to hold: settled from its end here, whether it ended with its
+        // last piece, with trailers, or not at all (the caller went away: estimated).
+        self.finish_tail();
         if self.prompt.is_none() {
             return; // not counted: nothing to settle or record
         }
@@ -292,7 +313,7 @@ impl TokenCountStream {
         if let Some(c) = done.completion {
             state::set(StateKey::CompletionTokens, &c.to_string());
         }
-        let source = if fallback_unreported && done.succeeded {
+        let source = if (fallback_unreported || self.completion_estimated) && done.succeeded {
             "estimate"
         } else {
             done.source
@@ -456,7 +477,7 @@ impl HttpContext for TokenCountStream {
             self.answer = Answer::Stream(Box::new(StreamUsage::new(self.dialect)));
         } else if ok(status) && !end_of_stream && content_type.starts_with("application/json") {
             // Too long to hold (declared over the limit): its usage is read from its end.
-            self.answer = Answer::Tail(Vec::new());
+            self.answer = Answer::Tail(Box::default());
         }
         Action::Continue // an error answer has no usage to read
     }
@@ -481,21 +502,11 @@ impl HttpContext for TokenCountStream {
             Answer::Tail(tail) => {
                 if body_size > 0 {
                     if let Some(piece) = http::response_body(body_size) {
-                        tail.extend_from_slice(&piece);
-                        let over = tail.len().saturating_sub(usage::TAIL_BYTES);
-                        tail.drain(..over);
+                        tail.feed(&piece);
                     }
                 }
                 if end_of_stream {
-                    let found = usage::from_json_tail(self.dialect, tail);
-                    match found.filter(|u| u.completion.is_some()) {
-                        Some(u) => self.usage = Some((u, Source::Provider)),
-                        None => log::warn!(
-                            "sluice token-count: an answer too long to hold reported no usage \
-                             at its end: its completion is not counted"
-                        ),
-                    }
-                    self.answer = Answer::Untracked;
+                    self.finish_tail();
                 }
                 Action::Continue
             }
@@ -506,9 +517,9 @@ impl HttpContext for TokenCountStream {
                         // Longer than its head could tell (no length declared): let go before
                         // Envoy's buffer fills (that ends in Envoy's own 500), its usage read
                         // from its end, as for an answer declared too long.
-                        let start = body_size.saturating_sub(usage::TAIL_BYTES);
-                        let tail = http::response_body_range(start, body_size - start);
-                        self.answer = Answer::Tail(tail.unwrap_or_default());
+                        let held = http::response_body(body_size).unwrap_or_default();
+                        let tail = AnswerTail::new(held, body_size as u64);
+                        self.answer = Answer::Tail(Box::new(tail));
                         self.release_uncounted();
                         return Action::Continue;
                     }

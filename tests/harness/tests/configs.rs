@@ -261,6 +261,23 @@ fn each_filter_alone_is_the_shipped_chain_with_only_that_filter() {
 
 /// Rendering replaces placeholders everywhere, comments included: a comment must not name one
 /// (it would read "10000  listener port"), and the repo stands alone.
+/// Every listener buffers what the filters hold whole (bodies, error answers to scrub) up to
+/// the filters' default max_body_bytes (4 MiB): an internal listener left at Envoy's default
+/// (1 MiB) overflowed on a fallback's error answer of 1-3 MiB.
+#[test]
+fn every_listener_buffers_what_the_filters_hold() {
+    for template in SHIPPED {
+        let config: serde_json::Value = serde_norway::from_str(&rendered(template)).unwrap();
+        for listener in config["static_resources"]["listeners"].as_array().unwrap() {
+            assert_eq!(
+                listener["per_connection_buffer_limit_bytes"], 4194304,
+                "{template}: listener {}",
+                listener["name"]
+            );
+        }
+    }
+}
+
 #[test]
 fn header_comments_survive_rendering() {
     for template in SHIPPED {

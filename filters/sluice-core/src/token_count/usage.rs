@@ -98,21 +98,78 @@ pub fn from_json(dialect: Dialect, body: &[u8]) -> Option<Usage> {
 pub const TAIL_BYTES: usize = 64 << 10;
 
 /// Usage from the last bytes (`tail`) of a JSON answer too long to hold whole: the value of the
-/// last `"usage"` key in them. Providers write `usage` at the end of an answer. Those seven
-/// bytes are always a key: inside a JSON string the quotes would be escaped.
+/// last `"usage"` key in them that holds a usage (providers write `usage` at the end of an
+/// answer). Inside a JSON string the quotes of `"usage"` would be escaped, so each match is a
+/// key or a string value; one not followed by `:` and a usage object is passed over.
 pub fn from_json_tail(dialect: Dialect, tail: &[u8]) -> Option<Usage> {
-    let key = memchr::memmem::rfind(tail, b"\"usage\"")?;
-    let after = tail.get(key + 7..)?.trim_ascii_start().strip_prefix(b":")?;
-    let usage: Value = serde_json::Deserializer::from_slice(after)
-        .into_iter::<Value>()
-        .next()?
-        .ok()?;
-    let mut u = Usage::default();
-    match dialect {
-        Dialect::OpenAi => read_openai(&usage, &mut u),
-        Dialect::Anthropic => read_anthropic(&usage, &mut u),
+    // A plain loop from the end: once per long answer, and far less code than a substring
+    // searcher or an iterator chain (token-count's module stays under 2 MiB).
+    const KEY: &[u8] = b"\"usage\"";
+    let mut at = tail.len().checked_sub(KEY.len())?;
+    loop {
+        if tail.get(at..at + KEY.len()) == Some(KEY) {
+            if let Some(u) = usage_after_key(dialect, tail.get(at + KEY.len()..)?) {
+                return Some(u);
+            }
+        }
+        at = at.checked_sub(1)?;
     }
-    (u != Usage::default()).then_some(u)
+}
+
+/// The usage in `after`, the bytes after a `"usage"` key, when that key is the answer's own
+/// (at its top level): `{"usage"` and those bytes then make a whole JSON object (the rest of
+/// the answer closes it), read as [`from_json`] reads a whole answer.
+fn usage_after_key(dialect: Dialect, after: &[u8]) -> Option<Usage> {
+    let mut answer = b"{\"usage\"".to_vec();
+    answer.extend_from_slice(after);
+    from_json(dialect, &answer)
+}
+
+/// The end of a JSON answer too long to hold whole, kept as the answer passes: its `usage` is
+/// read from it at the end ([`from_json_tail`]); an answer that reported none, or did not end,
+/// is estimated from its length.
+#[derive(Debug, Default)]
+pub struct AnswerTail {
+    /// Its last bytes, at most [`TAIL_BYTES`].
+    tail: Vec<u8>,
+    /// Bytes of the answer seen in all.
+    passed: u64,
+}
+
+impl AnswerTail {
+    /// From the answer's first `passed` bytes, of which `tail` is the end.
+    pub fn new(tail: Vec<u8>, passed: u64) -> AnswerTail {
+        let mut t = AnswerTail {
+            tail: Vec::new(),
+            passed: passed.saturating_sub(tail.len() as u64),
+        };
+        t.feed(&tail);
+        t
+    }
+
+    /// The next piece of the answer.
+    pub fn feed(&mut self, piece: &[u8]) {
+        self.passed = self.passed.saturating_add(piece.len() as u64);
+        self.tail.extend_from_slice(piece);
+        let over = self.tail.len().saturating_sub(TAIL_BYTES);
+        self.tail.drain(..over);
+    }
+
+    /// The usage the answer reported at its end, and false; else an estimate, and true: its
+    /// completion about a token per four bytes of the answer (the JSON around the text counted
+    /// too: it errs high, where a budget should).
+    pub fn finish(&self, dialect: Dialect) -> (Usage, bool) {
+        match from_json_tail(dialect, &self.tail) {
+            Some(u) => (u, false),
+            None => (
+                Usage {
+                    completion: Some(self.passed / 4),
+                    ..Usage::default()
+                },
+                true,
+            ),
+        }
+    }
 }
 
 /// Completion tokens of a JSON answer that reports no usage: its text counted locally.
@@ -400,7 +457,8 @@ mod tests {
     fn usage_is_read_from_the_tail_of_an_answer_too_long_to_hold() {
         // The end of an answer: its text cut anywhere before it, a quoted `"usage"` inside the
         // text (escaped) not taken for the key.
-        let tail = br#"xt "usage": {"completion_tokens": 1}","role":"assistant"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":1000001},"system_fingerprint":"fp"}"#;
+        let tail = br#"xt \"usage\": {\"completion_tokens\": 1}","role":"assistant"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":1000001},"system_fingerprint":"fp"}"#;
+        assert!(tail.windows(9).any(|w| w == br#"\"usage\""#));
         assert_eq!(
             from_json_tail(Dialect::OpenAi, tail),
             Some(Usage {
@@ -421,6 +479,36 @@ mod tests {
         );
         assert_eq!(from_json_tail(Dialect::OpenAi, br#"],"usage":null}"#), None);
         assert_eq!(from_json_tail(Dialect::OpenAi, b""), None);
+        // A later match that is no usage (a string value, a key of something else) is passed
+        // over for the one before it.
+        let later = br#"],"usage":{"prompt_tokens":3,"completion_tokens":2},"meta":{"kind":"usage","usage":[1]}}"#;
+        let u = from_json_tail(Dialect::OpenAi, later).unwrap();
+        assert_eq!((u.prompt, u.completion), (Some(3), Some(2)));
+    }
+
+    #[test]
+    fn an_answer_tail_keeps_the_end_and_estimates_without_usage() {
+        let mut t = AnswerTail::new(b"{\"choices\":[{\"text\":\"".to_vec(), 20);
+        for _ in 0..3000 {
+            t.feed(&[b'x'; 100]);
+        }
+        t.feed(br#""}],"usage":{"prompt_tokens":5,"completion_tokens":77}}"#);
+        assert_eq!(t.finish(Dialect::OpenAi).0.completion, Some(77));
+        assert!(!t.finish(Dialect::OpenAi).1);
+        assert!(t.tail.len() <= TAIL_BYTES);
+        // No usage at its end (or it did not end): about a token per four bytes.
+        let mut cut = AnswerTail::new(vec![b'x'; 400], 1000);
+        cut.feed(&[b'y'; 600]);
+        assert_eq!(
+            cut.finish(Dialect::OpenAi),
+            (
+                Usage {
+                    completion: Some(400),
+                    ..Usage::default()
+                },
+                true
+            )
+        );
     }
 
     const OPENAI_STREAM: &str = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n\
