@@ -24,7 +24,7 @@ use sluice_core::key_injection::config::{KeyInjectionConfig, Role};
 use sluice_core::key_injection::inject::{cooldown_for, cooldown_slot, Cooldowns, Injector};
 use sluice_core::key_injection::refusal::{wait_for_body, WAIT_FOR_BODY_MAX};
 use sluice_core::key_injection::scrub::{scrub, scrub_str};
-use sluice_core::{ApiError, ConfigError, Dialect, StateKey};
+use sluice_core::{hold, ApiError, ConfigError, Dialect, StateKey};
 use sluice_host::clock::Clock;
 use sluice_host::{http, reply, state};
 
@@ -419,9 +419,7 @@ impl HttpContext for InjectStream {
         if !end_of_stream && !secrets.is_empty() {
             // The body may change length: drop content-length, Envoy re-frames it.
             http::set_response_header("content-length", None);
-            let declared = headers
-                .get("content-length")
-                .and_then(|n| n.trim().parse::<u64>().ok());
+            let declared = headers.content_length();
             self.scrub = match declared {
                 Some(n) if n > rt.max_body_bytes => {
                     // Too long to hold whole and scrub: a short JSON error in its place.
@@ -453,7 +451,7 @@ impl HttpContext for InjectStream {
             Scrub::Replacing => return self.replace_error(body_size),
             Scrub::Holding { .. } if end_of_stream => self.scrub = Scrub::Off,
             Scrub::Holding { declared, .. } => {
-                if http::past_undeclared_hold(declared, body_size, rt.max_body_bytes) {
+                if hold::past_undeclared(declared, body_size, rt.max_body_bytes) {
                     // Too long to hold whole and scrub (held on, it overflows Envoy's buffer:
                     // Envoy's own 500, or the stream reset): a short error takes its place.
                     return self.replace_error(body_size);

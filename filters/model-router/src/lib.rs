@@ -38,7 +38,7 @@ use sluice_core::token_count::budget::Standing;
 use sluice_core::token_count::usage::Delivered;
 use sluice_core::token_count::{COMPLETION_HEADER, PROMPT_HEADER, SOURCE_HEADER};
 use sluice_core::translate::{RequestFacts, StreamTranslator};
-use sluice_core::{ApiError, ConfigError, Dialect, StateKey};
+use sluice_core::{hold, ApiError, ConfigError, Dialect, StateKey};
 use sluice_host::held::{HeldAnswer, Piece};
 use sluice_host::metrics::Metrics;
 use sluice_host::{http, reply, state};
@@ -382,7 +382,7 @@ impl RouteStream {
     fn replace_held(retry: &Retry, answer: &FallbackAnswer) {
         let status = answer.status.to_string();
         let mut headers: Vec<(&str, &str)> = vec![(":status", status.as_str())];
-        let fits = http::fits(answer.body.len(), retry.max_body_bytes);
+        let fits = hold::fits(answer.body.len(), retry.max_body_bytes);
         headers.extend(answer.header_pairs(fits));
         http::set_response_headers(&headers);
         http::replace_held_answer(
@@ -414,7 +414,7 @@ impl RouteStream {
         if retry.held_bodyless {
             retry.holding = false;
             // Held or not, a fallback's answer over max_body_bytes is the same 502.
-            let fits = http::fits(answer.body.len(), retry.max_body_bytes);
+            let fits = hold::fits(answer.body.len(), retry.max_body_bytes);
             let mut headers: Vec<(&str, &str)> = answer
                 .header_pairs(fits)
                 .filter(|(k, _)| *k != "content-length")
@@ -635,7 +635,7 @@ impl HttpContext for RouteStream {
         // Held with its headers until whole: the translation gets its own content-length,
         // and one too long to hold or to write back can still become an error.
         let max = self.runtime.config.max_body_bytes;
-        let held = HeldAnswer::start(head.get("content-length"), max, self.dialect);
+        let held = HeldAnswer::start(head.content_length(), max, self.dialect);
         let action = held.head_action();
         self.answer = Answer::Json { status, held };
         action

@@ -24,7 +24,7 @@ use sluice_core::moderation::engine::{Cause, Engine, Hit};
 use sluice_core::moderation::external::{self, Decision};
 use sluice_core::moderation::mask::Restorer;
 use sluice_core::moderation::rules::{RequestInfo, Selection};
-use sluice_core::{ApiError, ConfigError, Dialect, StateKey};
+use sluice_core::{hold, ApiError, ConfigError, Dialect, StateKey};
 use sluice_host::metrics::Metrics;
 use sluice_host::{http, reply, state};
 
@@ -423,7 +423,7 @@ impl HttpContext for ModerationStream {
                             }
                         }
                     }
-                    if http::past_undeclared_hold(declared, body_size, rt.max_body_bytes) {
+                    if hold::past_undeclared(declared, body_size, rt.max_body_bytes) {
                         // No length declared, and nearly as long as Envoy holds: it goes on
                         // unchecked, counted, before Envoy's buffer fills.
                         self.count("answers_unchecked_total", &[]);
@@ -515,8 +515,7 @@ impl ModerationStream {
         // An answer Envoy could not hold whole passes on unread (holding it would end in
         // Envoy's 500); counted, so an operator sees it.
         let fits = head
-            .get("content-length")
-            .and_then(|n| n.parse::<u64>().ok())
+            .content_length()
             .is_none_or(|n| n <= self.runtime.max_body_bytes);
         if !fits {
             self.count("answers_unchecked_total", &[]);
@@ -561,7 +560,7 @@ impl ModerationStream {
         if let Some(id) = cut {
             self.answer_cut(&id);
         }
-        if held && !http::fits(out.len(), rt.max_body_bytes) {
+        if held && !hold::fits(out.len(), rt.max_body_bytes) {
             http::replace_held_answer(body_size, &out, rt.max_body_bytes, self.dialect);
             self.count("answers_too_large_total", &[]);
             // What comes after the error is dropped.

@@ -243,7 +243,7 @@ impl HttpContext for TemplateStream {
         // One too long for Envoy to hold is answered 502 `answer_too_large` (held, it would
         // end in Envoy's own 500).
         let max = self.runtime.engine.config.max_body_bytes;
-        let held = HeldAnswer::start(headers.get("content-length"), max, Dialect::OpenAi);
+        let held = HeldAnswer::start(headers.content_length(), max, Dialect::OpenAi);
         let action = held.head_action();
         self.held = Some(held);
         action

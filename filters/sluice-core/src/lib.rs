@@ -8,6 +8,7 @@
 //! - [`openai`], [`anthropic`]: wire types of the two API dialects, tolerant of unknown fields and
 //!   keeping them on re-serialisation.
 //! - [`body`]: request bodies parsed as JSON, refused with errors that name the field.
+//! - [`hold`]: how much of a body a filter may hold whole in Envoy.
 //! - [`sse`]: an incremental Server-Sent Events parser that survives any chunk split.
 //! - [`endpoint`]: which API a request path is for.
 //! - [`error`]: the caller-facing error bodies (OpenAI and Anthropic dialects) and their statuses.
@@ -24,6 +25,7 @@ pub mod body;
 pub mod config;
 pub mod endpoint;
 pub mod error;
+pub mod hold;
 pub mod metrics;
 pub mod openai;
 pub mod sse;

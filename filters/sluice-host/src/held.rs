@@ -4,7 +4,7 @@
 //! length undeclared) or end the stream (declared); written back over it, Envoy goes down.
 
 use proxy_wasm::types::Action;
-use sluice_core::Dialect;
+use sluice_core::{hold, Dialect};
 
 use crate::http;
 
@@ -27,11 +27,10 @@ pub enum Piece {
 }
 
 impl HeldAnswer {
-    /// Holds an answer from its head, unless its declared length (`content_length`) is over
-    /// `max` (the filter's `max_body_bytes`, Envoy's buffer limit): its head then becomes the
-    /// 502's at once.
-    pub fn start(content_length: Option<&str>, max: u64, dialect: Dialect) -> HeldAnswer {
-        let declared = content_length.and_then(|n| n.trim().parse::<u64>().ok());
+    /// Holds an answer from its head, unless its declared length (`declared`) is over `max`
+    /// (the filter's `max_body_bytes`, Envoy's buffer limit): its head then becomes the 502's
+    /// at once.
+    pub fn start(declared: Option<u64>, max: u64, dialect: Dialect) -> HeldAnswer {
         if declared.is_some_and(|n| n > max) {
             return HeldAnswer::TooLarge(Some(too_large(max, dialect)));
         }
@@ -49,7 +48,7 @@ impl HeldAnswer {
     }
 
     /// A piece of the held answer, `body_size` bytes held so far. An answer of undeclared
-    /// length becomes the 502 once more than [`http::undeclared_hold_limit`] has come: Envoy
+    /// length becomes the 502 once more than [`hold::undeclared_limit`] has come: Envoy
     /// checks its own limit before the filter sees the piece that crosses it.
     pub fn on_body(
         &mut self,
@@ -65,7 +64,7 @@ impl HeldAnswer {
             }
             HeldAnswer::Holding { .. } if end_of_stream => Piece::Whole,
             HeldAnswer::Holding { declared } => {
-                if http::past_undeclared_hold(*declared, body_size, max) {
+                if hold::past_undeclared(*declared, body_size, max) {
                     let error = too_large(max, dialect);
                     http::set_response_body(body_size, &error);
                     *self = HeldAnswer::TooLarge(None);

@@ -7,7 +7,7 @@ use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
-use sluice_core::{ApiError, Dialect};
+use sluice_core::{hold, ApiError, Dialect};
 
 fn warn(what: &str, status: proxy_wasm::types::Status) {
     log::warn!("sluice: host refused {what}: {status:?}");
@@ -64,6 +64,12 @@ impl Headers {
         self.0.iter().any(|(k, _)| k == name)
     }
 
+    /// The length its `content-length` declares, if it declares one.
+    pub fn content_length(&self) -> Option<u64> {
+        self.get("content-length")
+            .and_then(|n| n.trim().parse().ok())
+    }
+
     /// An answer's `:status` (0 if absent or not a number).
     pub fn status(&self) -> u16 {
         status_number(self.get(":status"))
@@ -106,33 +112,13 @@ pub fn set_response_headers(headers: &[(&str, &str)]) {
     }
 }
 
-/// How much of a held body whose length was not declared may come before a filter must let it
-/// go or replace it: `max` less what Envoy may read at once (up to 1 MiB, half of `max` at
-/// most). Envoy checks its own buffer limit (`max`, configured alike) before the filter sees the
-/// piece that crosses it, and answers that piece with its own 500.
-pub fn undeclared_hold_limit(max: u64) -> u64 {
-    max - (max / 2).min(1 << 20)
-}
-
-/// Whether a held answer must be let go or replaced now: no length was declared (`declared`
-/// false) and `body_size` bytes have come, past [`undeclared_hold_limit`].
-pub fn past_undeclared_hold(declared: bool, body_size: usize, max: u64) -> bool {
-    !declared && body_size as u64 > undeclared_hold_limit(max)
-}
-
-/// Whether a body of `len` bytes may be written in place of a held answer whose filter holds at
-/// most `max` ([`replace_held_answer`] answers a longer one 502).
-pub fn fits(len: usize, max: u64) -> bool {
-    len as u64 <= max
-}
-
 /// Writes `body` in place of a held answer (`held` bytes in Envoy's buffer, its headers not
 /// sent yet), with its `content-length`. A body over `max` bytes is not written: Envoy holds no
 /// more than its buffer limit, and a held answer written over it takes Envoy down (1.40: the
 /// stream is torn down inside the host call). The answer then becomes
 /// [`ApiError::answer_too_large`] in `dialect`. Returns whether `body` was written.
 pub fn replace_held_answer(held: usize, body: &[u8], max: u64, dialect: Dialect) -> bool {
-    if fits(body.len(), max) {
+    if hold::fits(body.len(), max) {
         set_response_body(held, body);
         set_response_header("content-length", Some(&body.len().to_string()));
         return true;
@@ -217,7 +203,7 @@ pub fn set_request_body(len: usize, bytes: &[u8]) {
 /// `content-length`; refuses ([`ApiError::rewritten_too_large`], `how` it was rewritten) a
 /// body over `max` bytes, which Envoy would not send on.
 pub fn replace_request_body(held: usize, body: &[u8], max: u64, how: &str) -> Result<(), ApiError> {
-    if !fits(body.len(), max) {
+    if !hold::fits(body.len(), max) {
         return Err(ApiError::rewritten_too_large(max, how));
     }
     set_request_body(held, body);

@@ -26,7 +26,7 @@ use sluice_core::token_count::recipe::{azure_deployment, count_request, Endpoint
 use sluice_core::token_count::settle::{is_success as ok, model_label, settle, token_source};
 use sluice_core::token_count::usage::{self, AnswerTail, Delivered, Source, StreamUsage, Usage};
 use sluice_core::token_count::{COMPLETION_HEADER, PROMPT_HEADER, SOURCE_HEADER};
-use sluice_core::{ApiError, ConfigError, Dialect, ErrorKind, StateKey};
+use sluice_core::{hold, ApiError, ConfigError, Dialect, ErrorKind, StateKey};
 use sluice_host::clock::Clock;
 use sluice_host::{http, reply, state};
 use usage_metrics::{UsageMetrics, Used};
@@ -460,9 +460,7 @@ impl HttpContext for TokenCountStream {
         let content_type = headers.get("content-type").unwrap_or_default();
         // An answer Envoy could not hold whole (over the buffer limit, which max_body_bytes
         // matches) passes on, followed for nothing: holding it would end in Envoy's 500.
-        let declared = headers
-            .get("content-length")
-            .and_then(|n| n.parse::<u64>().ok());
+        let declared = headers.content_length();
         let fits = declared.is_none_or(|n| n <= self.runtime.max_body_bytes);
         if ok(status) && !end_of_stream && fits && content_type.starts_with("application/json") {
             // Hold the headers until the body's usage gives the provider's numbers (they go on
@@ -513,7 +511,7 @@ impl HttpContext for TokenCountStream {
             Answer::Json { declared } => {
                 if !end_of_stream {
                     let max = self.runtime.max_body_bytes;
-                    if http::past_undeclared_hold(*declared, body_size, max) {
+                    if hold::past_undeclared(*declared, body_size, max) {
                         // Longer than its head could tell (no length declared): let go before
                         // Envoy's buffer fills (that ends in Envoy's own 500), its usage read
                         // from its end, as for an answer declared too long.
