@@ -81,9 +81,14 @@ $(WBG_RUNNER).$(WASM_BINDGEN_VERSION):
 # prompt-template in a cargo invocation of its own: its sluice-core has the `splice` feature
 # (serde_json's `raw_value`), and one invocation unifies features across all its packages, so
 # built beside it every module would carry raw_value's code (token-count 3 KB: over 2 MiB).
+#
+# Then each filter's module loses the exports of the SDK callbacks it names as unused
+# (`sluice_host::unused_callbacks!`, tools/sluice-trim): Envoy skips a callback a module does
+# not export, one Wasm entry fewer per request each. The floor filter keeps the SDK's exports.
 wasm: .rust-targets
 	cargo build --release --target $(WASM_TARGET) -p prompt-template
 	cargo build --release --target $(WASM_TARGET) $(addprefix -p ,$(filter-out prompt-template,$(FILTERS))) $(BENCH_PKGS)
+	cargo run --quiet -p sluice-trim -- $(patsubst %,$(WASM_DIR)/%.wasm,$(subst -,_,$(FILTERS)))
 
 build: wasm
 	cargo build -p mock-provider -p sluice-ratelimit -p sluice-harness --bins

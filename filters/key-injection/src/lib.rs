@@ -502,6 +502,10 @@ impl InjectStream {
     }
 }
 
+// Left to the SDK (neither role has `on_log` or `on_done`): Envoy need not enter the module for them (`make wasm`
+// drops their exports, see `sluice_host::callbacks`).
+sluice_host::unused_callbacks!(b"proxy_on_log proxy_on_done");
+
 proxy_wasm::main! {{
     sluice_host::install::<KeyInjection>();
 }}

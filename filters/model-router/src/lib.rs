@@ -696,6 +696,10 @@ impl HttpContext for RouteStream {
     }
 }
 
+// Left to the SDK (no `on_log`, no `on_done`): Envoy need not enter the module for them (`make wasm`
+// drops their exports, see `sluice_host::callbacks`).
+sluice_host::unused_callbacks!(b"proxy_on_log proxy_on_done");
+
 proxy_wasm::main! {{
     sluice_host::install::<ModelRouter>();
 }}

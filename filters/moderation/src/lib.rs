@@ -673,6 +673,10 @@ fn call_external(ext: &ExternalConfig, texts: &[String]) -> Result<(), ()> {
     .map_err(|status| log::warn!("sluice moderation: cannot call {}: {status:?}", ext.cluster))
 }
 
+// Left to the SDK (no `on_log`, no `on_done`): Envoy need not enter the module for them (`make wasm`
+// drops their exports, see `sluice_host::callbacks`).
+sluice_host::unused_callbacks!(b"proxy_on_log proxy_on_done");
+
 proxy_wasm::main! {{
     sluice_host::install::<Moderation>();
 }}

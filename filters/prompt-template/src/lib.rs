@@ -3,8 +3,8 @@
 //!
 //! Host glue only; the logic is `sluice_core::prompt_template`. On the request headers the
 //! engine decides from the path (one header read), and only when that does not settle it the
-//! method and host (the header map, one more call) and the route name (when a rule matches on
-//! it), whether anything could apply (`Engine::plan`): when nothing could, the request passes
+//! method (a REST endpoint), the host or the route name (a rule matching on them), one call
+//! each, whether anything could apply (`Engine::plan`): when nothing could, the request passes
 //! without its body being read. Otherwise the body is read once: a template is expanded and the
 //! rule's decoration applied (`Engine::apply`), or a REST call is turned into a chat request
 //! (`Engine::rest_request`) whose path replaces the caller's (the route is picked again). A
@@ -136,28 +136,18 @@ impl TemplateStream {
     }
 }
 
-/// The request head beyond its path, read when the engine asks: the header map in one host
-/// call (the first time), the route name in another.
-struct HostHead {
-    headers: Option<http::Headers>,
-}
-
-impl HostHead {
-    fn headers(&mut self) -> &http::Headers {
-        self.headers.get_or_insert_with(http::request_headers)
-    }
-}
+/// The request head beyond its path, read when the engine asks: each part one host call (a
+/// request needs at most one of the method, for a REST endpoint, and the host, for a rule on
+/// hosts: a single header read is cheaper than the whole map).
+struct HostHead;
 
 impl Head for HostHead {
     fn method(&mut self) -> String {
-        self.headers().get(":method").unwrap_or_default().to_owned()
+        http::request_header(":method").unwrap_or_default()
     }
 
     fn host(&mut self) -> String {
-        self.headers()
-            .get(":authority")
-            .unwrap_or_default()
-            .to_owned()
+        http::request_header(":authority").unwrap_or_default()
     }
 
     fn route_name(&mut self) -> Option<String> {
@@ -176,8 +166,7 @@ impl HttpContext for TemplateStream {
         // The path first, alone: it settles most requests; the rest of the head only when
         // the engine asks.
         let path = http::request_header(":path").unwrap_or_default();
-        let mut head = HostHead { headers: None };
-        let plan = rt.engine.plan(&path, &mut head);
+        let plan = rt.engine.plan(&path, &mut HostHead);
         self.phase = match plan {
             Plan::Pass => return Action::Continue,
             Plan::Refuse(err) => {
@@ -275,6 +264,10 @@ impl HttpContext for TemplateStream {
         Action::Continue
     }
 }
+
+// Left to the SDK (no `on_log`, no `on_done`): Envoy need not enter the module for them (`make wasm`
+// drops their exports, see `sluice_host::callbacks`).
+sluice_host::unused_callbacks!(b"proxy_on_log proxy_on_done");
 
 proxy_wasm::main! {{
     sluice_host::install::<PromptTemplate>();

@@ -10,10 +10,12 @@
 //! - [`reply`]: sends an [`sluice_core::ApiError`] to the caller.
 //! - [`http`]: headers, bodies, properties, time, shared data, environment.
 //! - [`held`]: an answer held whole to be rewritten, within what Envoy holds.
+//! - [`callbacks`]: the SDK callbacks a filter does not use, named so `make wasm` drops them.
 //! - [`clock`]: host time cached per VM, refreshed on tick (no host call per request).
 //! - [`metrics`]: counters and histograms with labels encoded in their names.
 //! - [`state`]: reads and writes Sluice filter state.
 
+pub mod callbacks;
 pub mod clock;
 pub mod held;
 pub mod http;

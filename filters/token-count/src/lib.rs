@@ -566,6 +566,10 @@ impl HttpContext for TokenCountStream {
     }
 }
 
+// Left to the SDK (`on_log` settles usage; no `on_done`): Envoy need not enter the module for them (`make wasm`
+// drops their exports, see `sluice_host::callbacks`).
+sluice_host::unused_callbacks!(b"proxy_on_done");
+
 proxy_wasm::main! {{
     sluice_host::install::<TokenCount>();
 }}

@@ -75,8 +75,6 @@ pub struct Engine {
     /// Rules as configured, or one rule that matches everything when none are.
     rules: Vec<Rule>,
     needs_route_name: bool,
-    /// A rule matches on the host or the route name (host calls beyond the path).
-    rules_read_head: bool,
     idle: bool,
     /// Each template's messages as JSON text with holes (`splice`), by name.
     #[cfg(feature = "splice")]
@@ -100,12 +98,10 @@ impl Engine {
             config.rules.clone()
         };
         let needs_route_name = rules.iter().any(|r| r.route_name.is_some());
-        let rules_read_head = needs_route_name || rules.iter().any(|r| r.host.is_some());
         let mut engine = Engine {
             config,
             rules,
             needs_route_name,
-            rules_read_head,
             idle: false,
             #[cfg(feature = "splice")]
             compiled: BTreeMap::new(),
@@ -136,9 +132,9 @@ impl Engine {
 
     /// What to do with a request, from its head: its `path`, and what else of `head` a
     /// decision needs (each part a host call, asked for at most once): the method only for a
-    /// REST endpoint or a request some rule could change, the host and route name only when a
-    /// rule the request could fall under matches on them. A request whose path alone settles
-    /// it (not chat, or a rule that changes nothing) costs no other read.
+    /// REST endpoint, the host and route name only when a rule the request could fall under
+    /// matches on them. A request whose path alone settles it (not chat, or a rule on the path
+    /// that changes nothing, or a rule on the path that applies) costs no other read.
     pub fn plan(&self, path: &str, head: &mut impl Head) -> Plan {
         if self.idle {
             return Plan::Pass;
@@ -166,21 +162,14 @@ impl Engine {
         ) {
             return Plan::Pass;
         }
-        // Rules that read more of the head: the method first, so that another request costs
-        // one read, not more.
-        if self.rules_read_head && head.method() != "POST" {
-            return Plan::Pass;
-        }
+        // The method is not read: a chat request is POST, and Envoy's route table answers
+        // another method on an API path with 405 after the chain (a body this filter changed
+        // included), as moderation also relies on.
         match self.rule_for_head(path, head) {
-            Some(rule) if self.reads_body(rule) => {
-                if !self.rules_read_head && head.method() != "POST" {
-                    return Plan::Pass;
-                }
-                Plan::Template {
-                    rule,
-                    dialect: Dialect::from_path(path),
-                }
-            }
+            Some(rule) if self.reads_body(rule) => Plan::Template {
+                rule,
+                dialect: Dialect::from_path(path),
+            },
             _ => Plan::Pass,
         }
     }

@@ -1,0 +1,75 @@
+//! The modules `make wasm` ships export no proxy-wasm callback their filter leaves to the SDK
+//! (`sluice_host::unused_callbacks!`, tools/sluice-trim), so Envoy does not enter them for it on
+//! every request; the callbacks a filter implements stay. The floor filter keeps the SDK's
+//! exports (the bench's floor rows measure the stock SDK).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use sluice_harness::paths;
+
+fn exports(module: &str) -> Vec<String> {
+    let path = paths::wasm_dir().join(format!("{module}.wasm"));
+    let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        !wasm
+            .windows(sluice_trim::SECTION.len())
+            .any(|w| w == sluice_trim::SECTION.as_bytes()),
+        "{module}: its {} section is still there: `make wasm` trims it",
+        sluice_trim::SECTION
+    );
+    sluice_trim::exports(&wasm).unwrap()
+}
+
+#[test]
+fn shipped_modules_export_only_the_callbacks_their_filter_uses() {
+    // Each filter: the per-request callbacks it leaves to the SDK, and those it implements.
+    let filters: [(&str, &[&str], &[&str]); 5] = [
+        (
+            "token_count",
+            &["proxy_on_done"],
+            &[
+                "proxy_on_log",
+                "proxy_on_request_body",
+                "proxy_on_response_body",
+            ],
+        ),
+        (
+            "prompt_template",
+            &["proxy_on_log", "proxy_on_done"],
+            &["proxy_on_request_headers", "proxy_on_response_body"],
+        ),
+        (
+            "moderation",
+            &["proxy_on_log", "proxy_on_done"],
+            &["proxy_on_request_body", "proxy_on_http_call_response"],
+        ),
+        (
+            "key_injection",
+            &["proxy_on_log", "proxy_on_done"],
+            &["proxy_on_request_headers", "proxy_on_response_body"],
+        ),
+        (
+            "model_router",
+            &["proxy_on_log", "proxy_on_done"],
+            &["proxy_on_request_body", "proxy_on_http_call_response"],
+        ),
+    ];
+    for (module, dropped, kept) in filters {
+        let names = exports(module);
+        for name in dropped {
+            assert!(!names.iter().any(|n| n == name), "{module} exports {name}");
+        }
+        for name in kept.iter().chain(&[
+            "proxy_on_context_create",
+            "proxy_on_delete",
+            "proxy_on_memory_allocate",
+            "proxy_abi_version_0_2_1",
+        ]) {
+            assert!(names.iter().any(|n| n == name), "{module} lacks {name}");
+        }
+    }
+    let floor = exports("floor_filter");
+    for name in ["proxy_on_log", "proxy_on_done"] {
+        assert!(floor.iter().any(|n| n == name), "floor_filter lacks {name}");
+    }
+}
