@@ -7,7 +7,7 @@ FILTER_PKGS  := $(addprefix -p ,$(FILTERS))
 # Not a product filter: the floor rows of `make bench` (tests/floor-filter).
 BENCH_PKGS   := -p floor-filter
 WASM_TARGET  := wasm32-wasip1
-WASM_DIR     := target/$(WASM_TARGET)/release
+WASM_DIR     := $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/release
 VENV         := .venv
 TOOLS        := .tools
 PYTHON       ?= python3

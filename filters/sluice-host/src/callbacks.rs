@@ -13,8 +13,9 @@
 pub const SECTION: &str = "sluice.unused_callbacks";
 
 /// Names the proxy-wasm callbacks (their export names, separated by spaces, as a byte string)
-/// this filter leaves to the SDK: `make wasm` drops their exports. Name only callbacks whose
-/// trait methods the filter does not implement.
+/// this filter leaves to the SDK: `make wasm` drops their exports. Only `proxy_on_log` and
+/// `proxy_on_done` can be named (sluice-trim refuses any other), and only when the filter does
+/// not implement the trait method.
 #[macro_export]
 macro_rules! unused_callbacks {
     ($names:literal) => {

@@ -6,10 +6,10 @@
 //! looks each callback up once when it loads the module and skips, on every request, one that
 //! is not exported: each dropped callback is one Wasm entry fewer per request.
 //!
-//! Only callbacks a host may go without can be named: a name that is not a proxy-wasm callback,
-//! one of the lifecycle exports the SDK needs (context creation and deletion, memory allocation,
-//! VM start, configuration), or one the module does not export is refused, so a typo fails the
-//! build instead of leaving the entry in place or removing something else.
+//! Only `proxy_on_log` and `proxy_on_done` can be named (their SDK defaults do nothing the host
+//! does not assume without them); any other name, or one the module does not export, is
+//! refused, so a typo fails the build instead of leaving the entry in place or removing
+//! something a filter needs.
 
 use wasm_encoder::{ExportKind, ExportSection, Module, RawSection};
 use wasmparser::{ExternalKind, Parser, Payload};
@@ -17,14 +17,10 @@ use wasmparser::{ExternalKind, Parser, Payload};
 /// The custom section naming the callbacks to drop (see `sluice_host::callbacks`).
 pub const SECTION: &str = "sluice.unused_callbacks";
 
-/// Exports every module needs whatever the filter does: never dropped.
-const KEPT: [&str; 5] = [
-    "proxy_on_context_create",
-    "proxy_on_delete",
-    "proxy_on_memory_allocate",
-    "proxy_on_vm_start",
-    "proxy_on_configure",
-];
+/// The callbacks that may be dropped: those whose SDK default does nothing Envoy does not
+/// assume without them (`on_log`: nothing; `on_done`: "done"). Every other export stays, even
+/// when a filter seems not to use it (`on_tick` refreshes every filter's cached clock).
+const DROPPABLE: [&str; 2] = ["proxy_on_log", "proxy_on_done"];
 
 /// What [`trim`] did to a module.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,7 +37,7 @@ pub fn trim(wasm: &[u8]) -> Result<Trimmed, String> {
         return Ok(Trimmed::Unchanged);
     };
     for name in &names {
-        if !name.starts_with("proxy_on_") || KEPT.contains(&name.as_str()) {
+        if !DROPPABLE.contains(&name.as_str()) {
             return Err(format!("{SECTION} names {name}, which cannot be dropped"));
         }
     }
@@ -206,12 +202,18 @@ mod tests {
         for (names, want) in [
             ("proxy_on_context_create", "cannot be dropped"),
             ("proxy_on_memory_allocate", "cannot be dropped"),
+            ("proxy_on_tick", "cannot be dropped"),
+            ("proxy_on_request_headers", "cannot be dropped"),
             ("memory", "cannot be dropped"),
-            ("proxy_on_tick", "does not export"),
         ] {
             let err = trim(&module(&ALL, Some(names))).unwrap_err();
             assert!(err.contains(names) && err.contains(want), "{names}: {err}");
         }
+        let err = trim(&module(&ALL[..3], Some("proxy_on_done"))).unwrap_err();
+        assert!(
+            err.contains("proxy_on_done") && err.contains("does not export"),
+            "{err}"
+        );
         assert!(trim(b"not wasm").is_err());
     }
 }

@@ -162,9 +162,11 @@ impl Engine {
         ) {
             return Plan::Pass;
         }
-        // The method is not read: a chat request is POST, and Envoy's route table answers
-        // another method on an API path with 405 after the chain (a body this filter changed
-        // included), as moderation also relies on.
+        // The method is not read (one host call fewer on every request a rule could change):
+        // a rule applies to a chat request with a body whatever its method, as moderation's
+        // rules do. A chat request is POST, and the shipped route table answers another
+        // method on an API path with 405 after the chain; such a request that this filter
+        // refuses (an unknown template, a missing variable) gets that refusal first.
         match self.rule_for_head(path, head) {
             Some(rule) if self.reads_body(rule) => Plan::Template {
                 rule,

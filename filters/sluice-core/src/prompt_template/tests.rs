@@ -524,16 +524,19 @@ fn plans_from_the_head_alone() {
         plan(&paths, "POST", "/v1/chat/completions?plain", "h", None),
         (Plan::Pass, vec![])
     );
-    assert_eq!(
-        plan(&paths, "POST", "/v1/chat/completions", "h", None),
-        (
-            Plan::Template {
-                rule: 1,
-                dialect: Dialect::OpenAi
-            },
-            vec![]
-        )
-    );
+    for method in ["POST", "GET"] {
+        assert_eq!(
+            plan(&paths, method, "/v1/chat/completions", "h", None),
+            (
+                Plan::Template {
+                    rule: 1,
+                    dialect: Dialect::OpenAi
+                },
+                vec![]
+            ),
+            "{method}"
+        );
+    }
     // No rules and no templates: nothing to read.
     let empty = engine(json!({"templates": {}}));
     assert!(empty.idle() && !e.idle());
