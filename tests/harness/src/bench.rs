@@ -328,7 +328,10 @@ const SCENARIOS: [Scenario; 19] = [
         templated: false,
     },
     // A filter's own floor: the floor-filter making exactly the host calls that filter makes on
-    // these requests, and nothing else. What a filter loses beyond it is its own code's.
+    // these requests, and nothing else; with the filter's Wasm entries too (`@lean`: without
+    // `on_log` and `on_done`, as the filters), but for token-count's, whose `on_log` the
+    // floor's `count-calls` needs (token-count lacks only `on_done`: its floor row has one
+    // entry more). What a filter loses beyond it is its own code's.
     Scenario {
         key: "floor-count",
         name: "token-count's host calls only",
@@ -344,7 +347,7 @@ const SCENARIOS: [Scenario; 19] = [
         name: "model-router's host calls only (routing)",
         filters: Some(&[FLOOR_ENTRY]),
         model: OPENAI_MODEL,
-        floor: Some("route-calls"),
+        floor: Some("route-calls@lean"),
         moderation: None,
         prompt_template: None,
         templated: false,
@@ -356,7 +359,7 @@ const SCENARIOS: [Scenario; 19] = [
         name: "prompt-template's host calls only (untemplated: :path read)",
         filters: Some(&[FLOOR_ENTRY]),
         model: OPENAI_MODEL,
-        floor: Some("path-read"),
+        floor: Some("path-read@lean"),
         moderation: None,
         prompt_template: None,
         templated: false,
@@ -366,7 +369,7 @@ const SCENARIOS: [Scenario; 19] = [
         name: "prompt-template's host calls only (templated)",
         filters: Some(&[FLOOR_ENTRY]),
         model: OPENAI_MODEL,
-        floor: Some("template-calls"),
+        floor: Some("template-calls@lean"),
         moderation: None,
         prompt_template: None,
         templated: false,
@@ -376,7 +379,7 @@ const SCENARIOS: [Scenario; 19] = [
         name: "moderation's host calls only (demo config, clean request)",
         filters: Some(&[FLOOR_ENTRY]),
         model: OPENAI_MODEL,
-        floor: Some("moderation-calls"),
+        floor: Some("moderation-calls@lean"),
         moderation: None,
         prompt_template: None,
         templated: false,
@@ -518,7 +521,10 @@ fn start(scenario: &Scenario, mock_port: u16) -> Result<Envoy, String> {
     }
 }
 
-/// The config with its moderation entry running `tests/floor-filter` in `mode` instead.
+/// The config with its moderation entry running `tests/floor-filter` in `mode` instead; a
+/// mode ending in `@lean` runs its copy without the `on_log` and `on_done` exports
+/// (`floor_filter_lean.wasm`, made by `make wasm`), as the filters have them: the rows
+/// standing for one filter's own calls.
 fn floor_entry(config: &str, mode: &str) -> Result<String, String> {
     let code = "/moderation.wasm\"";
     if !config.contains(code) {
@@ -526,9 +532,13 @@ fn floor_entry(config: &str, mode: &str) -> Result<String, String> {
             "envoy/sluice.yaml's moderation entry changed: update bench::floor_entry".into(),
         );
     }
+    let (mode, module) = match mode.strip_suffix("@lean") {
+        Some(mode) => (mode, "/floor_filter_lean.wasm\""),
+        None => (mode, "/floor_filter.wasm\""),
+    };
     let config = crate::render::set_plugin_config(config, "moderation", mode)?;
     Ok(config
-        .replace(code, "/floor_filter.wasm\"")
+        .replace(code, module)
         .replace("vm_id: moderation", "vm_id: floor"))
 }
 
@@ -1046,7 +1056,10 @@ pub fn run() -> Result<(), String> {
          answer, and for ten host calls. The rows \"token-count's host calls only\" and \
          \"model-router's host calls only\" make exactly the host calls that filter makes on \
          these requests and do nothing else: the most a filter doing that job can reach, and \
-         what the filter's own row loses beyond it is its own code's.\n\n\
+         what the filter's own row loses beyond it is its own code's. The floor rows keep every \
+         callback the SDK exports; the filters' modules do not export `on_log` and `on_done` \
+         (token-count keeps `on_log`), and the rows standing for one filter's calls but \
+         token-count's run a copy of the floor filter without them too.\n\n\
          RSS idle is after the first request; of it, Envoy's heap (its allocator's own figures, \
          admin `/memory`): what is allocated, and what the allocator keeps freed without giving it \
          back (already there before the first request: left from loading the modules).\n\n\

@@ -1,8 +1,10 @@
 //! The modules `make wasm` ships export no proxy-wasm callback their filter leaves to the SDK
 //! (`sluice_host::unused_callbacks!`, tools/sluice-trim), so Envoy does not enter them for it on
 //! every request; the callbacks a filter implements stay. The floor filter keeps the SDK's
-//! exports (the bench's floor rows measure the stock SDK). Modules built by `cargo build`
-//! alone keep every export and fail this test: build them with `make wasm`.
+//! exports (the bench's floor rows measure the stock SDK); its copy `floor_filter_lean.wasm`
+//! lacks `on_log` and `on_done` as the filters do (the rows standing for one filter's calls).
+//! Modules built by `cargo build` alone keep every export and fail this test: build them with
+//! `make wasm`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -11,11 +13,14 @@ use sluice_harness::paths;
 fn exports(module: &str) -> Vec<String> {
     let path = paths::wasm_dir().join(format!("{module}.wasm"));
     let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(
-        !wasm
-            .windows(sluice_trim::SECTION.len())
-            .any(|w| w == sluice_trim::SECTION.as_bytes()),
-        "{module}: its {} section is still there: `make wasm` trims it",
+    let trimmed = !wasm
+        .windows(sluice_trim::SECTION.len())
+        .any(|w| w == sluice_trim::SECTION.as_bytes());
+    // The floor filter keeps its section: only its lean copy is trimmed.
+    assert_eq!(
+        trimmed,
+        module != "floor_filter",
+        "{module}: its {} section: `make wasm` trims every module but the floor filter",
         sluice_trim::SECTION
     );
     sluice_trim::exports(&wasm).unwrap()
@@ -70,8 +75,16 @@ fn shipped_modules_export_only_the_callbacks_their_filter_uses() {
             assert!(names.iter().any(|n| n == name), "{module} lacks {name}");
         }
     }
+    // The floor filter keeps them (the stock SDK); its lean copy, for the rows standing for
+    // one filter's calls, lacks them as the filters do.
     let floor = exports("floor_filter");
+    let lean = exports("floor_filter_lean");
     for name in ["proxy_on_log", "proxy_on_done"] {
         assert!(floor.iter().any(|n| n == name), "floor_filter lacks {name}");
+        assert!(
+            !lean.iter().any(|n| n == name),
+            "floor_filter_lean has {name}"
+        );
     }
+    assert!(lean.iter().any(|n| n == "proxy_on_request_body"));
 }
